@@ -1,0 +1,222 @@
+"""The validated configuration of a run and of an experiment (a preset).
+
+One schema serves the CLI, the TUI forms and the run store: unknown keys are errors, and every
+cross-field rule names the field it is about so messages can point at it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+NAME_RULE = "1-64 characters of letters, digits, '.', '_', '+', '-', starting with a letter or digit"
+
+# Native resolution and class count of each dataset; imagefolder learns its classes from disk.
+NATIVE_SIZE = {"digits": 8, "cifar10": 32, "cifar100": 32, "synthetic": 32, "imagefolder": 224}
+NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "synthetic": 10}
+SWIN_HUB_IDS = {
+    "tiny": "microsoft/swin-tiny-patch4-window7-224",
+    "small": "microsoft/swin-small-patch4-window7-224",
+    "base": "microsoft/swin-base-patch4-window7-224",
+}
+
+
+def cross_field(field: str, message: str) -> PydanticCustomError:
+    """A rule that involves several fields, reported against `field` (a dotted path in the run)."""
+    return PydanticCustomError("cross_field", "{message}", {"field": field, "message": message})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+def check_name(value: str) -> str:
+    if not SAFE_NAME.match(value) or value in {".", ".."}:
+        raise ValueError(f"{value!r} is not a safe name: use {NAME_RULE}")
+    return value
+
+
+class ViTModel(Strict):
+    kind: Literal["vit"] = "vit"
+    patch_size: int = Field(4, ge=1)
+    embed_dim: int = Field(192, ge=8)
+    heads: int = Field(3, ge=1)
+    layers: int = Field(6, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    mlp_dim: int | None = Field(None, ge=1)
+    stem: Literal["patchify", "conv"] = "patchify"
+    act: Literal["gelu", "relu"] = "gelu"
+    class_token: bool = True
+    final_norm: bool = True
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ViTModel":
+        if self.embed_dim % self.heads:
+            raise cross_field("model.heads", f"must divide embed_dim {self.embed_dim} (got {self.heads})")
+        if self.mlp_dim is not None and "mlp_ratio" in self.model_fields_set:
+            raise cross_field("model.mlp_dim", "give either mlp_ratio or mlp_dim, not both")
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise cross_field(
+                "model.patch_size",
+                f"the conv stem reaches the patch stride with stride-2 convs, so patch_size must be a power of 2 >= 2 (got {self.patch_size})",
+            )
+        return self
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.mlp_dim if self.mlp_dim is not None else int(self.embed_dim * self.mlp_ratio)
+
+
+class SwinModel(Strict):
+    kind: Literal["swin"] = "swin"
+    variant: Literal["tiny", "small", "base"] = "tiny"
+    pretrained: bool = False
+    weights: str | None = None  # local save_pretrained dir or hub id (read from the local HF cache)
+
+    @property
+    def weights_source(self) -> str:
+        return self.weights or SWIN_HUB_IDS[self.variant]
+
+
+class ResNet18Model(Strict):
+    kind: Literal["resnet18"] = "resnet18"
+    weights: str | None = None  # a local state-dict file, loaded with weights_only=True
+
+
+ModelConfig = Annotated[Union[ViTModel, SwinModel, ResNet18Model], Field(discriminator="kind")]
+MODEL_CLASSES = {"vit": ViTModel, "swin": SwinModel, "resnet18": ResNet18Model}
+
+
+class DataConfig(Strict):
+    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
+    root: str = "data"
+    image_size: int | None = Field(None, ge=4)  # None: the dataset's native size
+    augment: bool | None = None  # None: on for CIFAR (random crop + flip), off otherwise
+    num_workers: int = Field(2, ge=0)  # DataLoader workers (imagefolder only)
+    download: bool = False
+    on_device: Literal["auto"] | bool = "auto"  # keep the whole dataset on the GPU as uint8
+    limit_train: int | None = Field(None, ge=1)  # use the first N training samples (synthetic: its size)
+    limit_val: int | None = Field(None, ge=1)
+    num_classes: int | None = Field(None, ge=2)  # synthetic only
+
+    @model_validator(mode="after")
+    def _synthetic_only(self) -> "DataConfig":
+        if self.num_classes is not None and self.dataset != "synthetic":
+            raise cross_field("data.num_classes", f"only the synthetic dataset takes num_classes ({self.dataset} has its own)")
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.image_size or NATIVE_SIZE[self.dataset]
+
+    @property
+    def use_augment(self) -> bool:
+        return self.augment if self.augment is not None else self.dataset in ("cifar10", "cifar100")
+
+    @property
+    def classes(self) -> int | None:
+        """Class count known from the config alone (None for imagefolder: read from disk)."""
+        if self.dataset == "synthetic":
+            return self.num_classes or 10
+        return NUM_CLASSES.get(self.dataset)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)  # the micro-batch that goes through the model at once
+    accumulation_steps: int = Field(1, ge=1)
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    scheduler: Literal["none", "cosine"] = "none"
+    warmup_epochs: float = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_every: int = Field(10, ge=1)  # optimizer steps between host reads of the running loss
+    freeze: Literal["none", "backbone"] = "none"  # backbone: train the classifier head only
+    tensorboard: bool = False
+    checkpoint: bool = True
+
+    @field_validator("lr")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("lr must be a finite number > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _warmup(self) -> "TrainConfig":
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise cross_field("train.warmup_epochs", f"must be less than epochs ({self.epochs})")
+        return self
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.accumulation_steps
+
+
+class RunConfig(Strict):
+    name: str
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return check_name(v)
+
+    @model_validator(mode="after")
+    def _fits_data(self) -> "RunConfig":
+        size, m = self.data.size, self.model
+        if isinstance(m, ViTModel) and size % m.patch_size:
+            raise cross_field("model.patch_size", f"must divide data.image_size {size} (got {m.patch_size})")
+        if isinstance(m, SwinModel) and size % 32:
+            raise cross_field(
+                "data.image_size",
+                f"Swin patchifies by 4 and merges patches 3 times, so image_size must be a multiple of 32 (got {size}; 224 matches the pretrained weights)",
+            )
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved config, as written to config.yaml."""
+        return self.model_dump(mode="json")
+
+
+class ExperimentConfig(Strict):
+    name: str
+    description: str = ""
+    runs: list[RunConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return check_name(v)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ExperimentConfig":
+        seen: set[str] = set()
+        for run in self.runs:
+            if run.name.lower() in seen:
+                raise cross_field("name", f"run name {run.name!r} is used twice (names must be unique, case-insensitively)")
+            seen.add(run.name.lower())
+        return self
+
+
+def model_label(model: ViTModel | SwinModel | ResNet18Model) -> str:
+    """Short human form of a model, e.g. `ViT p8 d512 h2 L8`, `ViT p8 d512 conv-stem`, `Swin-T pretrained`."""
+    if isinstance(model, ViTModel):
+        if model.stem == "conv":
+            return f"ViT p{model.patch_size} d{model.embed_dim} conv-stem"
+        return f"ViT p{model.patch_size} d{model.embed_dim} h{model.heads} L{model.layers}"
+    if isinstance(model, SwinModel):
+        return f"Swin-{model.variant[0].upper()} {'pretrained' if model.pretrained else 'scratch'}"
+    return "ResNet-18" + (" pretrained" if model.weights else "")

@@ -1,0 +1,293 @@
+"""Find, load, validate and save presets. Every problem is reported with file, line, run and field.
+
+A preset is an experiment: `name`, `description`, `defaults` (any of data/model/train) and `runs`,
+each run deep-merged over the defaults. Presets are read with `yaml.safe_load` only.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .config import MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig
+from .errors import PresetError
+
+TOP_KEYS = ("name", "description", "defaults", "runs")
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": None}
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
+
+
+def preset_dirs() -> list[Path]:
+    """Where presets are looked for: ./presets, the user's own, the ones shipped with vitlab."""
+    user = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "vitlab" / "presets"
+    dirs = [Path.cwd() / "presets", user, PACKAGE_ROOT / "presets"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def user_preset_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "vitlab" / "presets"
+
+
+def resolve_preset_path(name_or_path: str | Path) -> Path:
+    """A path as given, or a bare name (`quickstart`) looked up in the preset directories."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    for d in preset_dirs():
+        for suffix in (".yaml", ".yml"):
+            if (d / f"{path}{suffix}").exists():
+                return d / f"{path}{suffix}"
+    return path
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    path: Path
+    name: str
+    description: str
+    runs: int
+    error: str | None = None
+
+
+def list_presets() -> list[PresetInfo]:
+    found: list[PresetInfo] = []
+    seen: set[str] = set()
+    for d in preset_dirs():
+        for path in sorted(d.glob("*.y*ml")):
+            if path.name in seen:
+                continue
+            seen.add(path.name)
+            try:
+                exp = load_preset(path)
+                found.append(PresetInfo(path, exp.name, exp.description, len(exp.runs)))
+            except PresetError as e:
+                found.append(PresetInfo(path, path.stem, "", 0, error=str(e)))
+    return found
+
+
+# -- line numbers -------------------------------------------------------------------------------
+
+def _line_map(text: str) -> dict[tuple, int]:
+    """Map each key path (('runs', 0, 'model', 'heads')) to its 1-based line in the YAML text."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                k = key.value if isinstance(key, yaml.ScalarNode) else str(key)
+                lines[path + (k,)] = key.start_mark.line + 1
+                walk(value, path + (k,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_of(lines: dict[tuple, int], *candidates: tuple) -> int | None:
+    for path in candidates:
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in lines:
+                return lines[path[:cut]]
+    return None
+
+
+# -- error formatting ---------------------------------------------------------------------------
+
+def _allowed_keys(section: str, model_kind: str | None) -> list[str]:
+    if section == "model":
+        cls = MODEL_CLASSES.get(model_kind or "", None)
+        return list(cls.model_fields) if cls else ["kind"]
+    cls = SECTIONS.get(section)
+    return list(cls.model_fields) if cls else []
+
+
+def _describe(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str]:
+    """The dotted field path (inside a run) and a one-line message for one pydantic error."""
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in MODEL_CLASSES))
+    if err["type"] == "cross_field":
+        return tuple(err["ctx"]["field"].split(".")), err["ctx"]["message"]
+    if err["type"] == "extra_forbidden":
+        section = loc[0] if len(loc) > 1 else ""
+        kind = run.get("model", {}).get("kind") if isinstance(run.get("model"), dict) else None
+        allowed = _allowed_keys(section, kind) if section else list(RunConfig.model_fields)
+        return loc, f"unknown key; allowed: {', '.join(allowed)}"
+    if err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
+        return loc + ("kind",), f"must be one of: {', '.join(MODEL_CLASSES)}"
+    msg = err["msg"]
+    if "input" in err and err["type"] not in ("missing",):
+        msg = f"{msg} (got {err['input']!r})"
+    return loc, msg
+
+
+def _issue(file: str, line: int | None, where: str, message: str) -> str:
+    place = f"{file}:{line}" if line else file
+    return f"{place}: {where}: {message}" if where else f"{place}: {message}"
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            # a run that changes model.kind starts that section afresh: fields of another kind don't leak
+            if k == "model" and "kind" in v and v["kind"] != out[k].get("kind"):
+                out[k] = copy.deepcopy(v)
+            else:
+                out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_overrides(pairs: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]:
+    """`--set train.batch_size=16` -> [(('train', 'batch_size'), 16)]; values typed by YAML, then the schema."""
+    parsed = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        path = tuple(p for p in key.strip().split(".") if p)
+        if not sep or len(path) != 2 or path[0] not in SECTIONS:
+            raise PresetError(
+                f"--set {pair!r}: expected SECTION.KEY=VALUE with SECTION one of data, model, train (e.g. train.batch_size=16)"
+            )
+        section, name = path
+        known = set(SECTIONS[section].model_fields) if SECTIONS[section] else {
+            f for cls in MODEL_CLASSES.values() for f in cls.model_fields}
+        if name not in known:
+            raise PresetError(f"--set {key}: {section} has no key {name!r}; allowed: {', '.join(sorted(known))}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((path, value))
+    return parsed
+
+
+def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]]) -> dict:
+    for (section, name), value in overrides:
+        block = run.setdefault(section, {})
+        if section == "model" and name != "kind":
+            kind = block.get("kind", "vit")
+            if name not in MODEL_CLASSES.get(kind, MODEL_CLASSES["vit"]).model_fields:
+                continue  # e.g. model.patch_size does not apply to a ResNet run
+        block[name] = value
+    return run
+
+
+def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None = None,
+                         overrides: Iterable[str] = ()) -> ExperimentConfig:
+    lines = _line_map(text) if text else {}
+    issues: list[str] = []
+    if not isinstance(data, dict):
+        raise PresetError(f"{file}: a preset is a mapping with keys {', '.join(TOP_KEYS)}")
+    for key in data:
+        if key not in TOP_KEYS:
+            issues.append(_issue(file, _line_of(lines, (key,)), str(key), f"unknown key; allowed: {', '.join(TOP_KEYS)}"))
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        issues.append(_issue(file, _line_of(lines, ("defaults",)), "defaults", "must be a mapping of data/model/train"))
+        defaults = {}
+    for key in defaults:
+        if key not in SECTIONS:
+            issues.append(_issue(file, _line_of(lines, ("defaults", key)), f"defaults.{key}",
+                                 "unknown key; allowed: data, model, train"))
+    runs = data.get("runs")
+    if not isinstance(runs, list) or not runs:
+        issues.append(_issue(file, _line_of(lines, ("runs",)), "runs", "must be a non-empty list of runs"))
+        runs = []
+    over = parse_overrides(overrides)
+    valid: list[RunConfig] = []
+    for i, raw in enumerate(runs):
+        label = f"runs[{i}]"
+        if not isinstance(raw, dict):
+            issues.append(_issue(file, _line_of(lines, ("runs", i)), label, "each run is a mapping with name, model, data, train"))
+            continue
+        if "name" in raw:
+            label += f" ({raw['name']})"
+        merged = _apply_overrides(_deep_merge({k: v for k, v in defaults.items() if k in SECTIONS}, raw), over)
+        try:
+            valid.append(RunConfig.model_validate(merged))
+        except ValidationError as e:
+            for err in e.errors():
+                loc, msg = _describe(err, merged)
+                line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc, ("runs", i))
+                issues.append(_issue(file, line, f"{label} {'.'.join(map(str, loc))}".rstrip(), msg))
+    if issues:
+        raise PresetError("\n".join(issues))
+    try:
+        return ExperimentConfig(name=data.get("name", Path(file).stem), description=data.get("description") or "",
+                                runs=valid)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            loc, msg = _describe(err, {})
+            msgs.append(_issue(file, _line_of(lines, loc), ".".join(map(str, loc)), msg))
+        raise PresetError("\n".join(msgs)) from None
+
+
+def load_preset(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    path = resolve_preset_path(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PresetError(f"{path}: no such preset file (see `vitlab presets` for the ones shipped)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PresetError(f"{path}: cannot read it ({e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise PresetError(f"{where}: YAML syntax error: {problem}") from None
+    return experiment_from_dict(data, file=str(path), text=text, overrides=overrides)
+
+
+def _minimal(model: BaseModel, defaults: BaseModel) -> dict[str, Any]:
+    """Fields of `model` that differ from `defaults` (keeps saved presets short and readable)."""
+    full, base = model.model_dump(mode="json"), defaults.model_dump(mode="json")
+    return {k: v for k, v in full.items() if base.get(k) != v or k == "kind"}
+
+
+def experiment_to_dict(exp: ExperimentConfig) -> dict[str, Any]:
+    runs = []
+    for run in exp.runs:
+        entry: dict[str, Any] = {"name": run.name, "model": _minimal(run.model, type(run.model)())}
+        for section, cls in (("data", DataConfig), ("train", TrainConfig)):
+            block = _minimal(getattr(run, section), cls())
+            if block:
+                entry[section] = block
+        runs.append(entry)
+    return {"name": exp.name, "description": exp.description, "runs": runs}
+
+
+def dump_preset(exp: ExperimentConfig) -> str:
+    return yaml.safe_dump(experiment_to_dict(exp), sort_keys=False, allow_unicode=True)
+
+
+def save_preset(exp: ExperimentConfig, path: str | Path) -> Path:
+    """Write atomically; the file loads back to an equal ExperimentConfig."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dump_preset(exp), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
