@@ -1,0 +1,1 @@
+"""Headless subcommands of the `vitlab` CLI, one module each; each exposes `add_parser(subparsers)`."""

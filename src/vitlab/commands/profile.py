@@ -1,0 +1,47 @@
+"""`vitlab profile PRESET.yaml`: params and FLOPs per image of each run, without data or training."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from ..config import model_label
+from ..presets import load_preset
+from ..report import human_count
+
+NAME = "profile"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME, help="params and FLOPs per image of each run (no data or weights needed)")
+    p.add_argument("preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    exp = load_preset(args.preset, args.overrides)
+    from ..engine.profile import NOT_COUNTED, profile_run
+
+    profiles = [profile_run(run) for run in exp.runs]
+    if args.json:
+        print(json.dumps({"experiment": exp.name, "runs": [
+            {"name": p.name, "params": p.params, "trainable_params": p.trainable_params, "flops": p.flops,
+             "config": p.config} for p in profiles]}, indent=2))
+        return 0
+    table = Table(title=exp.name, header_style="bold")
+    for header in ("Run", "Model", "Image", "Params", "Trainable", "GFLOPs/img", "Tokens"):
+        table.add_column(header, justify="left" if header in ("Run", "Model") else "right")
+    for run, p in zip(exp.runs, profiles):
+        size = run.data.size
+        tokens = str((size // run.model.patch_size) ** 2) if run.model.kind == "vit" else "-"
+        table.add_row(run.name, model_label(run.model), f"{size}px", human_count(p.params),
+                      human_count(p.trainable_params), f"{p.flops / 1e9:.3f}", tokens)
+    console = Console(highlight=False)
+    console.print(table)
+    console.print("FLOPs: one forward pass per image, a multiply-add counted once (fvcore), attention included; "
+                  f"not counted: {', '.join(NOT_COUNTED)}.", style="dim")
+    return 0

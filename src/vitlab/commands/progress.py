@@ -1,0 +1,57 @@
+"""Headless progress: the engine's events as Rich output on stderr (stdout stays for --json)."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..engine.events import (EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
+                             StepsLogged, WarningRaised)
+from ..report import human_count
+
+
+class ProgressPrinter:
+    """An event consumer for the CLI. Rich's live bar refreshes itself; events only update numbers."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console, transient=True)
+        self.task = None
+
+    def __call__(self, event: Event) -> None:
+        c = self.console
+        if isinstance(event, RunStarted):
+            flops = f", {event.flops / 1e9:.3f} GFLOPs/img" if event.flops else ""
+            c.print(f"[bold cyan]{event.run}[/] ({event.index + 1}/{event.total_runs}) {event.model_label}: "
+                    f"{human_count(event.params)} params{flops}, {event.train_samples} train / {event.val_samples} "
+                    f"val samples, effective batch {event.effective_batch}, on {event.device}")
+            c.print(f"  run dir: {event.run_dir}", style="dim")
+            self.progress.start()
+            self.task = self.progress.add_task(event.run, total=event.epochs * event.steps_per_epoch,
+                                               completed=event.start_epoch * event.steps_per_epoch, status="")
+        elif isinstance(event, StepsLogged) and self.task is not None:
+            self.progress.update(self.task, completed=event.step, status=(
+                f"epoch {event.epoch} loss {event.loss:.4f} {event.images_per_s:,.0f} img/s "
+                f"{event.memory.label} {event.memory.allocated_mb:,.0f} MiB"))
+        elif isinstance(event, EpochEvaluated):
+            c.print(f"  epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f}, "
+                    f"eval loss {event.eval_loss:.4f}, accuracy {event.accuracy:.2%} ({event.epoch_time_s:.1f}s)")
+        elif isinstance(event, WarningRaised):
+            c.print(f"  [yellow]warning ({event.code}):[/] {event.message}")
+        elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
+            self.stop()
+            s = event.summary
+            if isinstance(event, RunFailed):
+                c.print(f"  [red]failed:[/] {event.error}")
+            elif isinstance(event, RunCancelled):
+                c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with: vitlab resume {s['run_dir']}")
+            else:
+                acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
+                c.print(f"  [green]finished[/]: accuracy {acc} in {s['train_time_s']:.1f}s of training")
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+            self.progress.remove_task(self.task)
+            self.task = None

@@ -1,0 +1,83 @@
+"""`vitlab run PRESET.yaml`: train every run of a preset headless and print the comparison table."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+from rich.console import Console
+
+from ..presets import load_preset
+from .progress import ProgressPrinter
+
+NAME = "run"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME, help="train a preset's runs headless and print the comparison table")
+    p.add_argument("preset", help="a preset YAML file, or the name of a shipped preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field in every run, e.g. --set train.batch_size=16 (repeatable)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default ./runs)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout (human text on stderr)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    p.set_defaults(handler=main)
+
+
+class StopRequest:
+    """First Ctrl-C: finish the current step and end the run as cancelled. Second: exit at once."""
+
+    def __init__(self, console: Console):
+        self.requested = False
+        self.console = console
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def on_sigint(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.console.print("[yellow]Stopping after this step (Ctrl-C again to quit at once)...[/]")
+
+    def on_sighup(self, signum, frame) -> None:
+        # The terminal is gone (SSH dropped): keep training, stop writing to it.
+        self.console.file = open(os.devnull, "w")
+
+
+def install_signals(stop: StopRequest) -> None:
+    signal.signal(signal.SIGINT, stop.on_sigint)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, stop.on_sighup)
+
+
+def run_and_report(experiment, summaries_source, *, as_json: bool, console: Console) -> int:
+    from ..report import rich_table, to_json
+
+    summaries = summaries_source()
+    if as_json:
+        print(to_json(summaries, experiment=experiment), flush=True)
+    else:
+        console.print(rich_table(summaries, title=f"{experiment}"))
+    if any(s["status"] == "failed" for s in summaries):
+        return 1
+    return 0 if all(s["status"] == "finished" for s in summaries) else 130
+
+
+def main(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
+    exp = load_preset(args.preset, overrides)
+    console = Console(stderr=True, highlight=False)
+    stop = StopRequest(console)
+    install_signals(stop)
+    from ..engine.runner import run_experiment  # torch loads here, after the preset is known to be valid
+
+    printer = ProgressPrinter(console)
+    try:
+        return run_and_report(
+            exp.name, lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=printer, should_stop=stop),
+            as_json=args.json, console=console)
+    finally:
+        printer.stop()
+

@@ -1,0 +1,95 @@
+"""Device choice, memory readings (CUDA allocator + NVML, or process RSS on CPU) and peak FLOP/s for MFU."""
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+
+from ..errors import VitlabError
+from .events import Memory
+
+MB = 2**20
+
+# Dense peak FLOP/s (a multiply-add = 2 FLOPs) by precision; tf32 tensor cores for fp32 matmuls.
+PEAK_TFLOPS = {
+    "H100": {"bf16": 989.0, "fp16": 989.0, "fp32": 494.5},
+    "H200": {"bf16": 989.0, "fp16": 989.0, "fp32": 494.5},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "fp32": 156.0},
+    "L4": {"bf16": 121.0, "fp16": 121.0, "fp32": 60.0},
+    "A10": {"bf16": 125.0, "fp16": 125.0, "fp32": 62.5},
+    "RTX 4090": {"bf16": 165.0, "fp16": 165.0, "fp32": 82.6},
+    "T4": {"bf16": 0.0, "fp16": 65.0, "fp32": 8.1},
+}
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise VitlabError("train.device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _nvml_total_mb(device: torch.device) -> float | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).total / MB
+    except Exception:  # NVML missing or not permitted: fall back to the CUDA runtime
+        return torch.cuda.get_device_properties(device).total_memory / MB
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+class MemoryProbe:
+    """Reads memory without syncing the device; NVML total is looked up once."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            self.total_mb = _nvml_total_mb(device)
+        else:
+            import psutil
+
+            self.process = psutil.Process()
+            self.total_mb = psutil.virtual_memory().total / MB
+
+    def read(self) -> Memory:
+        if self.device.type == "cuda":
+            return Memory("cuda", torch.cuda.memory_allocated(self.device) / MB,
+                          torch.cuda.memory_reserved(self.device) / MB,
+                          torch.cuda.max_memory_reserved(self.device) / MB, self.total_mb)
+        rss = self.process.memory_info().rss / MB
+        return Memory("cpu", rss, rss, max(rss, _peak_rss_mb()), self.total_mb)
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """The device's dense peak FLOP/s for this precision, or None where unknown (CPU, unlisted GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, table in PEAK_TFLOPS.items():
+        if key in name and table.get(precision):
+            return table[precision] * 1e12
+    return None
+
+
+def mfu(flops_per_image: int | None, images_per_s: float, device: torch.device, precision: str) -> float | None:
+    """Model FLOPs utilisation: forward MACs x 2 FLOPs x 3 (forward + backward) x img/s / peak FLOP/s."""
+    peak = peak_flops(device, precision)
+    if not peak or not flops_per_image:
+        return None
+    return 2 * 3 * flops_per_image * images_per_s / peak

@@ -1,0 +1,149 @@
+"""The training loop: exact gradient accumulation, mixed precision, device-side running sums.
+
+Exactness: the sample order depends only on (seed, epoch). Each epoch is cut into windows of
+`batch_size x accumulation_steps` samples (the last one may be shorter) and each window into
+micro-batches. Every micro-batch contributes sum(loss) / samples_in_window, so one optimizer step
+sees the mean loss over its window whatever the micro-batch size: 64x1, 16x4 and 8x8 end at the same
+weights up to float error, partial last window included.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Cancelled(Exception):
+    pass
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of an epoch: a function of (seed, epoch) alone, never of the batch size."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_samples, generator=g)
+
+
+def windows(order: torch.Tensor, batch_size: int, accumulation_steps: int) -> list[list[torch.Tensor]]:
+    """Optimizer-step windows of micro-batch index tensors."""
+    effective = batch_size * accumulation_steps
+    return [list(order[i:i + effective].split(batch_size)) for i in range(0, len(order), effective)]
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+@dataclass
+class Running:
+    """Device-side sums between two host reads, so the hot loop never syncs."""
+
+    loss_sum: torch.Tensor
+    samples: int = 0
+    steps: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def zero(cls, device: torch.device) -> "Running":
+        return cls(torch.zeros((), device=device, dtype=torch.float64))
+
+
+@dataclass
+class StepLog:
+    loss: float
+    samples: int
+    seconds: float
+
+
+@dataclass
+class Fault:
+    """Fault injection for tests of failure handling (CUDA OOM, NaN) on machines that can't produce them."""
+
+    kind: str  # "oom" | "nan"
+    at_step: int
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    batches,  # iterator of (x, y), one per micro-batch, in window order
+    plan: list[list[torch.Tensor]],
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    cfg: TrainConfig,
+    device: torch.device,
+    step: int,
+    on_log: Callable[[int, StepLog], None],
+    should_stop: Callable[[], bool],
+    skipped: torch.Tensor,
+    fault: Fault | None = None,
+) -> tuple[int, float]:
+    """One epoch of optimizer steps. Returns (global step, mean train loss per sample)."""
+    model.train()
+    epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
+    epoch_samples = 0
+    run = Running.zero(device)
+    for window in plan:
+        window_samples = sum(len(idx) for idx in window)
+        for _ in window:
+            x, y = next(batches)
+            with autocast(device, cfg.precision):
+                logits = model(x)
+            loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
+            if fault and fault.kind == "nan" and step + 1 >= fault.at_step:
+                loss_sum = loss_sum * float("nan")
+            scaler.scale(loss_sum / window_samples).backward()
+            run.loss_sum += loss_sum.detach()
+        if fault and fault.kind == "oom" and step + 1 == fault.at_step:
+            raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 2.00 GiB")
+        scale_before = scaler._scale.clone() if scaler.is_enabled() else None
+        scaler.step(optimizer)
+        scaler.update()
+        if scale_before is not None:  # GradScaler lowers its scale exactly when it skipped the step
+            skipped += (scaler._scale < scale_before).to(skipped.dtype)
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        run.samples += window_samples
+        run.steps += 1
+        epoch_samples += window_samples
+        if run.steps == cfg.log_every or window is plan[-1]:
+            epoch_sum += run.loss_sum
+            loss = run.loss_sum.item() / run.samples  # the one host sync, every log_every steps
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(loss)
+            on_log(step, StepLog(loss, run.samples, time.perf_counter() - run.started))
+            run = Running.zero(device)
+        if should_stop():
+            raise Cancelled()
+    return step, epoch_sum.item() / max(epoch_samples, 1)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, *, device: torch.device, precision: str) -> tuple[float, float]:
+    """(mean loss, top-1 accuracy) over the split; one host sync at the end."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    for x, y in batches:
+        with autocast(device, precision):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    model.train()
+    return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)

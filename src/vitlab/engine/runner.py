@@ -1,0 +1,362 @@
+"""Run one configured training run end to end: set up, train, evaluate, record, and end cleanly.
+
+Whatever happens (finish, cancel, OOM, non-finite loss, bad data), the run directory keeps its
+config, metrics, summary and last checkpoint, and the caller gets a summary instead of an exception.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..config import ExperimentConfig, RunConfig, model_label
+from ..errors import StoreError, VitlabError
+from . import device as devices
+from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
+                     ShouldStop, StepsLogged, WarningRaised, ignore, never)
+from .health import HealthMonitor
+from .loop import Cancelled, Fault, NonFiniteLoss, StepLog, epoch_order, evaluate, train_epoch, windows
+from .store import RunStore, read_metrics
+
+OOM_ADVICE = ("Out of memory. Lower train.batch_size and raise train.accumulation_steps to keep the same "
+              "effective batch, use precision bf16 (or fp16), or a smaller data.image_size.")
+NAN_ADVICE = ("The training loss became non-finite (NaN/inf). With fp16 this is usually an overflow: use "
+              "precision bf16, or lower train.lr (add warmup_epochs).")
+
+
+def fault_from_env() -> Fault | None:
+    """VITLAB_INJECT_FAULT=oom:3 or nan:2 -- the fault-injection seam used by the failure tests."""
+    spec = os.environ.get("VITLAB_INJECT_FAULT", "")
+    kind, _, step = spec.partition(":")
+    return Fault(kind, int(step or 1)) if kind in ("oom", "nan") else None
+
+
+def make_optimizer(cfg: RunConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    t = cfg.train
+    fused = {"fused": True} if device.type == "cuda" else {}
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, **fused)
+    cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
+
+
+def make_scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int):
+    """Per optimizer step: linear warmup, then cosine to zero (or constant)."""
+    total = cfg.train.epochs * steps_per_epoch
+    warmup = round(cfg.train.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.train.scheduler == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Run:
+    """One run's state between set-up and the end; `execute` never raises for run failures."""
+
+    def __init__(self, cfg: RunConfig, store: RunStore, *, experiment: str, emit: Emit, should_stop: ShouldStop,
+                 index: int, total_runs: int, resume: bool = False):
+        self.cfg, self.store, self.experiment = cfg, store, experiment
+        self.user_emit, self.should_stop = emit, should_stop
+        self.index, self.total_runs, self.resume = index, total_runs, resume
+        self.started_at = dt.datetime.now().isoformat(timespec="seconds")
+        self.summary: dict[str, Any] = {}
+        self.train_time = 0.0
+        self.images = 0
+        self.epoch = 0
+        self.step = 0
+        self.evals: list[dict[str, float]] = []
+        self.device = torch.device("cpu")
+        self.flops: int | None = None
+
+    def emit(self, event: Event) -> None:
+        self.store.record(event)
+        self.user_emit(event)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from .data import load_data
+        from .models import build_model, count_params
+        from .profile import count_flops
+
+        cfg = self.cfg
+        self.device = devices.pick_device(cfg.train.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.train.seed)
+        self.data = load_data(cfg.data, self.device, seed=cfg.train.seed)
+        self.model = build_model(cfg, self.data.num_classes).to(self.device)
+        if cfg.model.kind == "resnet18" and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.params, self.trainable = count_params(self.model)
+        try:
+            self.flops = count_flops(self.model, self.data.image_size)
+        except Exception as e:  # FLOPs are a report figure; never fail a run over them
+            self.store.log(f"FLOP count failed: {e!r}")
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(cfg, trainable, self.device)
+        self.steps_per_epoch = math.ceil(self.data.train.num_samples / cfg.train.effective_batch)
+        self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
+        self.skipped = torch.zeros((), device=self.device, dtype=torch.int64)
+        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        self.memory = devices.MemoryProbe(self.device)
+        self.health = HealthMonitor(self.data.num_classes, cfg.train.precision)
+        if self.resume:
+            self.load_checkpoint()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "step": self.step, "train_time": self.train_time, "images": self.images,
+            "skipped": int(self.skipped), "evals": self.evals,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.cfg.train.checkpoint:
+            self.store.save_checkpoint(self.checkpoint_state())
+
+    def load_checkpoint(self) -> None:
+        path = self.store.dir / "checkpoint.pt"
+        if not path.exists():
+            return  # killed before the first checkpoint: start from scratch in the same directory
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.train_time, self.images = state["train_time"], state["images"]
+        self.skipped.fill_(state["skipped"])
+        self.evals = list(state["evals"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if state["rng_cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+
+    # -- summary --------------------------------------------------------------------------------
+    def make_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        cfg, t = self.cfg, self.cfg.train
+        ips = self.images / self.train_time if self.train_time else None
+        peak = self.memory.read() if hasattr(self, "memory") else None
+        return {
+            "name": cfg.name, "experiment": self.experiment, "status": status, "model": model_label(cfg.model),
+            "params": getattr(self, "params", None), "trainable_params": getattr(self, "trainable", None),
+            "flops": self.flops, "precision": t.precision, "batch_size": t.batch_size,
+            "accumulation_steps": t.accumulation_steps, "effective_batch": t.effective_batch,
+            "epochs": self.epoch, "epochs_planned": t.epochs, "steps": self.step,
+            "train_time_s": round(self.train_time, 3), "throughput_img_s": round(ips, 2) if ips else None,
+            "mfu": devices.mfu(self.flops, ips or 0.0, self.device, t.precision),
+            "peak_memory_mb": round(peak.peak_mb, 1) if peak else None,
+            "memory_kind": peak.device if peak else self.device.type,
+            "accuracy": self.evals[-1]["accuracy"] if self.evals else None,
+            "best_accuracy": max((e["accuracy"] for e in self.evals), default=None),
+            "eval_loss": self.evals[-1]["eval_loss"] if self.evals else None,
+            "train_loss": self.evals[-1]["train_loss"] if self.evals else None,
+            "skipped_steps": int(self.skipped) if hasattr(self, "skipped") else 0,
+            "device": devices.describe(self.device),
+            "run_dir": str(self.store.dir), "started_at": self.started_at,
+            "ended_at": dt.datetime.now().isoformat(timespec="seconds") if status != "running" else None,
+            "error": error, "config": cfg.resolved(),
+        }
+
+    # -- the run --------------------------------------------------------------------------------
+    def train(self) -> None:
+        cfg, t = self.cfg, self.cfg.train
+        total_steps = t.epochs * self.steps_per_epoch
+        self.store.write_summary(self.make_summary("running"))
+        self.save_checkpoint()  # a checkpoint exists from the start, so resume is always possible
+        self.emit(RunStarted(
+            cfg.name, self.experiment, str(self.store.dir), self.index, self.total_runs, cfg.resolved(),
+            model_label(cfg.model), self.params, self.trainable, self.flops, devices.describe(self.device),
+            t.epochs, self.epoch, self.steps_per_epoch, self.data.train.num_samples,
+            self.data.val.num_samples, self.data.num_classes, t.effective_batch))
+        for message in self.data.warnings:
+            self.warn("data", message)
+        for code, message in self.health.at_start(self.device):
+            self.warn(code, message)
+        eval_times: list[float] = []
+        start_step, start_time = self.step, self.train_time  # ETA from this process's pace (resume-safe)
+        fault = fault_from_env()
+        while self.epoch < t.epochs:
+            epoch_start = time.perf_counter()
+            plan = windows(epoch_order(self.data.train.num_samples, t.seed, self.epoch), t.batch_size,
+                           t.accumulation_steps)
+            batches = iter(self.data.train.batches([idx for w in plan for idx in w], epoch=self.epoch,
+                                                   augment=cfg.data.use_augment))
+            phase_start, phase_train = time.perf_counter(), self.train_time
+
+            def on_log(step: int, log: StepLog) -> None:
+                self.train_time = phase_train + (time.perf_counter() - phase_start)
+                self.images += log.samples
+                mean_eval = sum(eval_times) / len(eval_times) if eval_times else 0.0
+                per_step = (self.train_time - start_time) / max(1, step - start_step)
+                eta = per_step * (total_steps - step) + mean_eval * (t.epochs - self.epoch)
+                self.emit(StepsLogged(
+                    cfg.name, self.experiment, self.epoch + 1, step, total_steps, log.loss,
+                    self.scheduler.get_last_lr()[0], log.samples / max(log.seconds, 1e-9),
+                    self.images / max(self.train_time, 1e-9), self.train_time, eta, self.memory.read(),
+                    int(self.skipped)))
+                self.health.on_steps(step, int(self.skipped), self.warn)
+
+            self.step, train_loss = train_epoch(
+                self.forward, batches, plan, optimizer=self.optimizer, scheduler=self.scheduler,
+                scaler=self.scaler, cfg=t, device=self.device, step=self.step, on_log=on_log,
+                should_stop=self.should_stop, skipped=self.skipped, fault=fault)
+            self.train_time = phase_train + (time.perf_counter() - phase_start)
+            eval_start = time.perf_counter()
+            val_batch = max(t.effective_batch, 256)
+            val_order = torch.arange(self.data.val.num_samples)
+            eval_loss, accuracy = evaluate(
+                self.forward, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
+                device=self.device, precision=t.precision)
+            eval_times.append(time.perf_counter() - eval_start)
+            self.epoch += 1
+            self.evals.append({"epoch": self.epoch, "train_loss": train_loss, "eval_loss": eval_loss,
+                               "accuracy": accuracy})
+            self.save_checkpoint()
+            self.store.write_summary(self.make_summary("running"))
+            self.emit(EpochEvaluated(cfg.name, self.experiment, self.epoch, t.epochs, train_loss, eval_loss,
+                                     accuracy, time.perf_counter() - epoch_start, self.train_time))
+            self.health.on_epoch(self.epoch, train_loss, accuracy, self.warn)
+            if self.should_stop():
+                raise Cancelled()
+
+    def warn(self, code: str, message: str) -> None:
+        self.emit(WarningRaised(self.cfg.name, self.experiment, code, message))
+
+    def execute(self) -> dict[str, Any]:
+        self.store.write_config(self.cfg.resolved())
+        self.store.log(f"{'resumed' if self.resume else 'started'}: {self.cfg.name}")
+        try:
+            self.setup()
+            self.train()
+            return self.end(RunFinished, "finished")
+        except Cancelled:
+            return self.end(RunCancelled, "cancelled")
+        except KeyboardInterrupt:
+            self.end(RunCancelled, "cancelled")
+            raise
+        except torch.OutOfMemoryError:
+            self.store.log(traceback.format_exc())
+            self.release()
+            return self.end(RunFailed, "failed", OOM_ADVICE, "oom")
+        except NonFiniteLoss:
+            return self.end(RunFailed, "failed", NAN_ADVICE + self.skipped_note(), "non-finite")
+        except StoreError as e:
+            self.store.log(traceback.format_exc())
+            return self.end(RunFailed, "failed", str(e), "store")
+        except VitlabError as e:
+            self.store.log(traceback.format_exc())
+            return self.end(RunFailed, "failed", str(e), "data" if "Data" in type(e).__name__ else "error")
+        except Exception as e:
+            self.store.log(traceback.format_exc())
+            msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            return self.end(RunFailed, "failed", f"{msg} (details in {self.store.dir / 'run.log'})", "error")
+
+    def skipped_note(self) -> str:
+        n = int(self.skipped) if hasattr(self, "skipped") else 0
+        return f" GradScaler skipped {n} steps before this." if n else ""
+
+    def release(self) -> None:
+        """Drop the big tensors so the next run in the queue starts with the memory free."""
+        for name in ("forward", "model", "optimizer", "data"):
+            self.__dict__.pop(name, None)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def end(self, event_cls, status: str, error: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        self.summary = self.make_summary(status, error)
+        try:
+            if event_cls is RunFailed:
+                self.emit(RunFailed(self.cfg.name, self.experiment, self.summary, error or "", reason or "error"))
+            else:
+                self.emit(event_cls(self.cfg.name, self.experiment, self.summary))
+        except StoreError as e:  # the disk filled at the very end: still tell the listener
+            self.user_emit(RunFailed(self.cfg.name, self.experiment, self.summary, str(e), "store"))
+        self.release()
+        return self.summary
+
+
+def train_run(cfg: RunConfig, *, experiment: str, runs_dir: Path, emit: Emit = ignore,
+              should_stop: ShouldStop = never, index: int = 0, total_runs: int = 1) -> dict[str, Any]:
+    """Train one run into a new run directory; returns its summary (also in summary.json)."""
+    store = RunStore.create(Path(runs_dir), experiment, cfg.name)
+    return Run(cfg, store, experiment=experiment, emit=emit, should_stop=should_stop, index=index,
+               total_runs=total_runs).execute()
+
+
+def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = never) -> dict[str, Any]:
+    """Continue a cancelled, failed, interrupted or killed run from its last checkpoint, in place."""
+    run_dir = Path(run_dir)
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise VitlabError(f"{run_dir}: not a vitlab run directory (no readable config.yaml: {e})") from None
+    cfg = RunConfig.model_validate(raw)
+    summary = {}
+    try:
+        import json
+
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        pass
+    if summary.get("status") == "finished":
+        raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
+    _drop_metrics_after_checkpoint(run_dir)
+    store = RunStore(run_dir)
+    return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=0,
+               total_runs=1, resume=True).execute()
+
+
+def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
+    """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy."""
+    import json
+
+    ckpt = run_dir / "checkpoint.pt"
+    done = 0
+    if ckpt.exists():
+        done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+    kept, epoch_of_step = [], 0
+    for record in read_metrics(run_dir / "metrics.jsonl"):
+        epoch_of_step = record.get("epoch", epoch_of_step)
+        if record.get("event") == "StepsLogged" and record["epoch"] > done:
+            continue
+        if record.get("event") == "EpochEvaluated" and record["epoch"] > done:
+            continue
+        kept.append(record)
+    from .store import atomic_write
+
+    atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore,
+                   should_stop: ShouldStop = never) -> list[dict[str, Any]]:
+    """Every run of the experiment in order; a failed run does not stop the queue, a cancel does."""
+    summaries = []
+    for i, cfg in enumerate(exp.runs):
+        summary = train_run(cfg, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
+                            index=i, total_runs=len(exp.runs))
+        summaries.append(summary)
+        if summary["status"] == "cancelled":
+            break
+    return summaries

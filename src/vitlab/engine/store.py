@@ -1,0 +1,243 @@
+"""The run store: one directory per run, written as the run goes so nothing measured is lost.
+
+RUNS_DIR/<experiment>/<timestamp>-<run>/
+  config.yaml     the fully resolved run config (atomic write)
+  metrics.jsonl   one JSON line per event, appended and flushed as it happens
+  summary.json    status and figures (atomic; rewritten at the end, `running` before)
+  checkpoint.pt   last epoch-boundary checkpoint (atomic)
+  heartbeat       touched while the run is alive
+  run.log         details (tracebacks) behind the one-line messages a user sees
+"""
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from ..config import check_name
+from ..errors import StoreError
+from .events import EpochEvaluated, Event, RunEnded, RunStarted, StepsLogged, WarningRaised
+
+HEARTBEAT_STALE_S = 120.0
+
+
+def _disk_error(path: Path, e: OSError) -> StoreError:
+    if e.errno == errno.ENOSPC:
+        return StoreError(f"{path}: the disk is full; free space or set --runs-dir to another disk. "
+                          "The previous checkpoint and metrics are intact.")
+    if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return StoreError(f"{path}: cannot write here ({e.strerror}); choose a writable --runs-dir")
+    return StoreError(f"{path}: cannot write ({e.strerror or e})")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _disk_error(path, e) from None
+
+
+def safe_child(root: Path, *names: str) -> Path:
+    """root/names..., refusing names that would escape root (../, absolute paths, separators)."""
+    for name in names:
+        try:
+            check_name(name)
+        except ValueError as e:
+            raise StoreError(str(e)) from None
+    path = root.joinpath(*names)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise StoreError(f"{'/'.join(names)!r} would escape the runs directory {root}")
+    return path
+
+
+class RunStore:
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir
+        self._metrics = None
+
+    @classmethod
+    def create(cls, runs_dir: Path, experiment: str, run: str) -> "RunStore":
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = safe_child(Path(runs_dir), experiment)
+        path = safe_child(base, f"{stamp}-{run}")
+        n = 1
+        while path.exists():  # two runs of the same name within a second
+            n += 1
+            path = safe_child(base, f"{stamp}-{run}-{n}")
+        try:
+            path.mkdir(parents=True)
+        except OSError as e:
+            raise _disk_error(path, e) from None
+        return cls(path)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write_config(self, resolved: dict[str, Any]) -> None:
+        atomic_write(self.dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False).encode())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write(self.dir / "summary.json", json.dumps(summary, indent=2).encode())
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        try:
+            if self._metrics is None:
+                self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
+        except OSError as e:
+            raise _disk_error(self.dir / "metrics.jsonl", e) from None
+
+    def heartbeat(self) -> None:
+        try:
+            (self.dir / "heartbeat").write_text(f"{os.getpid()} {time.time():.0f}\n")
+        except OSError:
+            pass  # a missed heartbeat only makes a live run look stale; never fail training for it
+
+    def log(self, text: str) -> None:
+        try:
+            with open(self.dir / "run.log", "a", encoding="utf-8") as f:
+                f.write(f"[{dt.datetime.now().isoformat(timespec='seconds')}] {text.rstrip()}\n")
+        except OSError:
+            pass
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write(self.dir / "checkpoint.pt", buf.getvalue())
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+    def record(self, event: Event) -> None:
+        """The store as an event consumer: metrics as lines, the summary at the end."""
+        if isinstance(event, (StepsLogged, EpochEvaluated, WarningRaised)):
+            record = event.to_dict()
+            record["time"] = time.time()
+            self.append_metrics(record)
+            self.heartbeat()
+        elif isinstance(event, RunStarted):
+            self.heartbeat()
+        elif isinstance(event, RunEnded):
+            self.write_summary(event.summary)
+            (self.dir / "heartbeat").unlink(missing_ok=True)
+            self.close()
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of metrics.jsonl; a torn last line (killed writer) is skipped."""
+    records = []
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return records
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _heartbeat_alive(run_dir: Path) -> bool:
+    try:
+        return time.time() - (run_dir / "heartbeat").stat().st_mtime < HEARTBEAT_STALE_S
+    except OSError:
+        return False
+
+
+def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
+    """A summary for a run that wrote none (still running, or killed): built from config and metrics."""
+    from ..config import RunConfig, model_label
+
+    config: dict[str, Any] = {}
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        pass
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    evals = [m for m in metrics if m.get("event") == "EpochEvaluated"]
+    steps = [m for m in metrics if m.get("event") == "StepsLogged"]
+    train = config.get("train", {})
+    label = "?"
+    try:
+        label = model_label(RunConfig.model_validate(config).model)
+    except Exception:
+        pass
+    return {
+        "name": config.get("name", run_dir.name),
+        "experiment": run_dir.parent.name,
+        "status": "running" if _heartbeat_alive(run_dir) else "interrupted",
+        "model": label,
+        "params": None, "flops": None,
+        "precision": train.get("precision"),
+        "batch_size": train.get("batch_size"),
+        "accumulation_steps": train.get("accumulation_steps"),
+        "effective_batch": (train.get("batch_size") or 0) * (train.get("accumulation_steps") or 0) or None,
+        "epochs": evals[-1]["epoch"] if evals else 0,
+        "epochs_planned": train.get("epochs"),
+        "train_time_s": steps[-1]["elapsed_s"] if steps else None,
+        "throughput_img_s": steps[-1]["mean_images_per_s"] if steps else None,
+        "peak_memory_mb": max((s["memory"]["peak_mb"] for s in steps), default=None),
+        "memory_kind": steps[-1]["memory"]["device"] if steps else None,
+        "accuracy": evals[-1]["accuracy"] if evals else None,
+        "best_accuracy": max((e["accuracy"] for e in evals), default=None),
+        "eval_loss": evals[-1]["eval_loss"] if evals else None,
+        "train_loss": evals[-1]["train_loss"] if evals else None,
+        "run_dir": str(run_dir),
+        "started_at": None,
+        "error": None,
+        "config": config,
+    }
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """The run's summary.json, or one rebuilt from its metrics; a live `running` summary is refreshed too."""
+    run_dir = Path(run_dir)
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return summary_from_metrics(run_dir)
+    if summary.get("status") == "running":
+        live = summary_from_metrics(run_dir)
+        summary.update({k: v for k, v in live.items() if v is not None and k not in ("params", "flops", "model")})
+    summary["run_dir"] = str(run_dir)
+    return summary
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").exists() or (path / "summary.json").exists()
+
+
+def find_runs(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Summaries of every run dir given or below the paths given, newest first."""
+    seen: set[Path] = set()
+    runs = []
+    for root in map(Path, paths):
+        candidates = [root] if is_run_dir(root) else sorted(p.parent for p in root.rglob("config.yaml"))
+        for run_dir in candidates:
+            if run_dir.resolve() in seen:
+                continue
+            seen.add(run_dir.resolve())
+            runs.append(read_run(run_dir))
+    runs.sort(key=lambda s: Path(s["run_dir"]).name.split("-", 2)[:2], reverse=True)
+    return runs

@@ -1,0 +1,157 @@
+"""The comparison table: one column definition shared by `vitlab run`, `vitlab compare` and the TUI.
+
+Cells are human-readable in the table and Markdown, raw numbers in CSV and JSON. Torch-free.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+
+def _num(x: float | int | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def human_count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _memory(s: dict) -> str:
+    mb = s.get("peak_memory_mb")
+    if mb is None:
+        return "-"
+    kind = "RSS" if s.get("memory_kind") == "cpu" else "VRAM"
+    return f"{mb / 1024:.2f} GiB {kind}" if mb >= 1024 else f"{mb:.0f} MiB {kind}"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    human: Callable[[dict], str]
+    raw: Callable[[dict], Any]
+    numeric: bool = False
+
+
+def _field(name: str) -> Callable[[dict], Any]:
+    return lambda s: s.get(name)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("experiment", "Experiment", lambda s: s.get("experiment") or "-", _field("experiment")),
+    Column("run", "Run", lambda s: s.get("name") or "-", _field("name")),
+    Column("model", "Model", lambda s: s.get("model") or "-", _field("model")),
+    Column("params", "Params", lambda s: human_count(s.get("params")), _field("params"), True),
+    Column("gflops", "GFLOPs/img", lambda s: _num(s["flops"] / 1e9 if s.get("flops") else None, ".3f"),
+           lambda s: s["flops"] / 1e9 if s.get("flops") else None, True),
+    Column("precision", "Precision", lambda s: s.get("precision") or "-", _field("precision")),
+    Column("batch", "Batch (micro x accum)",
+           lambda s: f"{s['batch_size']}x{s['accumulation_steps']}" if s.get("batch_size") else "-",
+           _field("effective_batch"), True),
+    Column("epochs", "Epochs",
+           lambda s: f"{s.get('epochs', 0)}/{s['epochs_planned']}" if s.get("epochs_planned") else _num(s.get("epochs"), "d"),
+           _field("epochs"), True),
+    Column("time", "Train time", lambda s: human_duration(s.get("train_time_s")), _field("train_time_s"), True),
+    Column("throughput", "img/s", lambda s: _num(s.get("throughput_img_s"), ",.0f"), _field("throughput_img_s"), True),
+    Column("mfu", "MFU", lambda s: _pct(s.get("mfu")), _field("mfu"), True),
+    Column("memory", "Peak memory", _memory, _field("peak_memory_mb"), True),
+    Column("best_accuracy", "Best acc", lambda s: _pct(s.get("best_accuracy")), _field("best_accuracy"), True),
+    Column("accuracy", "Final acc", lambda s: _pct(s.get("accuracy")), _field("accuracy"), True),
+    Column("status", "Status", lambda s: s.get("status") or "-", _field("status")),
+)
+COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+
+
+def visible_columns(summaries: list[dict]) -> tuple[Column, ...]:
+    """All columns, less MFU when no run has one (CPU runs)."""
+    return tuple(c for c in COLUMNS if c.key != "mfu" or any(s.get("mfu") for s in summaries))
+
+
+def format_row(summary: dict, columns: Iterable[Column] = COLUMNS) -> list[str]:
+    return [c.human(summary) for c in columns]
+
+
+def sort_summaries(summaries: list[dict], key: str | None) -> list[dict]:
+    """Sort by a column key (numbers descending, text ascending); runs without a value go last."""
+    if not key:
+        return list(summaries)
+    column = next((c for c in COLUMNS if c.key == key), None)
+    if column is None:
+        raise ValueError(f"unknown column {key!r}; one of: {', '.join(COLUMN_KEYS)}")
+    present = [s for s in summaries if column.raw(s) is not None]
+    missing = [s for s in summaries if column.raw(s) is None]
+    return sorted(present, key=column.raw, reverse=column.numeric) + missing
+
+
+STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "interrupted": "magenta"}
+
+
+def rich_table(summaries: list[dict], title: str | None = None):
+    from rich.table import Table
+
+    columns = visible_columns(summaries)
+    table = Table(title=title, header_style="bold")
+    for c in columns:
+        table.add_column(c.header, justify="right" if c.numeric else "left")
+    for s in summaries:
+        cells = format_row(s, columns)
+        style = STATUS_STYLE.get(s.get("status", ""), "")
+        cells[-1] = f"[{style}]{cells[-1]}[/]" if style else cells[-1]
+        table.add_row(*cells)
+    return table
+
+
+def to_markdown(summaries: list[dict]) -> str:
+    columns = visible_columns(summaries)
+    lines = ["| " + " | ".join(c.header for c in columns) + " |",
+             "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|"]
+    for s in summaries:
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in format_row(s, columns)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(summaries: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([c.key for c in COLUMNS] + ["run_dir"])
+    for s in summaries:
+        writer.writerow(["" if c.raw(s) is None else c.raw(s) for c in COLUMNS] + [s.get("run_dir", "")])
+    return buf.getvalue()
+
+
+JSON_FIELDS = ("name", "experiment", "status", "model", "params", "trainable_params", "flops", "precision",
+               "batch_size", "accumulation_steps", "effective_batch", "epochs", "epochs_planned", "train_time_s",
+               "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
+               "eval_loss", "train_loss", "skipped_steps", "device", "error", "run_dir", "config")
+
+
+def json_runs(summaries: list[dict]) -> list[dict]:
+    return [{k: s.get(k) for k in JSON_FIELDS} for s in summaries]
+
+
+def to_json(summaries: list[dict], experiment: str | None = None) -> str:
+    doc: dict[str, Any] = {"runs": json_runs(summaries)}
+    if experiment is not None:
+        doc = {"experiment": experiment, **doc}
+    return json.dumps(doc, indent=2)
