@@ -75,6 +75,23 @@ class Fault:
     at_step: int
 
 
+def micro_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, window_samples: int, cfg: TrainConfig,
+               device: torch.device, scaler: torch.amp.GradScaler, *, poison: bool = False) -> torch.Tensor:
+    """Forward and backward one micro-batch of a window; returns the detached sum of its sample losses.
+
+    The loss is the sum over the micro-batch divided by the samples in the whole window, so the
+    gradients accumulated over a window are those of the window's mean loss (`vitlab check accumulation`
+    verifies exactly this function).
+    """
+    with autocast(device, cfg.precision):
+        logits = model(x)
+    loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
+    if poison:
+        loss_sum = loss_sum * float("nan")
+    scaler.scale(loss_sum / window_samples).backward()
+    return loss_sum.detach()
+
+
 def train_epoch(
     model: torch.nn.Module,
     batches,  # iterator of (x, y), one per micro-batch, in window order
@@ -98,15 +115,10 @@ def train_epoch(
     run = Running.zero(device)
     for window in plan:
         window_samples = sum(len(idx) for idx in window)
+        poison = fault is not None and fault.kind == "nan" and step + 1 >= fault.at_step
         for _ in window:
             x, y = next(batches)
-            with autocast(device, cfg.precision):
-                logits = model(x)
-            loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
-            if fault and fault.kind == "nan" and step + 1 >= fault.at_step:
-                loss_sum = loss_sum * float("nan")
-            scaler.scale(loss_sum / window_samples).backward()
-            run.loss_sum += loss_sum.detach()
+            run.loss_sum += micro_step(model, x, y, window_samples, cfg, device, scaler, poison=poison)
         if fault and fault.kind == "oom" and step + 1 == fault.at_step:
             raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 2.00 GiB")
         scale_before = scaler._scale.clone() if scaler.is_enabled() else None

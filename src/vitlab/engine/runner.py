@@ -81,9 +81,12 @@ class Run:
         self.evals: list[dict[str, float]] = []
         self.device = torch.device("cpu")
         self.flops: int | None = None
+        self.tensorboard = None
 
     def emit(self, event: Event) -> None:
         self.store.record(event)
+        if self.tensorboard is not None:
+            self.tensorboard(event)
         self.user_emit(event)
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -117,6 +120,10 @@ class Run:
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model
         self.memory = devices.MemoryProbe(self.device)
         self.health = HealthMonitor(self.data.num_classes, cfg.train.precision)
+        if cfg.train.tensorboard:
+            from .tensorboard import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(self.store.dir)
         if self.resume:
             self.load_checkpoint()
 

@@ -1,0 +1,71 @@
+"""Gradient accumulation is exact: 64x1, 16x4 and 8x8 reach the same weights, partial last window included."""
+import pytest
+import torch
+
+from vitlab.config import RunConfig
+from vitlab.engine.loop import epoch_order, windows
+from vitlab.engine.runner import Run, train_run
+from vitlab.engine.store import RunStore
+
+
+def cfg(batch, accum, **train):
+    return RunConfig.model_validate({
+        "name": f"ga-{batch}x{accum}",
+        "model": {"kind": "vit", "patch_size": 4, "embed_dim": 32, "heads": 2, "layers": 1},
+        # 200 samples: 3 full windows of 64 and a partial one of 8
+        "data": {"dataset": "synthetic", "image_size": 16, "limit_train": 200, "limit_val": 64, "augment": True},
+        "train": {"epochs": 2, "batch_size": batch, "accumulation_steps": accum, "lr": 1e-3, "seed": 3,
+                  "checkpoint": False, **train},
+    })
+
+
+def final_weights(tmp_path, config):
+    run = Run(config, RunStore.create(tmp_path, "ga", config.name), experiment="ga", emit=lambda e: None,
+              should_stop=lambda: False, index=0, total_runs=1)
+    run.store.write_config(config.resolved())
+    run.setup()
+    run.train()
+    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}, run.evals
+
+
+def test_order_depends_on_seed_and_epoch_only():
+    assert torch.equal(epoch_order(100, 1, 2), epoch_order(100, 1, 2))
+    assert not torch.equal(epoch_order(100, 1, 2), epoch_order(100, 1, 3))
+    plan = windows(epoch_order(200, 0, 0), 16, 4)
+    assert [sum(len(m) for m in w) for w in plan] == [64, 64, 64, 8]
+    assert [len(m) for m in plan[-1]] == [8]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_micro_batch_split_reaches_same_weights(tmp_path, optimizer):
+    ref, ref_evals = final_weights(tmp_path, cfg(64, 1, optimizer=optimizer))
+    for batch, accum in ((16, 4), (8, 8)):
+        got, evals = final_weights(tmp_path, cfg(batch, accum, optimizer=optimizer))
+        for name, tensor in ref.items():
+            torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5, msg=f"{name} at {batch}x{accum}")
+        assert evals[-1]["train_loss"] == pytest.approx(ref_evals[-1]["train_loss"], rel=1e-5)
+
+
+def test_broken_scaling_is_detected(tmp_path, monkeypatch):
+    """The equivalence test above can fail: with the per-micro-batch mean (the usual bug) weights diverge."""
+    import torch.nn.functional as F
+
+    import vitlab.engine.loop as loop
+
+    ref, _ = final_weights(tmp_path, cfg(64, 1))
+    real = F.cross_entropy
+
+    def per_micro_mean(logits, y, reduction="mean", label_smoothing=0.0):
+        # sum / window_samples becomes mean / window_samples: a micro-batch-size-dependent scale
+        return real(logits, y, reduction="mean", label_smoothing=label_smoothing)
+
+    monkeypatch.setattr(loop.F, "cross_entropy", per_micro_mean)
+    got, _ = final_weights(tmp_path, cfg(8, 8))
+    assert any(not torch.allclose(got[k], ref[k], rtol=1e-4, atol=1e-5) for k in ref)
+
+
+def test_cpu_runs_repeat_bit_for_bit(tmp_path):
+    a = train_run(cfg(16, 2), experiment="det", runs_dir=tmp_path)
+    b = train_run(cfg(16, 2), experiment="det", runs_dir=tmp_path)
+    assert a["status"] == b["status"] == "finished"
+    assert a["eval_loss"] == b["eval_loss"] and a["accuracy"] == b["accuracy"]

@@ -1,0 +1,106 @@
+"""The CLI as a user runs it: real training on digits/synthetic, the JSON contract, exit codes, messages."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+name: tiny
+description: tiny test preset
+defaults:
+  data: {dataset: digits}
+  train: {epochs: 2, batch_size: 64, lr: 3.0e-3, log_every: 2}
+runs:
+  - name: vit
+    model: {kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1}
+  - name: vit-acc
+    model: {kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1}
+    train: {batch_size: 16, accumulation_steps: 2, precision: bf16}
+"""
+
+
+def vitlab(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "vitlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(TINY))
+    return path
+
+
+def test_run_json_contract_and_run_store(tmp_path, tiny):
+    out = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["experiment"] == "tiny" and [r["name"] for r in doc["runs"]] == ["vit", "vit-acc"]
+    for r in doc["runs"]:
+        for key in ("name", "status", "params", "flops", "epochs", "train_time_s", "throughput_img_s",
+                    "peak_memory_mb", "accuracy", "eval_loss", "run_dir", "config"):
+            assert key in r
+        assert r["status"] == "finished" and r["epochs"] == 2 and 0 <= r["accuracy"] <= 1
+        assert r["params"] > 0 and r["flops"] > 0 and r["throughput_img_s"] > 0
+        run_dir = Path(r["run_dir"])
+        assert run_dir.parent == tmp_path / "runs" / "tiny"
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert config == r["config"] and config["train"]["epochs"] == 2
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["accuracy"] == r["accuracy"]
+        lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [l["epoch"] for l in lines if l["event"] == "EpochEvaluated"] == [1, 2]
+        assert any(l["event"] == "StepsLogged" for l in lines)
+        assert (run_dir / "checkpoint.pt").exists()
+    assert doc["runs"][1]["config"]["train"]["accumulation_steps"] == 2
+    assert "vit-acc" in out.stderr  # progress goes to stderr
+
+
+def test_run_prints_table(tmp_path, tiny):
+    out = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--set", "train.epochs=1")
+    assert out.returncode == 0, out.stderr
+    for header in ("Params", "GFLOPs/img", "Train time", "img/s", "Peak memory", "Final acc"):
+        assert header in out.stderr
+    assert "16x2" in out.stderr and "RSS" in out.stderr
+
+
+def test_profile_json_needs_no_data(tmp_path):
+    preset = tmp_path / "c.yaml"
+    preset.write_text("name: c\nruns:\n  - name: v\n    model: {kind: vit, patch_size: 4, embed_dim: 64, heads: 2, layers: 2}\n"
+                      "    data: {dataset: cifar100, root: /nonexistent}\n")
+    out = vitlab("profile", preset, "--json")
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)["runs"][0]
+    assert run["name"] == "v" and run["params"] == run["trainable_params"] > 0 and run["flops"] > 0
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "missing.yaml"], "no such preset file"),
+    (["run", "{tiny}", "--set", "train.nope=1"], "train has no key 'nope'"),
+    (["run", "{tiny}", "--set", "train.precision=fp8"], "train.precision"),
+    (["frobnicate"], "no such preset file"),
+])
+def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
+    out = vitlab(*[a.replace("{tiny}", str(tiny)) for a in args], cwd=tmp_path)
+    assert out.returncode == 2
+    assert fragment in out.stderr and "Traceback" not in out.stderr
+
+
+def test_failed_run_exits_1_and_keeps_summary(tmp_path, tiny):
+    out = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--json", env={"VITLAB_INJECT_FAULT": "nan:2"})
+    assert out.returncode == 1
+    doc = json.loads(out.stdout)
+    assert {r["status"] for r in doc["runs"]} == {"failed"}
+    assert "bf16" in doc["runs"][0]["error"] and "Traceback" not in out.stderr
+
+
+def test_presets_lists_shipped(tmp_path):
+    out = vitlab("presets", cwd=tmp_path)
+    assert out.returncode == 0 and "quickstart" in out.stdout

@@ -1,0 +1,106 @@
+"""`vitlab compare` over run directories made by real short runs, a failed one, a torn one and a killed one."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vitlab.config import ExperimentConfig
+from vitlab.engine.runner import run_experiment
+from vitlab.engine.store import find_runs, read_metrics
+
+
+def vitlab(*args):
+    return subprocess.run([sys.executable, "-m", "vitlab", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    model = {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1}
+    train = {"epochs": 2, "batch_size": 64, "log_every": 2}
+    exp = ExperimentConfig.model_validate({"name": "study", "runs": [
+        {"name": "good", "model": model, "train": train},
+        {"name": "torn", "model": model, "train": {**train, "accumulation_steps": 2, "batch_size": 32}},
+    ]})
+    run_experiment(exp, runs_dir=root)
+    os.environ["VITLAB_INJECT_FAULT"] = "nan:1"
+    try:
+        run_experiment(ExperimentConfig.model_validate({"name": "broken", "runs": [
+            {"name": "nan", "model": model, "train": train}]}), runs_dir=root)
+    finally:
+        del os.environ["VITLAB_INJECT_FAULT"]
+    torn = next((root / "study").glob("*-torn"))
+    with open(torn / "metrics.jsonl", "a") as f:
+        f.write('{"event": "StepsLogged", "epo')  # a writer killed mid-line
+    killed = next((root / "study").glob("*-good"))
+    copy = killed.with_name(killed.name.replace("good", "killed"))
+    copy.mkdir()
+    for name in ("config.yaml", "metrics.jsonl"):
+        (copy / name).write_bytes((killed / name).read_bytes())
+    (copy / "config.yaml").write_text((copy / "config.yaml").read_text().replace("name: good", "name: killed"))
+    return root
+
+
+def test_find_runs_tolerates_torn_and_missing_summary(runs):
+    summaries = {s["name"]: s for s in find_runs([runs])}
+    assert set(summaries) == {"good", "torn", "nan", "killed"}
+    assert summaries["good"]["status"] == "finished"
+    assert summaries["nan"]["status"] == "failed"
+    assert summaries["killed"]["status"] == "interrupted" and summaries["killed"]["epochs"] == 2
+    assert summaries["killed"]["accuracy"] == summaries["good"]["accuracy"]
+    torn = next(runs.glob("study/*-torn"))
+    assert all("event" in r for r in read_metrics(torn / "metrics.jsonl"))
+
+
+def test_table_shows_every_status(runs):
+    out = vitlab("compare", runs)
+    assert out.returncode == 0, out.stderr
+    for word in ("finished", "failed", "interrupted", "ViT p2 d32 h2 L1", "32x2", "Final acc"):
+        assert word in out.stdout
+
+
+def test_formats_parse_back(runs):
+    md = vitlab("compare", runs / "study", runs / "broken", "--format", "md").stdout
+    assert md.splitlines()[0].startswith("| Experiment | Run |") and len(md.splitlines()) == 2 + 4
+    rows = list(csv.DictReader(io.StringIO(vitlab("compare", runs, "--format", "csv", "--sort", "accuracy").stdout)))
+    assert len(rows) == 4 and rows[0]["run"] in ("good", "torn", "killed")
+    accs = [float(r["accuracy"]) for r in rows if r["accuracy"]]
+    assert accs == sorted(accs, reverse=True)
+    doc = json.loads(vitlab("compare", runs, "--format", "json").stdout)
+    assert {r["name"] for r in doc["runs"]} == {"good", "torn", "nan", "killed"}
+    assert all(k in doc["runs"][0] for k in ("status", "params", "accuracy", "run_dir", "config"))
+
+
+def test_plot_written(runs, tmp_path):
+    out = vitlab("compare", runs / "study", "--plot", tmp_path / "curves.png")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "curves.png").stat().st_size > 5000
+    assert vitlab("compare", runs, "--plot", tmp_path / "c.svg").returncode == 0
+    assert (tmp_path / "c.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_bad_paths_and_columns(tmp_path):
+    assert "no such path" in vitlab("compare", tmp_path / "nope").stderr
+    assert "no run directories" in vitlab("compare", tmp_path).stderr
+    assert vitlab("compare", tmp_path, "--sort", "colour").returncode == 2
+
+
+def test_tensorboard_events_read_back(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp = ExperimentConfig.model_validate({"name": "tb", "runs": [{
+        "name": "v", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1},
+        "train": {"epochs": 2, "batch_size": 64, "log_every": 2, "tensorboard": True}}]})
+    [summary] = run_experiment(exp, runs_dir=tmp_path)
+    acc = EventAccumulator(summary["run_dir"])
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "eval/accuracy", "eval/loss", "perf/images_per_s", "memory/peak_mb"} <= tags
+    assert [e.step for e in acc.Scalars("eval/accuracy")] == [1, 2]
+    assert acc.Scalars("eval/accuracy")[-1].value == pytest.approx(summary["accuracy"])

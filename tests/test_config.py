@@ -1,0 +1,149 @@
+"""Every validation rule of the config and preset loader, with the message a user sees."""
+import textwrap
+
+import pytest
+
+from vitlab.config import RunConfig, ExperimentConfig
+from vitlab.errors import PresetError
+from vitlab.presets import dump_preset, load_preset, parse_overrides, save_preset
+
+
+def write(tmp_path, text, name="p.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problem(tmp_path, text, overrides=()):
+    with pytest.raises(PresetError) as e:
+        load_preset(write(tmp_path, text), overrides)
+    return str(e.value)
+
+
+VALID = """
+name: exp
+description: a test
+defaults:
+  data: {dataset: digits}
+  train: {epochs: 2, batch_size: 16}
+runs:
+  - name: a
+    model: {kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1}
+  - name: b
+    model: {kind: resnet18}
+    train: {epochs: 1}
+"""
+
+
+def test_valid_preset_merges_defaults(tmp_path):
+    exp = load_preset(write(tmp_path, VALID))
+    assert [r.name for r in exp.runs] == ["a", "b"]
+    assert exp.runs[0].train.epochs == 2 and exp.runs[1].train.epochs == 1
+    assert exp.runs[1].train.batch_size == 16
+    assert exp.runs[0].data.size == 8
+
+
+def test_unknown_key_names_field_line_and_allowed(tmp_path):
+    msg = problem(tmp_path, VALID.replace("heads: 2,", "heads: 2, colour: red,"))
+    assert "p.yaml:9" in msg and "runs[0] (a) model.colour" in msg and "allowed:" in msg and "patch_size" in msg
+
+
+def test_unknown_top_level_and_section(tmp_path):
+    msg = problem(tmp_path, VALID + "extra: 1\n")
+    assert "extra: unknown key; allowed: name, description, defaults, runs" in msg
+    msg = problem(tmp_path, VALID.replace("data: {dataset: digits}", "optim: {lr: 1}"))
+    assert "defaults.optim" in msg
+
+
+def test_wrong_literal_lists_allowed_values(tmp_path):
+    msg = problem(tmp_path, VALID.replace("epochs: 1}", "epochs: 1, precision: fp8}"))
+    assert "train.precision" in msg and "'fp32', 'fp16' or 'bf16'" in msg and "fp8" in msg
+
+
+def test_wrong_type(tmp_path):
+    msg = problem(tmp_path, VALID.replace("epochs: 1}", "epochs: many}"))
+    assert "train.epochs" in msg and "integer" in msg
+
+
+def test_heads_must_divide_embed_dim(tmp_path):
+    msg = problem(tmp_path, VALID.replace("heads: 2", "heads: 3"))
+    assert "model.heads: must divide embed_dim 32 (got 3)" in msg
+
+
+def test_patch_must_divide_image_size(tmp_path):
+    msg = problem(tmp_path, VALID.replace("patch_size: 2", "patch_size: 3"))
+    assert "model.patch_size: must divide data.image_size 8 (got 3)" in msg
+
+
+def test_conv_stem_needs_power_of_two_patch(tmp_path):
+    text = VALID.replace("patch_size: 2,", "patch_size: 6, stem: conv,").replace("dataset: digits", "dataset: synthetic, image_size: 48")
+    assert "power of 2" in problem(tmp_path, text)
+
+
+def test_swin_image_size(tmp_path):
+    text = VALID.replace("{kind: resnet18}", "{kind: swin, variant: tiny}")
+    assert "data.image_size" in problem(tmp_path, text) and "multiple of 32" in problem(tmp_path, text)
+
+
+def test_accumulation_and_lr_bounds(tmp_path):
+    assert "train.accumulation_steps" in problem(tmp_path, VALID.replace("epochs: 1}", "epochs: 1, accumulation_steps: 0}"))
+    assert "train.lr" in problem(tmp_path, VALID.replace("epochs: 1}", "epochs: 1, lr: 0}"))
+
+
+def test_run_names_unique_and_safe(tmp_path):
+    assert "used twice" in problem(tmp_path, VALID.replace("name: b", "name: A"))
+    for bad in ("../escape", "/abs", "a/b", ".."):
+        msg = problem(tmp_path, VALID.replace("name: b", f"name: '{bad}'"))
+        assert "not a safe name" in msg
+
+
+def test_model_kind_unknown(tmp_path):
+    msg = problem(tmp_path, VALID.replace("{kind: resnet18}", "{kind: vgg}"))
+    assert "model.kind" in msg and "vit, swin, resnet18" in msg
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    msg = problem(tmp_path, "name: x\nruns: [\n  - {a: 1\n")
+    assert "YAML syntax error" in msg and "p.yaml:" in msg
+
+
+def test_missing_file():
+    with pytest.raises(PresetError, match="no such preset file"):
+        load_preset("/nonexistent/preset.yaml")
+
+
+def test_yaml_is_safe_loaded(tmp_path):
+    msg = problem(tmp_path, "name: !!python/object/apply:os.system ['echo hi']\nruns: []\n")
+    assert "YAML syntax error" in msg or "could not determine a constructor" in msg
+
+
+def test_overrides_typed_and_checked(tmp_path):
+    exp = load_preset(write(tmp_path, VALID), ["train.batch_size=8", "model.patch_size=4", "train.precision=bf16"])
+    assert all(r.train.batch_size == 8 and r.train.precision == "bf16" for r in exp.runs)
+    assert exp.runs[0].model.patch_size == 4  # and silently not applied to the ResNet run
+    with pytest.raises(PresetError, match="train has no key 'batchsize'"):
+        parse_overrides(["train.batchsize=8"])
+    with pytest.raises(PresetError, match="SECTION.KEY=VALUE"):
+        parse_overrides(["epochs=3"])
+    assert "train.batch_size" in problem(tmp_path, VALID, ["train.batch_size=zero"])
+
+
+def test_save_round_trip(tmp_path):
+    exp = load_preset(write(tmp_path, VALID))
+    path = save_preset(exp, tmp_path / "saved.yaml")
+    assert load_preset(path) == exp
+    assert "kind: resnet18" in dump_preset(exp)
+
+
+def test_effective_batch_and_mlp_rules():
+    cfg = RunConfig.model_validate({"name": "x", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2},
+                                    "train": {"batch_size": 16, "accumulation_steps": 4}})
+    assert cfg.train.effective_batch == 64
+    with pytest.raises(Exception, match="either mlp_ratio or mlp_dim"):
+        RunConfig.model_validate({"name": "x", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2,
+                                                         "mlp_ratio": 2, "mlp_dim": 64}})
+
+
+def test_experiment_requires_runs():
+    with pytest.raises(Exception):
+        ExperimentConfig(name="x", runs=[])

@@ -1,0 +1,24 @@
+"""The engine, CLI and config import without Textual; the TUI's import path does not load torch."""
+import pkgutil
+import subprocess
+import sys
+
+import vitlab.engine
+
+
+def run_python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_engine_never_imports_textual():
+    modules = [f"vitlab.engine.{m.name}" for m in pkgutil.iter_modules(vitlab.engine.__path__)]
+    modules += ["vitlab.config", "vitlab.presets", "vitlab.report", "vitlab.cli", "vitlab.errors"]
+    code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+    code += "print('textual' in sys.modules, len([m for m in sys.modules if m.startswith('textual')]))"
+    assert run_python(code).split()[0] == "False"
+
+
+def test_config_and_presets_are_torch_free():
+    out = run_python("import sys, vitlab.config, vitlab.presets, vitlab.report, vitlab.engine.events;"
+                     "print('torch' in sys.modules)")
+    assert out.strip() == "False"

@@ -1,0 +1,165 @@
+"""Runs end cleanly and keep what they measured: cancel, Ctrl-C, hang-up, kill + resume, OOM, NaN, bad paths, full disk."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitlab.config import ExperimentConfig, RunConfig
+from vitlab.engine.events import EpochEvaluated, RunCancelled, RunFailed, StepsLogged
+from vitlab.engine.runner import run_experiment, train_run
+from vitlab.engine.store import RunStore, read_run
+from vitlab.errors import StoreError
+
+MODEL = {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1}
+
+
+def config(name="r", **train):
+    return RunConfig.model_validate({"name": name, "model": MODEL,
+                                     "train": {"epochs": 3, "batch_size": 64, "log_every": 2, **train}})
+
+
+def assert_kept(run_dir, status):
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == status
+    assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoint.pt").exists()
+    assert (run_dir / "metrics.jsonl").read_text().strip()
+    return summary
+
+
+def test_cancel_mid_run_keeps_everything(tmp_path):
+    events = []
+    stop = lambda: sum(isinstance(e, StepsLogged) for e in events) >= 3
+    summary = train_run(config(), experiment="c", runs_dir=tmp_path, emit=events.append, should_stop=stop)
+    assert summary["status"] == "cancelled" and isinstance(events[-1], RunCancelled)
+    assert_kept(summary["run_dir"], "cancelled")
+    assert summary["steps"] >= 6 and summary["train_time_s"] > 0
+
+
+@pytest.mark.parametrize("fault, reason, advice", [("oom:2", "oom", "accumulation_steps"),
+                                                   ("nan:3", "non-finite", "bf16")])
+def test_oom_and_nan_fail_cleanly_and_queue_goes_on(tmp_path, monkeypatch, fault, reason, advice):
+    monkeypatch.setenv("VITLAB_INJECT_FAULT", fault)
+    events = []
+    exp = ExperimentConfig(name="f", runs=[config("first"), config("second")])
+    first_done = []
+
+    def emit(e):
+        events.append(e)
+        if isinstance(e, RunFailed):  # the fault applies to the first run only
+            monkeypatch.delenv("VITLAB_INJECT_FAULT")
+            first_done.append(e)
+
+    summaries = run_experiment(exp, runs_dir=tmp_path, emit=emit)
+    assert [s["status"] for s in summaries] == ["failed", "finished"]
+    assert first_done[0].reason == reason and advice in first_done[0].error
+    kept = assert_kept(summaries[0]["run_dir"], "failed")
+    assert advice in kept["error"] and "Traceback" not in kept["error"]
+    if reason == "oom":
+        assert "OutOfMemoryError" in (Path(summaries[0]["run_dir"]) / "run.log").read_text()
+
+
+PRESET = """
+name: sig
+runs:
+  - name: long
+    model: {kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1}
+    train: {epochs: EPOCHS, batch_size: 64, log_every: 2, seed: 5}
+"""
+
+
+def start(tmp_path, epochs, *extra):
+    preset = tmp_path / "sig.yaml"
+    preset.write_text(textwrap.dedent(PRESET.replace("EPOCHS", str(epochs))))
+    return subprocess.Popen([sys.executable, "-m", "vitlab", "run", str(preset), "--runs-dir", str(tmp_path / "runs"),
+                             "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for_epoch(tmp_path, epoch, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for metrics in (tmp_path / "runs").glob("sig/*/metrics.jsonl"):
+            if f'"event": "EpochEvaluated", "run": "long", "experiment": "sig", "epoch": {epoch},' in metrics.read_text():
+                return metrics.parent
+        time.sleep(0.02)
+    raise AssertionError("the run never reached the epoch")
+
+
+def test_ctrl_c_cancels_with_summary(tmp_path):
+    proc = start(tmp_path, 200)
+    run_dir = wait_for_epoch(tmp_path, 1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert json.loads(out)["runs"][0]["status"] == "cancelled"
+    assert_kept(run_dir, "cancelled")
+    assert "Traceback" not in err
+
+
+def test_hangup_keeps_training_to_the_end(tmp_path):
+    proc = start(tmp_path, 4)
+    run_dir = wait_for_epoch(tmp_path, 1)
+    proc.send_signal(signal.SIGHUP)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert assert_kept(run_dir, "finished")["epochs"] == 4
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run_bit_for_bit(tmp_path):
+    proc = start(tmp_path, 6)
+    run_dir = wait_for_epoch(tmp_path, 2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert read_run(run_dir)["status"] in ("interrupted", "running")  # no final summary was written
+    out = subprocess.run([sys.executable, "-m", "vitlab", "resume", str(run_dir), "--json"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    resumed = json.loads(out.stdout)["runs"][0]
+    assert resumed["status"] == "finished" and resumed["epochs"] == 6
+    reference = train_run(RunConfig.model_validate({"name": "long", "model": MODEL, "train": {
+        "epochs": 6, "batch_size": 64, "log_every": 2, "seed": 5}}), experiment="ref", runs_dir=tmp_path / "ref")
+    assert resumed["eval_loss"] == reference["eval_loss"] and resumed["accuracy"] == reference["accuracy"]
+    a = torch.load(Path(resumed["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(Path(reference["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    evals = [json.loads(l)["epoch"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if '"EpochEvaluated"' in l]
+    assert evals == [1, 2, 3, 4, 5, 6]  # no epoch logged twice
+
+
+def test_names_cannot_escape_runs_dir(tmp_path):
+    for experiment, run in (("../up", "r"), ("e", "../../x"), ("/abs", "r"), ("e", "a/b")):
+        with pytest.raises(StoreError):
+            RunStore.create(tmp_path, experiment, run)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_runs_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot write"):
+        train_run(config(), experiment="e", runs_dir=blocker / "runs")
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    store = RunStore.create(tmp_path, "e", "r")
+    store.save_checkpoint({"epoch": 1})
+    before = (store.dir / "checkpoint.pt").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreError, match="disk is full"):
+        store.save_checkpoint({"epoch": 2, "big": torch.zeros(1000)})
+    assert (store.dir / "checkpoint.pt").read_bytes() == before
+    assert not list(store.dir.glob(".*.tmp"))
