@@ -36,14 +36,26 @@ def test_order_depends_on_seed_and_epoch_only():
     assert [len(m) for m in plan[-1]] == [8]
 
 
+def without_key_bias(weights, dim=32):
+    """The key part of the qkv bias has a true gradient of exactly zero (softmax ignores a shift shared by
+    all keys), so it only ever sees float noise; Adam divides that noise by its own size and moves it by
+    ~lr per step in a direction set by rounding. It never changes an output, so it is left out."""
+    out = dict(weights)
+    out["blocks.0.attn.qkv.bias"] = torch.cat([weights["blocks.0.attn.qkv.bias"][:dim],
+                                               weights["blocks.0.attn.qkv.bias"][2 * dim:]])
+    return out
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_micro_batch_split_reaches_same_weights(tmp_path, optimizer):
     ref, ref_evals = final_weights(tmp_path, cfg(64, 1, optimizer=optimizer))
     for batch, accum in ((16, 4), (8, 8)):
         got, evals = final_weights(tmp_path, cfg(batch, accum, optimizer=optimizer))
-        for name, tensor in ref.items():
-            torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5, msg=f"{name} at {batch}x{accum}")
+        compared = without_key_bias(got) if optimizer == "adamw" else got
+        for name, tensor in (without_key_bias(ref) if optimizer == "adamw" else ref).items():
+            torch.testing.assert_close(compared[name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} at {batch}x{accum}")
         assert evals[-1]["train_loss"] == pytest.approx(ref_evals[-1]["train_loss"], rel=1e-5)
+        assert evals[-1]["eval_loss"] == pytest.approx(ref_evals[-1]["eval_loss"], rel=1e-5)
 
 
 def test_broken_scaling_is_detected(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ def test_cancel_mid_run_keeps_everything(tmp_path):
     assert summary["steps"] >= 6 and summary["train_time_s"] > 0
 
 
-@pytest.mark.parametrize("fault, reason, advice", [("oom:2", "oom", "accumulation_steps"),
+@pytest.mark.parametrize("fault, reason, advice", [("oom:3", "oom", "accumulation_steps"),
                                                    ("nan:3", "non-finite", "bf16")])
 def test_oom_and_nan_fail_cleanly_and_queue_goes_on(tmp_path, monkeypatch, fault, reason, advice):
     monkeypatch.setenv("VITLAB_INJECT_FAULT", fault)

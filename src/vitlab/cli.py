@@ -15,9 +15,9 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 def _subcommands():
-    from .commands import compare, presets, profile, resume, run
+    from .commands import check, compare, presets, profile, resume, run
 
-    return [run, profile, compare, presets, resume]
+    return [run, profile, compare, presets, resume, check]
 
 
 class Parser(argparse.ArgumentParser):
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def tui_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vitlab", description="Open the vitlab TUI, optionally with a preset's runs queued. "
-                    "Headless commands: run, profile, compare, presets, resume (vitlab COMMAND --help).")
+                    "Headless commands: run, profile, compare, presets, resume, check (vitlab COMMAND --help).")
     parser.add_argument("preset", nargs="?", type=Path, help="a preset YAML to queue")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default ./runs)")
     return parser

@@ -63,10 +63,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("run", "Run", lambda s: s.get("name") or "-", _field("name")),
     Column("model", "Model", lambda s: s.get("model") or "-", _field("model")),
     Column("params", "Params", lambda s: human_count(s.get("params")), _field("params"), True),
-    Column("gflops", "GFLOPs/img", lambda s: _num(s["flops"] / 1e9 if s.get("flops") else None, ".3f"),
+    Column("gflops", "GFLOPs/img", lambda s: _num(s["flops"] / 1e9 if s.get("flops") else None, ".3g"),
            lambda s: s["flops"] / 1e9 if s.get("flops") else None, True),
     Column("precision", "Precision", lambda s: s.get("precision") or "-", _field("precision")),
-    Column("batch", "Batch (micro x accum)",
+    Column("batch", "Batch",
            lambda s: f"{s['batch_size']}x{s['accumulation_steps']}" if s.get("batch_size") else "-",
            _field("effective_batch"), True),
     Column("epochs", "Epochs",
@@ -107,10 +107,10 @@ def sort_summaries(summaries: list[dict], key: str | None) -> list[dict]:
 STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "interrupted": "magenta"}
 
 
-def rich_table(summaries: list[dict], title: str | None = None):
+def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str, ...] = ()):
     from rich.table import Table
 
-    columns = visible_columns(summaries)
+    columns = tuple(c for c in visible_columns(summaries) if c.key not in hide)
     table = Table(title=title, header_style="bold")
     for c in columns:
         table.add_column(c.header, justify="right" if c.numeric else "left")

@@ -35,7 +35,10 @@ def main(args: argparse.Namespace) -> int:
         raise VitlabError(f"compare: no run directories under {', '.join(map(str, args.paths))} "
                           "(a run directory holds config.yaml and summary.json)")
     if args.format == "table":
-        Console(highlight=False).print(rich_table(summaries))
+        console = Console(highlight=False)
+        if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
+            console.width = 200
+        console.print(rich_table(summaries))
     else:
         render = {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format]
         sys.stdout.write(render(summaries) + ("\n" if args.format == "json" else ""))

@@ -59,7 +59,9 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     if as_json:
         print(to_json(summaries, experiment=experiment), flush=True)
     else:
-        console.print(rich_table(summaries, title=f"{experiment}"))
+        if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
+            console.width = 200
+        console.print(rich_table(summaries, title=experiment, hide=("experiment",)))
     if any(s["status"] == "failed" for s in summaries):
         return 1
     return 0 if all(s["status"] == "finished" for s in summaries) else 130

@@ -132,14 +132,15 @@ def train_epoch(
         run.samples += window_samples
         run.steps += 1
         epoch_samples += window_samples
-        if run.steps == cfg.log_every or window is plan[-1]:
+        stopping = should_stop()
+        if run.steps == cfg.log_every or window is plan[-1] or stopping:
             epoch_sum += run.loss_sum
             loss = run.loss_sum.item() / run.samples  # the one host sync, every log_every steps
             if not math.isfinite(loss):
                 raise NonFiniteLoss(loss)
             on_log(step, StepLog(loss, run.samples, time.perf_counter() - run.started))
             run = Running.zero(device)
-        if should_stop():
+        if stopping:
             raise Cancelled()
     return step, epoch_sum.item() / max(epoch_samples, 1)
 

@@ -212,6 +212,7 @@ class Run:
             phase_start, phase_train = time.perf_counter(), self.train_time
 
             def on_log(step: int, log: StepLog) -> None:
+                self.step = step
                 self.train_time = phase_train + (time.perf_counter() - phase_start)
                 self.images += log.samples
                 mean_eval = sum(eval_times) / len(eval_times) if eval_times else 0.0

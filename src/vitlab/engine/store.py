@@ -22,7 +22,7 @@ import yaml
 
 from ..config import check_name
 from ..errors import StoreError
-from .events import EpochEvaluated, Event, RunEnded, RunStarted, StepsLogged, WarningRaised
+from .events import Event, RunEnded
 
 HEARTBEAT_STALE_S = 120.0
 
@@ -127,18 +127,18 @@ class RunStore:
             self._metrics = None
 
     def record(self, event: Event) -> None:
-        """The store as an event consumer: metrics as lines, the summary at the end."""
-        if isinstance(event, (StepsLogged, EpochEvaluated, WarningRaised)):
-            record = event.to_dict()
-            record["time"] = time.time()
-            self.append_metrics(record)
-            self.heartbeat()
-        elif isinstance(event, RunStarted):
-            self.heartbeat()
-        elif isinstance(event, RunEnded):
+        """The store as an event consumer: every event a line of metrics.jsonl, the summary at the end."""
+        record = event.to_dict()
+        record["time"] = time.time()
+        if isinstance(event, RunEnded):
+            record.pop("summary")  # summary.json holds it
+        self.append_metrics(record)
+        if isinstance(event, RunEnded):
             self.write_summary(event.summary)
             (self.dir / "heartbeat").unlink(missing_ok=True)
             self.close()
+        else:
+            self.heartbeat()
 
 
 # -- reading ----------------------------------------------------------------------------------------

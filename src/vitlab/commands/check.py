@@ -1,0 +1,47 @@
+"""`vitlab check accumulation PRESET.yaml`: prove accumulation equals the large batch on your model."""
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from ..errors import VitlabError
+from ..presets import load_preset
+
+NAME = "check"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME, help="science checks: `check accumulation PRESET.yaml`")
+    p.add_argument("what", choices=["accumulation"])
+    p.add_argument("preset")
+    p.add_argument("--run", help="check only this run")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    exp = load_preset(args.preset, args.overrides)
+    runs = [r for r in exp.runs if args.run in (None, r.name)]
+    if not runs:
+        raise VitlabError(f"--run {args.run}: no such run in {exp.name}; runs: {', '.join(r.name for r in exp.runs)}")
+    from ..engine.checks import TOLERANCE, check_accumulation
+
+    console = Console(highlight=False)
+    failed = 0
+    for run in runs:
+        result = check_accumulation(run)
+        split = " + ".join(map(str, result.micro_batches))
+        verdict = "[green]ok[/]" if result.ok else "[red]MISMATCH[/]"
+        console.print(f"{run.name}: one pass of {sum(result.micro_batches)} vs accumulated {split}: "
+                      f"max relative gradient difference {result.max_rel_diff:.2e} "
+                      f"(tolerance {TOLERANCE:.0e}) {verdict}")
+        if result.batchnorm:
+            console.print("  note: BatchNorm held at running statistics for the check; in training it normalises "
+                          "each micro-batch by its own statistics, so accumulation is not exactly the large batch.",
+                          style="dim")
+        if not result.ok:
+            failed += 1
+            console.print(f"  the accumulated gradient differs most in {result.worst_param}: the loss of each "
+                          "micro-batch is not scaled by the samples of its window", style="red")
+    return 1 if failed else 0

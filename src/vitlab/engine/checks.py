@@ -1,0 +1,66 @@
+"""Science checks. `check_accumulation`: the gradient of one effective batch computed in one pass equals
+the gradient the training loop accumulates over the run's micro-batches (fp32, same weights, same samples).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import RunConfig
+from .loop import epoch_order, micro_step, windows
+
+TOLERANCE = 1e-4  # max relative difference accepted in fp32 (summation order differs)
+
+
+@dataclass(frozen=True)
+class AccumulationCheck:
+    run: str
+    micro_batches: list[int]  # sizes of the micro-batches of the checked window
+    max_rel_diff: float
+    worst_param: str
+    batchnorm: bool  # BN layers were held in eval mode: in training they see per-micro-batch statistics
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_diff <= TOLERANCE
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def check_accumulation(cfg: RunConfig, device: torch.device | None = None) -> AccumulationCheck:
+    from .data import load_data
+    from .models import build_model
+
+    device = device or torch.device("cpu")
+    t = cfg.train.model_copy(update={"precision": "fp32"})
+    torch.manual_seed(t.seed)
+    data = load_data(cfg.data, device, seed=t.seed)
+    model = build_model(cfg, data.num_classes).to(device)
+    model.train()
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    for m in model.modules():  # BN batch statistics are per micro-batch by design: compare with frozen stats
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    [window, *_] = windows(epoch_order(data.train.num_samples, t.seed, 0), t.batch_size, t.accumulation_steps)
+    samples = sum(len(i) for i in window)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+
+    whole = torch.cat(window)
+    [(x, y)] = list(data.train.batches([whole], epoch=0, augment=cfg.data.use_augment))
+    micro_step(model, x, y, samples, t, device, scaler)
+    reference = _grads(model)
+    model.zero_grad(set_to_none=True)
+
+    for x, y in data.train.batches(window, epoch=0, augment=cfg.data.use_augment):
+        micro_step(model, x, y, samples, t, device, scaler)
+    accumulated = _grads(model)
+
+    worst, worst_name = 0.0, ""
+    for name, ref in reference.items():
+        diff = (accumulated[name] - ref).abs().max().item() / max(ref.abs().max().item(), 1e-12)
+        if diff > worst:
+            worst, worst_name = diff, name
+    return AccumulationCheck(cfg.name, [len(i) for i in window], worst, worst_name, has_bn)

@@ -1,0 +1,408 @@
+"""Datasets and the batch pipeline: gather uint8 samples -> augment -> resize to S -> normalise.
+
+A sample's tensor never depends on the batch it lands in: augmentation parameters are drawn once per
+(seed, epoch) for the whole split and indexed by sample, and every later step is per-sample arithmetic.
+So splitting an epoch into micro-batches of any size gives bitwise the same inputs (exact accumulation
+relies on this).
+
+digits, CIFAR and synthetic live in memory as one uint8 NCHW tensor per split, on the GPU when it fits;
+an image folder is decoded (and resized to S) by DataLoader workers, batch by batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import NATIVE_SIZE, DataConfig
+from ..errors import DataError
+
+PRERESIZE_BYTES = 512 * 2**20  # resize once at load when the resized uint8 set is smaller than this
+DEVICE_SHARE = 0.25  # on_device "auto": keep the data on the GPU when it needs less than this share of free memory
+AUGMENT_SEED_OFFSET = 7_777_777  # keeps augmentation off the generator streams epoch_order seeds
+SYNTHETIC_SEED = 1234  # the synthetic set is the same whatever the training seed
+SYNTHETIC_SIZES = (2048, 512)
+DIGITS_SPLIT_SEED = 0
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what pretrained Swin/ResNet weights expect
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+# -- the batch pipeline -------------------------------------------------------------------------------
+def crop_flip(x: torch.Tensor, params: torch.Tensor, pad: int) -> torch.Tensor:
+    """Zero-pad by `pad`, crop back to size at per-sample offsets, mirror where asked: one gather, no loop.
+
+    params: (B, 3) int64 rows of (row offset, column offset, flip), offsets in 0..2*pad.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))  # zeros, like torchvision's RandomCrop(padding=...)
+    rows = params[:, 0, None] + torch.arange(h, device=x.device)
+    ar = torch.arange(w, device=x.device)
+    cols = params[:, 1, None] + torch.where(params[:, 2, None].bool(), ar.flip(0), ar)
+    return padded[torch.arange(b, device=x.device)[:, None, None, None],
+                  torch.arange(c, device=x.device)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of a float batch; antialiased when shrinking. Per-sample, so batch-independent."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1])
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy to the device; from pinned memory on CUDA so the copy does not stall the host."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+@dataclass(eq=False)
+class Split:
+    num_samples: int
+    labels: torch.Tensor  # int64 (N,) on the target device
+    device: torch.device
+    stored_size: int  # side of the uint8 images before augmentation
+    image_size: int  # S, the side of what batches() yields
+    mean: torch.Tensor  # (1, 3, 1, 1) float32 on the device, in 0..255 units
+    std: torch.Tensor
+    seed: int
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def augment_params(self, epoch: int) -> torch.Tensor:
+        """(N, 3) rows of (row offset, column offset, flip) for every sample of this split in this epoch."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + AUGMENT_SEED_OFFSET)
+        pad = self.stored_size // 8
+        shifts = torch.randint(0, 2 * pad + 1, (self.num_samples, 2), generator=g)
+        flips = torch.randint(0, 2, (self.num_samples, 1), generator=g)
+        return torch.cat([shifts, flips], 1)
+
+    def batches(self, index_batches: Sequence[torch.Tensor], *, epoch: int,
+                augment: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One (x, y) per index batch, in order: x float32 (B, 3, S, S) normalised, y int64 (B,), on the device."""
+        cpu_batches = [torch.as_tensor(i, dtype=torch.long, device="cpu") for i in index_batches]
+        if not cpu_batches:
+            return
+        # One host-to-device copy of the epoch's indices and augmentation, not one per batch (each would sync).
+        device_batches = to_device(torch.cat(cpu_batches), self.device).split([len(i) for i in cpu_batches])
+        params = to_device(self.augment_params(epoch), self.device) if augment else None
+        for idx, x in zip(device_batches, self.uint8_batches(cpu_batches, device_batches)):
+            if params is not None:
+                x = crop_flip(x, params[idx], self.stored_size // 8)
+            x = x.float()
+            if self.stored_size != self.image_size:
+                x = resize(x, self.image_size)
+            # sub then div, each exactly rounded: a fused multiply-add could round differently in vector and tail lanes
+            yield x.sub_(self.mean).div_(self.std), self.labels[idx]
+
+    def uint8_batches(self, cpu_batches: list[torch.Tensor],
+                      device_batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The stored uint8 images (B, 3, s, s) of each index batch, on the device."""
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class TensorSplit(Split):
+    images: torch.Tensor  # uint8 (N, 3, s, s), on the device or on the CPU
+
+    def uint8_batches(self, cpu_batches, device_batches):
+        if self.images.device.type == self.device.type:  # it lives either on the target device or on the CPU
+            return (self.images[idx] for idx in device_batches)
+        return (to_device(self.images[idx], self.device) for idx in cpu_batches)
+
+
+class DecodeAt:
+    """ImageFolder transform: PIL image (already RGB) -> uint8 (3, S, S) tensor. A class so workers can pickle it."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        from PIL import Image
+        from torchvision.transforms.functional import pil_to_tensor
+
+        return pil_to_tensor(image.resize((self.size, self.size), Image.Resampling.BILINEAR))
+
+
+@dataclass(eq=False)
+class FolderSplit(Split):
+    folder: Any  # torchvision ImageFolder with a DecodeAt transform
+    num_workers: int
+
+    def uint8_batches(self, cpu_batches, device_batches):
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(self.folder, batch_sampler=[idx.tolist() for idx in cpu_batches],
+                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        return (x.to(self.device, non_blocking=True) for x, _ in loader)
+
+
+@dataclass
+class Data:
+    train: Split
+    val: Split
+    num_classes: int
+    class_names: list[str]
+    image_size: int  # S: every dataset is resized to cfg.size; grayscale becomes 3 channels
+    on_device: bool  # the whole dataset is resident on the (GPU) device as uint8
+    source: str  # e.g. "CIFAR-100 from data/cifar-100-python (50000 train / 10000 test)"
+    warnings: list[str]
+
+
+# -- in-memory datasets ---------------------------------------------------------------------------------
+@dataclass
+class Arrays:
+    """A dataset as loaded from its source, before limits, resizing and placement."""
+    train_x: torch.Tensor  # uint8 (N, 3, s, s)
+    train_y: torch.Tensor  # int64 (N,)
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    class_names: list[str]
+    stats: tuple[Sequence[float], Sequence[float]]  # per-channel mean and std in 0..1 units
+    origin: str  # e.g. "CIFAR-100 from data/cifar-100-python"
+    val_name: str = "val"
+    warnings: tuple[str, ...] = ()
+
+
+def load_data(cfg: DataConfig, device: torch.device, *, seed: int = 0) -> Data:
+    if cfg.dataset == "imagefolder":
+        return load_imagefolder(cfg, device, seed)
+    loaders = {"digits": load_digits, "cifar10": load_cifar, "cifar100": load_cifar, "synthetic": load_synthetic}
+    return in_memory(loaders[cfg.dataset](cfg), cfg, device, seed)
+
+
+def pixel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
+    x = x.double() / 255
+    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+
+
+def norm_tensors(stats: tuple[Sequence[float], Sequence[float]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = (torch.tensor(v, dtype=torch.float64).mul(255).float().view(1, 3, 1, 1).to(device) for v in stats)
+    return mean, std
+
+
+def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a whole uint8 set once, in chunks of about 64 MB of floats."""
+    chunk = max(1, 64 * 2**20 // (4 * 3 * max(size, x.shape[-1]) ** 2))
+    return torch.cat([resize(part.float(), size).round_().clamp_(0, 255).to(torch.uint8) for part in x.split(chunk)])
+
+
+def placement(nbytes: int, cfg: DataConfig, device: torch.device) -> torch.device:
+    """Where the uint8 set lives: the GPU if asked (or, for "auto", if it fits comfortably), else the CPU."""
+    if device.type != "cuda" or cfg.on_device is False:
+        return torch.device("cpu")
+    if cfg.on_device is True:
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes < DEVICE_SHARE * free else torch.device("cpu")
+
+
+def counted(used: int, total: int, name: str) -> str:
+    return f"{used} {name}" if used == total else f"{used} of {total} {name}"
+
+
+def in_memory(a: Arrays, cfg: DataConfig, device: torch.device, seed: int) -> Data:
+    train_x, train_y = a.train_x[:cfg.limit_train], a.train_y[:cfg.limit_train]
+    val_x, val_y = a.val_x[:cfg.limit_val], a.val_y[:cfg.limit_val]
+    size, stored = cfg.size, a.train_x.shape[-1]
+    count = len(train_x) + len(val_x)
+    preresize = stored != size and count * 3 * size * size < PRERESIZE_BYTES
+    if preresize:
+        stored = size
+    home = placement(count * 3 * stored * stored, cfg, device)
+    mean, std = norm_tensors(a.stats, device)
+
+    def split(x: torch.Tensor, y: torch.Tensor) -> TensorSplit:
+        x = x.to(home)  # resize where the data will live: on the GPU that is the fast place
+        if preresize:
+            x = resize_uint8(x, size)
+        return TensorSplit(len(x), y.to(device), device, stored, size, mean, std, seed, x.contiguous())
+
+    source = (f"{a.origin} ({counted(len(train_x), len(a.train_x), 'train')} / "
+              f"{counted(len(val_x), len(a.val_x), a.val_name)})")
+    return Data(split(train_x, train_y), split(val_x, val_y), len(a.class_names), a.class_names, size,
+                home.type == "cuda", source, list(a.warnings))
+
+
+def load_digits(cfg: DataConfig) -> Arrays:
+    """scikit-learn's 8x8 digits (shipped with it, so offline), with a fixed 80/20 stratified split."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = sklearn_digits()
+    x = torch.from_numpy(np.rint(digits.images * 255 / 16).astype(np.uint8))  # values are 0..16
+    x = x[:, None].expand(-1, 3, -1, -1).contiguous()
+    y = torch.from_numpy(digits.target).long()
+    train, val = train_test_split(np.arange(len(x)), test_size=0.2, stratify=digits.target,
+                                  random_state=DIGITS_SPLIT_SEED)
+    train, val = torch.from_numpy(train), torch.from_numpy(val)
+    return Arrays(x[train], y[train], x[val], y[val], [str(i) for i in range(10)], pixel_stats(x[train]),
+                  "scikit-learn digits (8x8 grayscale, fixed 80/20 split)")
+
+
+def load_synthetic(cfg: DataConfig) -> Arrays:
+    """A fixed low-frequency pattern per class plus pixel noise: learnable, and the same for every run."""
+    classes, side = cfg.classes, NATIVE_SIZE["synthetic"]
+    g = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    patterns = resize(torch.randn(classes, 3, 4, 4, generator=g), side)
+
+    def make(n: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # each split has its own stream, so the val set does not change with the train size
+        g = torch.Generator().manual_seed(SYNTHETIC_SEED + stream)
+        y = torch.randint(0, classes, (n,), generator=g)
+        x = 128 + 48 * patterns[y] + 32 * torch.randn(n, 3, side, side, generator=g)
+        return x.round_().clamp_(0, 255).to(torch.uint8), y
+
+    train_x, train_y = make(cfg.limit_train or SYNTHETIC_SIZES[0], 1)
+    val_x, val_y = make(cfg.limit_val or SYNTHETIC_SIZES[1], 2)
+    return Arrays(train_x, train_y, val_x, val_y, [f"pattern_{i}" for i in range(classes)], pixel_stats(train_x),
+                  f"synthetic: {classes} seeded patterns + noise")
+
+
+# -- CIFAR ------------------------------------------------------------------------------------------------
+# What the official CIFAR pickles reference (written by Python 2 numpy; numpy 2 renamed numpy.core). The
+# function is taken from numpy's own pickling so it is right whatever this numpy calls the module.
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]
+CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Builds only numpy arrays, dicts, lists, strings and numbers: a pickle naming anything else is refused."""
+
+    def __init__(self, file: io.BytesIO, path: Path):
+        super().__init__(file, encoding="latin1")  # Python 2 str -> str; array bytes are decoded back by numpy
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return CIFAR_GLOBALS[module, name]
+        except KeyError:
+            raise DataError(f"refusing to load {self.path}: it references {module}.{name}, which CIFAR files "
+                            "never contain. Delete it and download the dataset again.") from None
+
+
+def text(value: str | bytes) -> str:
+    """Python 2 strings come back as str; pickles re-saved by Python 3 may hold bytes."""
+    return value.decode("latin1") if isinstance(value, bytes) else value
+
+
+def read_cifar_pickle(path: Path, md5: str, mismatched: list[str]) -> dict[str, Any]:
+    blob = path.read_bytes()
+    if hashlib.md5(blob, usedforsecurity=False).hexdigest() != md5:
+        mismatched.append(path.name)
+    try:
+        obj = CifarUnpickler(io.BytesIO(blob), path).load()
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"{path} is not a readable CIFAR pickle ({type(e).__name__}: {e}); "
+                        "delete it and download the dataset again") from e
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} is not a CIFAR batch: it holds a {type(obj).__name__}, not a dict")
+    return {text(k): v for k, v in obj.items()}
+
+
+def cifar_split(batches: list[tuple[Path, dict[str, Any]]], label_key: str, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for path, batch in batches:
+        data, labels = batch.get("data"), batch.get(label_key)
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise DataError(f"{path}: 'data' should be a uint8 array of shape (N, 3072), found "
+                            f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+        labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+        if labels.shape != (len(data),) or (labels.size and not 0 <= labels.min() <= labels.max() < classes):
+            raise DataError(f"{path}: '{label_key}' should hold {len(data)} labels in 0..{classes - 1}")
+        xs.append(data.reshape(-1, 3, 32, 32))  # each row is 1024 red, 1024 green, 1024 blue values
+        ys.append(labels)
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+def load_cifar(cfg: DataConfig) -> Arrays:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    tv, title, label_key, classes = ((CIFAR100, "CIFAR-100", "fine_labels", 100) if cfg.dataset == "cifar100"
+                                     else (CIFAR10, "CIFAR-10", "labels", 10))
+    root = Path(cfg.root)
+    folder = root / tv.base_folder
+    meta = [tv.meta["filename"], tv.meta["md5"]]
+    files = tv.train_list + tv.test_list + [meta]
+    expected = f"{title} not found under {root}/: expected {folder}/{{{','.join(name for name, _ in files)}}}."
+    by_hand = f"Download {tv.url} and extract it into {root}/ (or set data.root)"
+
+    def missing() -> list[str]:
+        return [name for name, _ in files if not (folder / name).is_file()]
+
+    if missing() and cfg.download:
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        try:  # only download and check the archive; the files are read below, through the safe unpickler
+            download_and_extract_archive(tv.url, str(root), filename=tv.filename, md5=tv.tgz_md5)
+        except Exception as e:
+            raise DataError(f"{expected} data.download is on, but the download failed ({type(e).__name__}: {e}). "
+                            f"{by_hand}.") from e
+    if absent := missing():
+        raise DataError(f"{expected} {by_hand}, or set data.download: true on a machine with internet."
+                        + (f" (present: {folder}, missing: {', '.join(absent)})" if folder.is_dir() else ""))
+
+    mismatched: list[str] = []
+
+    def read(entries: list[list[str]]) -> list[tuple[Path, dict[str, Any]]]:
+        return [(folder / name, read_cifar_pickle(folder / name, md5, mismatched)) for name, md5 in entries]
+
+    names = read([meta])[0][1].get(tv.meta["key"])
+    if not isinstance(names, list) or len(names) != classes:
+        raise DataError(f"{folder / meta[0]}: '{tv.meta['key']}' should list {classes} class names")
+    train_x, train_y = cifar_split(read(tv.train_list), label_key, classes)
+    val_x, val_y = cifar_split(read(tv.test_list), label_key, classes)
+    warnings = ()
+    if mismatched:
+        warnings = (f"{title} files {', '.join(mismatched)} in {folder} do not match the official checksums "
+                    f"(a subset or a modified copy?); loaded anyway: {len(train_x)} train / {len(val_x)} test images",)
+    return Arrays(train_x, train_y, val_x, val_y, [text(n) for n in names], CIFAR_STATS[cfg.dataset],
+                  f"{title} from {folder}", "test", warnings)
+
+
+# -- image folders ----------------------------------------------------------------------------------------
+def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
+    from torchvision.datasets import ImageFolder
+
+    root, size = Path(cfg.root), cfg.size
+    layout = f"expected {root}/train/<class>/<image> and {root}/val/<class>/<image> with the same class folders"
+    folders = {}
+    for name in ("train", "val"):
+        try:
+            folders[name] = ImageFolder(str(root / name), transform=DecodeAt(size))
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise DataError(f"image folder {root / name}: {e}; {layout}") from e
+    train, val = folders["train"], folders["val"]
+    if train.classes != val.classes:
+        only_train = sorted(set(train.classes) - set(val.classes))
+        only_val = sorted(set(val.classes) - set(train.classes))
+        raise DataError(f"image folder {root}: train and val have different classes "
+                        f"(only in train: {only_train or 'none'}; only in val: {only_val or 'none'}); {layout}")
+    mean, std = norm_tensors(IMAGENET_STATS, device)
+
+    def split(folder: Any, limit: int | None) -> FolderSplit:
+        n = min(limit or len(folder), len(folder))  # batches only ask for indices < n: no subset needed
+        labels = torch.tensor(folder.targets[:n], dtype=torch.long).to(device)
+        return FolderSplit(n, labels, device, size, size, mean, std, seed, folder, cfg.num_workers)
+
+    t, v = split(train, cfg.limit_train), split(val, cfg.limit_val)
+    source = (f"image folder {root} ({counted(len(t), len(train), 'train')} / {counted(len(v), len(val), 'val')}, "
+              f"{len(train.classes)} classes, decoded at {size}px)")
+    return Data(t, v, len(train.classes), list(train.classes), size, False, source, [])

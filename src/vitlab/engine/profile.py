@@ -1,0 +1,89 @@
+"""Params and FLOPs per image, without data, weights or training.
+
+FLOPs follow fvcore's convention, what vision papers report: one forward pass, a multiply-add counted
+once. fvcore has no handle for `aten::scaled_dot_product_attention`, so a ViT's attention (QK^T and
+AV) would silently count as zero; we register one, and cross-check ViTs against the closed form.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import RunConfig, ViTModel
+
+NOT_COUNTED = ("activations (GELU/ReLU)", "softmax", "residual adds", "attention scaling and masking",
+               "dropout", "position-embedding adds", "optimizer and backward (training is about 3x forward)")
+
+
+def _shape(value: Any) -> list[int]:
+    return value.type().sizes()
+
+
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """aten::scaled_dot_product_attention(q, k, v, ...): QK^T is B*H*Lq*Lk*E MACs, AV is B*H*Lq*Lk*Ev."""
+    q, k, v = (_shape(x) for x in inputs[:3])
+    batch_heads = prod(q[:-2])
+    lq, e = q[-2], q[-1]
+    lk, ev = k[-2], v[-1]
+    return batch_heads * lq * lk * (e + ev)
+
+
+def count_flops(model: nn.Module, image_size: int) -> int:
+    """Forward MACs for one image, attention included."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fvcore's import and tracer warnings are noise here
+            from fvcore.nn import FlopCountAnalysis
+
+            analysis = FlopCountAnalysis(model, torch.zeros(1, 3, image_size, image_size, device=device))
+            analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return int(analysis.total())
+    finally:
+        model.train(was_training)
+
+
+def vit_flops_analytic(m: ViTModel, image_size: int, num_classes: int) -> int:
+    """Closed-form forward MACs of a patchify-stem ViT, the same convention as fvcore."""
+    d, grid = m.embed_dim, image_size // m.patch_size
+    patches = grid * grid
+    tokens = patches + (1 if m.class_token else 0)
+    embed = patches * 3 * m.patch_size ** 2 * d
+    attention = 2 * tokens * tokens * d  # QK^T and AV over all heads
+    block = tokens * (3 * d * d + d * d + 2 * d * m.hidden_dim) + attention
+    norms = 5 * tokens * d * (2 * m.layers + (1 if m.final_norm else 0))  # fvcore: 5 per element of an affine LayerNorm
+    return embed + m.layers * block + d * num_classes + norms
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    params: int
+    trainable_params: int
+    flops: int
+    config: dict
+
+
+def classes_for(cfg: RunConfig) -> int:
+    if cfg.data.classes is not None:
+        return cfg.data.classes
+    train = Path(cfg.data.root) / "train"
+    found = [p for p in train.iterdir() if p.is_dir()] if train.is_dir() else []
+    return len(found) or 1000  # an image folder not on disk yet: ImageNet-sized head
+
+
+def profile_run(cfg: RunConfig, num_classes: int | None = None) -> Profile:
+    from .models import build_model, count_params
+
+    model = build_model(cfg, num_classes or classes_for(cfg), load_weights=False)
+    params, trainable = count_params(model)
+    return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved())

@@ -1,0 +1,229 @@
+"""Datasets in their real on-disk formats, and the batch pipeline's per-sample exactness."""
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datagen import CIFAR10_NAMES, write_cifar, write_imagefolder, write_malicious_pickle
+
+from vitlab.config import DataConfig
+from vitlab.engine import data as data_module
+from vitlab.engine.data import load_data
+from vitlab.errors import DataError
+
+CPU = torch.device("cpu")
+
+
+def load(**cfg):
+    seed = cfg.pop("seed", 0)
+    return load_data(DataConfig(**cfg), CPU, seed=seed)
+
+
+def whole(split, *, epoch=0, augment=False, sizes=None):
+    """The split's x and y for indices 0..N-1, asked for in batches of the given sizes (default: one batch)."""
+    idx = torch.arange(split.num_samples)
+    parts = idx.split(sizes) if sizes else [idx]
+    xs, ys = zip(*split.batches(parts, epoch=epoch, augment=augment))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def read_pickle(path):
+    with open(path, "rb") as f:  # our own file, written by datagen: plain pickle is fine here
+        return pickle.load(f, encoding="latin1")
+
+
+def check_batch(x, y, n, size, classes):
+    assert x.shape == (n, 3, size, size) and x.dtype == torch.float32 and x.device == CPU
+    assert y.shape == (n,) and y.dtype == torch.int64 and 0 <= y.min() and y.max() < classes
+
+
+# -- each dataset -----------------------------------------------------------------------------------------
+def test_digits_load_normalised_with_a_split_fixed_across_seeds():
+    d = load(dataset="digits", seed=0)
+    assert (d.num_classes, d.class_names, d.image_size) == (10, [str(i) for i in range(10)], 8)
+    assert (len(d.train), len(d.val), d.on_device, d.warnings) == (1437, 360, False, [])
+    assert d.source == "scikit-learn digits (8x8 grayscale, fixed 80/20 split) (1437 train / 360 val)"
+    x, y = whole(d.train)
+    check_batch(x, y, 1437, 8, 10)
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])  # gray -> 3 equal channels
+    assert abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01  # normalised with the train set's own stats
+    assert torch.bincount(whole(d.val)[1]).min() >= 35  # stratified: every digit in val
+
+    other = load(dataset="digits", seed=7)
+    for a, b in ((d.train, other.train), (d.val, other.val)):
+        assert all(torch.equal(u, v) for u, v in zip(whole(a), whole(b)))
+
+
+def test_synthetic_is_seeded_learnable_and_sized_by_limits():
+    d = load(dataset="synthetic", num_classes=5, limit_train=300, limit_val=100, seed=3)
+    assert (d.num_classes, len(d.class_names), len(d.train), len(d.val), d.image_size) == (5, 5, 300, 100, 32)
+    x, y = whole(d.train)
+    check_batch(x, y, 300, 32, 5)
+    assert abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01
+    # the same data whatever the training seed
+    assert torch.equal(x, whole(load(dataset="synthetic", num_classes=5, limit_train=300, seed=9).train)[0])
+    # learnable: the nearest class mean (from train) classifies val almost perfectly
+    means = torch.stack([x[y == k].mean(0) for k in range(5)]).flatten(1)
+    vx, vy = whole(d.val)
+    assert (torch.cdist(vx.flatten(1), means).argmin(1) == vy).float().mean() > 0.9
+    assert len(load(dataset="synthetic").train) == 2048
+
+
+def test_cifar100_subset_loads_with_checksum_warning(tmp_path):
+    folder = write_cifar(tmp_path, "cifar100", n_train=40, n_test=12)
+    d = load(dataset="cifar100", root=str(tmp_path))
+    assert (d.num_classes, d.class_names[:2], len(d.train), len(d.val)) == (100, ["fine_00", "fine_01"], 40, 12)
+    assert d.source == f"CIFAR-100 from {folder} (40 train / 12 test)"
+    assert len(d.warnings) == 1 and "files meta, train, test in" in d.warnings[0] and "checksum" in d.warnings[0]
+    # pixels and fine labels come through in the right layout and order
+    written = read_pickle(folder / "train")
+    x, y = whole(d.train)
+    check_batch(x, y, 40, 32, 100)
+    assert y.tolist() == written["fine_labels"]
+    pixels = (x * d.train.std + d.train.mean).round().to(torch.uint8)
+    assert torch.equal(pixels, torch.from_numpy(written["data"]).view(40, 3, 32, 32))
+
+
+def test_cifar10_reads_all_five_batches_and_limits(tmp_path):
+    folder = write_cifar(tmp_path, "cifar10", n_train=50, n_test=20)
+    d = load(dataset="cifar10", root=str(tmp_path), limit_train=33, limit_val=7)
+    assert (d.num_classes, d.class_names, len(d.train), len(d.val)) == (10, CIFAR10_NAMES, 33, 7)
+    assert d.source == f"CIFAR-10 from {folder} (33 of 50 train / 7 of 20 test)"
+    labels = [y for i in range(1, 6) for y in read_pickle(folder / f"data_batch_{i}")["labels"]]
+    assert whole(d.train)[1].tolist() == labels[:33]
+
+
+def test_cifar_pickle_resaved_by_python3_with_bytes_keys_loads(tmp_path):
+    folder = write_cifar(tmp_path, "cifar100", n_train=8, n_test=4)
+    batch = read_pickle(folder / "test")
+    with open(folder / "test", "wb") as f:
+        pickle.dump({k.encode(): v for k, v in batch.items()}, f, protocol=4)
+    assert whole(load(dataset="cifar100", root=str(tmp_path)).val)[1].tolist() == batch["fine_labels"]
+
+
+def test_missing_cifar_says_what_to_download_and_where(tmp_path):
+    with pytest.raises(DataError) as e:
+        load(dataset="cifar100", root=str(tmp_path / "data"))
+    root = tmp_path / "data"
+    assert str(e.value) == (
+        f"CIFAR-100 not found under {root}/: expected {root}/cifar-100-python/{{train,test,meta}}. "
+        f"Download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and extract it into {root}/ "
+        "(or set data.root), or set data.download: true on a machine with internet.")
+    folder = write_cifar(tmp_path, "cifar10", n_train=10, n_test=5)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz.*missing: data_batch_3"):
+        load(dataset="cifar10", root=str(tmp_path))
+
+
+def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
+    folder = write_cifar(tmp_path, "cifar100", n_train=8, n_test=4)
+    marker = write_malicious_pickle(folder / "train")
+    with pytest.raises(DataError, match=r"refusing to load .*train: it references os\.system, which CIFAR files never"):
+        load(dataset="cifar100", root=str(tmp_path))
+    assert not marker.exists()
+    read_pickle(folder / "train")  # the control: plain pickle runs the command
+    assert marker.exists()
+
+
+def test_truncated_cifar_pickle_is_a_data_error(tmp_path):
+    folder = write_cifar(tmp_path, "cifar10", n_train=10, n_test=5)
+    blob = (folder / "test_batch").read_bytes()
+    (folder / "test_batch").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataError, match="test_batch is not a readable CIFAR pickle"):
+        load(dataset="cifar10", root=str(tmp_path))
+
+
+def test_imagefolder_decodes_to_size_and_three_channels(tmp_path):
+    write_imagefolder(tmp_path, classes=("cat", "dog", "emu"), n_per_class=4, size=40)
+    d = load(dataset="imagefolder", root=str(tmp_path), image_size=16, num_workers=0, limit_val=5)
+    assert (d.num_classes, d.class_names, len(d.train), len(d.val), d.image_size) == (3, ["cat", "dog", "emu"], 12, 5, 16)
+    assert "3 classes" in d.source and d.warnings == []
+    x, y = whole(d.train, sizes=[5, 7])
+    check_batch(x, y, 12, 16, 3)
+    assert y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    pixels = (x * d.train.std + d.train.mean).round()
+    assert torch.equal(pixels[1, 0], pixels[1, 2]) and not torch.equal(pixels[0, 0], pixels[0, 2])  # odd PNGs are gray
+
+
+def test_imagefolder_with_workers_matches_in_process(tmp_path):
+    write_imagefolder(tmp_path, n_per_class=6, size=24)
+    serial = whole(load(dataset="imagefolder", root=str(tmp_path), image_size=16, num_workers=0).train,
+                   augment=True, sizes=[4] * 3)
+    parallel = whole(load(dataset="imagefolder", root=str(tmp_path), image_size=16, num_workers=2).train,
+                     augment=True, sizes=[6, 6])
+    assert torch.equal(serial[0], parallel[0]) and torch.equal(serial[1], parallel[1])
+
+
+def test_imagefolder_class_mismatch_and_missing_split(tmp_path):
+    write_imagefolder(tmp_path, classes=("cat", "dog"), splits=("train",))
+    with pytest.raises(DataError, match=r"image folder .*val.*expected .*train/<class>/<image>"):
+        load(dataset="imagefolder", root=str(tmp_path))
+    write_imagefolder(tmp_path, classes=("cat", "emu"), splits=("val",))
+    with pytest.raises(DataError, match=r"different classes \(only in train: \['dog'\]; only in val: \['emu'\]\)"):
+        load(dataset="imagefolder", root=str(tmp_path))
+
+
+# -- the batch pipeline ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("image_size, preresize", [(None, True), (48, True), (48, False), (20, False)])
+def test_batch_partition_does_not_change_any_sample(monkeypatch, image_size, preresize):
+    if not preresize:  # resize every batch instead of once at load, as for sets too big to hold resized
+        monkeypatch.setattr(data_module, "PRERESIZE_BYTES", 0)
+    d = load(dataset="synthetic", limit_train=64, image_size=image_size, augment=True, seed=5)
+    assert d.train.stored_size == (d.image_size if preresize else 32)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for sizes in ([64], [16] * 4, [8] * 8, [1, 5, 30, 28]):
+        xs, ys = zip(*d.train.batches(list(order.split(sizes)), epoch=2, augment=True))
+        outputs.append((torch.cat(xs), torch.cat(ys)))
+    assert outputs[0][0].shape == (64, 3, d.image_size, d.image_size)
+    for x, y in outputs[1:]:
+        assert torch.equal(x, outputs[0][0]) and torch.equal(y, outputs[0][1])
+
+
+def test_batch_partition_exact_for_streamed_folder(tmp_path):
+    write_imagefolder(tmp_path, n_per_class=8, size=30)
+    d = load(dataset="imagefolder", root=str(tmp_path), image_size=24, num_workers=0)
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(1))
+    a = torch.cat([x for x, _ in d.train.batches([order], epoch=1, augment=True)])
+    b = torch.cat([x for x, _ in d.train.batches(list(order.split(3)), epoch=1, augment=True)])
+    assert torch.equal(a, b)
+
+
+def shifted_copies(x, pad, fill):
+    """Every zero-padded shift (and its mirror) of one normalised image: what a crop+flip may produce."""
+    h, w = x.shape[-2:]
+    padded = fill.view(3, 1, 1).expand(3, h + 2 * pad, w + 2 * pad).clone()
+    padded[:, pad:pad + h, pad:pad + w] = x
+    crops = [padded[:, dy:dy + h, dx:dx + w] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+    return crops + [c.flip(-1) for c in crops]
+
+
+def test_augmentation_is_pad_crop_flip_per_seed_and_epoch():
+    d = load(dataset="synthetic", limit_train=48, seed=1)
+    plain, _ = whole(d.train)
+    a, _ = whole(d.train, epoch=0, augment=True)
+    again, _ = whole(d.train, epoch=0, augment=True, sizes=[7, 41])
+    later, _ = whole(d.train, epoch=1, augment=True)
+    reseeded, _ = whole(load(dataset="synthetic", limit_train=48, seed=2).train, epoch=0, augment=True)
+    assert torch.equal(a, again)  # same (seed, epoch): same augmentation
+    changed = lambda u, v: (u != v).flatten(1).any(1).float().mean()
+    assert changed(a, plain) > 0.9 and changed(a, later) > 0.9 and changed(a, reseeded) > 0.9
+    # each augmented image is one of the 81 shifts of the original (pad 32 // 8 = 4, zero fill), maybe mirrored
+    zero = (torch.zeros(1, 3, 1, 1) - d.train.mean) / d.train.std  # a zero pixel after normalisation
+    flips = 0
+    for i in range(12):
+        candidates = shifted_copies(plain[i], 4, zero)
+        match = [k for k, c in enumerate(candidates) if torch.equal(c, a[i])]
+        assert match, f"sample {i} is not a shifted/mirrored copy"
+        flips += match[0] >= 81
+    assert 0 < flips < 12
+
+
+def test_digits_resized_to_a_model_size_stays_normalised():
+    d = load(dataset="digits", image_size=32)
+    x, y = whole(d.val, sizes=[100] * 3 + [60])
+    check_batch(x, y, 360, 32, 10)
+    assert abs(x.mean()) < 0.05 and 0.8 < x.std() < 1  # upsampling smooths: a little less spread than at 8x8
+    small = load(dataset="digits")
+    up = F.interpolate(whole(small.val)[0], size=32, mode="bilinear", align_corners=False)
+    assert (x - up).abs().max() < 0.05  # the same images, up to uint8 rounding of the pre-resized set
