@@ -118,7 +118,7 @@ def _allowed_keys(section: str, model_kind: str | None) -> list[str]:
     return list(cls.model_fields) if cls else []
 
 
-def _describe(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str]:
+def describe_error(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str]:
     """The dotted field path (inside a run) and a one-line message for one pydantic error."""
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in MODEL_CLASSES))
     if err["type"] == "cross_field":
@@ -226,7 +226,7 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
             valid.append(RunConfig.model_validate(merged))
         except ValidationError as e:
             for err in e.errors():
-                loc, msg = _describe(err, merged)
+                loc, msg = describe_error(err, merged)
                 line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc, ("runs", i))
                 issues.append(_issue(file, line, f"{label} {'.'.join(map(str, loc))}".rstrip(), msg))
     if issues:
@@ -237,7 +237,7 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
     except ValidationError as e:
         msgs = []
         for err in e.errors():
-            loc, msg = _describe(err, {})
+            loc, msg = describe_error(err, {})
             msgs.append(_issue(file, _line_of(lines, loc), ".".join(map(str, loc)), msg))
         raise PresetError("\n".join(msgs)) from None
 
