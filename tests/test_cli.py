@@ -104,3 +104,15 @@ def test_failed_run_exits_1_and_keeps_summary(tmp_path, tiny):
 def test_presets_lists_shipped(tmp_path):
     out = vitlab("presets", cwd=tmp_path)
     assert out.returncode == 0 and "quickstart" in out.stdout
+
+
+@pytest.mark.slow
+def test_quickstart_vit_reaches_90_percent(tmp_path):
+    """The offline default keeps its promise: > 90 % validation accuracy on digits, on a CPU, quickly."""
+    from vitlab.engine.runner import train_run
+    from vitlab.presets import load_preset
+
+    exp = load_preset(ROOT / "presets" / "quickstart.yaml")
+    vit = next(r for r in exp.runs if r.model.kind == "vit")
+    summary = train_run(vit, experiment=exp.name, runs_dir=tmp_path)
+    assert summary["status"] == "finished" and summary["accuracy"] >= 0.90

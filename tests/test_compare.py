@@ -24,15 +24,16 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     model = {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1}
     train = {"epochs": 2, "batch_size": 64, "log_every": 2}
+    data = {"dataset": "synthetic", "image_size": 8, "limit_train": 256, "limit_val": 64}
     exp = ExperimentConfig.model_validate({"name": "study", "runs": [
-        {"name": "good", "model": model, "train": train},
-        {"name": "torn", "model": model, "train": {**train, "accumulation_steps": 2, "batch_size": 32}},
+        {"name": "good", "model": model, "train": train, "data": data},
+        {"name": "torn", "model": model, "train": {**train, "accumulation_steps": 2, "batch_size": 32}, "data": data},
     ]})
     run_experiment(exp, runs_dir=root)
     os.environ["VITLAB_INJECT_FAULT"] = "nan:1"
     try:
         run_experiment(ExperimentConfig.model_validate({"name": "broken", "runs": [
-            {"name": "nan", "model": model, "train": train}]}), runs_dir=root)
+            {"name": "nan", "model": model, "train": train, "data": data}]}), runs_dir=root)
     finally:
         del os.environ["VITLAB_INJECT_FAULT"]
     torn = next((root / "study").glob("*-torn"))
@@ -96,6 +97,7 @@ def test_tensorboard_events_read_back(tmp_path):
 
     exp = ExperimentConfig.model_validate({"name": "tb", "runs": [{
         "name": "v", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1},
+        "data": {"dataset": "synthetic", "image_size": 8, "limit_train": 256, "limit_val": 64},
         "train": {"epochs": 2, "batch_size": 64, "log_every": 2, "tensorboard": True}}]})
     [summary] = run_experiment(exp, runs_dir=tmp_path)
     acc = EventAccumulator(summary["run_dir"])
