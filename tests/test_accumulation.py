@@ -32,8 +32,22 @@ def test_order_depends_on_seed_and_epoch_only():
     assert torch.equal(epoch_order(100, 1, 2), epoch_order(100, 1, 2))
     assert not torch.equal(epoch_order(100, 1, 2), epoch_order(100, 1, 3))
     plan = windows(epoch_order(200, 0, 0), 16, 4)
-    assert [sum(len(m) for m in w) for w in plan] == [64, 64, 64, 8]
-    assert [len(m) for m in plan[-1]] == [8]
+    assert [w.samples for w in plan] == [64, 64, 64, 8]
+    assert [len(m) for m in plan[-1].micro] == [8]
+
+
+def test_distributed_windows_split_the_same_steps():
+    """Two ranks at 16x2 see exactly the samples one process sees at 64x1, window by window."""
+    order = epoch_order(203, 0, 1)
+    single = windows(order, 64, 1)
+    ranks = [windows(order, 16, 2, world=2, rank=r) for r in (0, 1)]
+    assert [w.samples for w in single] == [w.samples for w in ranks[0]] == [w.samples for w in ranks[1]]
+    for i, w in enumerate(single):
+        together = torch.cat([m for r in ranks for m in r[i].micro if r[i].weight])
+        assert torch.equal(together, torch.cat(w.micro))
+    # a last window shorter than the world: the idle rank still joins the all-reduce, with weight 0
+    tiny = windows(torch.arange(65), 32, 1, world=2, rank=1)
+    assert tiny[-1].weight == 0 and tiny[-1].samples == 1
 
 
 def without_key_bias(weights, dim=32):

@@ -67,7 +67,8 @@ COLUMNS: tuple[Column, ...] = (
            lambda s: s["flops"] / 1e9 if s.get("flops") else None, True),
     Column("precision", "Precision", lambda s: s.get("precision") or "-", _field("precision")),
     Column("batch", "Batch",
-           lambda s: f"{s['batch_size']}x{s['accumulation_steps']}" if s.get("batch_size") else "-",
+           lambda s: (f"{s['batch_size']}x{s['accumulation_steps']}" + (f"x{s['world_size']}" if (s.get("world_size") or 1) > 1 else ""))
+           if s.get("batch_size") else "-",
            _field("effective_batch"), True),
     Column("epochs", "Epochs",
            lambda s: f"{s.get('epochs', 0)}/{s['epochs_planned']}" if s.get("epochs_planned") else _num(s.get("epochs"), "d"),
@@ -141,9 +142,9 @@ def to_csv(summaries: list[dict]) -> str:
 
 
 JSON_FIELDS = ("name", "experiment", "status", "model", "params", "trainable_params", "flops", "precision",
-               "batch_size", "accumulation_steps", "effective_batch", "epochs", "epochs_planned", "train_time_s",
+               "batch_size", "accumulation_steps", "world_size", "effective_batch", "epochs", "epochs_planned", "train_time_s",
                "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
-               "eval_loss", "train_loss", "skipped_steps", "device", "error", "run_dir", "config")
+               "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "device", "error", "run_dir", "config")
 
 
 def json_runs(summaries: list[dict]) -> list[dict]:

@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default ./runs)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout (human text on stderr)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train each run on N local processes (GPUs) with DistributedDataParallel, via torchrun")
     p.set_defaults(handler=main)
 
 
@@ -56,6 +58,8 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     from ..report import rich_table, to_json
 
     summaries = summaries_source()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the run
+        return 1 if any(s["status"] == "failed" for s in summaries) else 0
     if as_json:
         print(to_json(summaries, experiment=experiment), flush=True)
     else:
@@ -70,7 +74,13 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
 def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
     exp = load_preset(args.preset, overrides)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .launch import launch_torchrun
+
+        return launch_torchrun(args, exp.name)
     console = Console(stderr=True, highlight=False)
+    if int(os.environ.get("RANK", "0")) != 0:
+        console.file = open(os.devnull, "w")
     stop = StopRequest(console)
     install_signals(stop)
     from ..engine.runner import run_experiment  # torch loads here, after the preset is known to be valid

@@ -44,8 +44,8 @@ def check_accumulation(cfg: RunConfig, device: torch.device | None = None) -> Ac
     for m in model.modules():  # BN batch statistics are per micro-batch by design: compare with frozen stats
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
-    [window, *_] = windows(epoch_order(data.train.num_samples, t.seed, 0), t.batch_size, t.accumulation_steps)
-    samples = sum(len(i) for i in window)
+    [first, *_] = windows(epoch_order(data.train.num_samples, t.seed, 0), t.batch_size, t.accumulation_steps)
+    window, samples = first.micro, first.samples
     scaler = torch.amp.GradScaler(device.type, enabled=False)
 
     whole = torch.cat(window)

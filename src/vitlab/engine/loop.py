@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig
+from .distributed import Dist
 
 
 class NonFiniteLoss(RuntimeError):
@@ -34,10 +35,28 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_samples, generator=g)
 
 
-def windows(order: torch.Tensor, batch_size: int, accumulation_steps: int) -> list[list[torch.Tensor]]:
-    """Optimizer-step windows of micro-batch index tensors."""
-    effective = batch_size * accumulation_steps
-    return [list(order[i:i + effective].split(batch_size)) for i in range(0, len(order), effective)]
+@dataclass
+class Window:
+    """One optimizer step: `samples` in the whole window (all ranks), this rank's micro-batches of it."""
+
+    samples: int
+    micro: list[torch.Tensor]
+    weight: float = 1.0  # 0 for a rank with no sample in a short last window: it still joins the all-reduce
+
+
+def windows(order: torch.Tensor, batch_size: int, accumulation_steps: int, world: int = 1,
+            rank: int = 0) -> list[Window]:
+    """Optimizer-step windows of batch_size x accumulation_steps x world samples; this rank's share."""
+    effective = batch_size * accumulation_steps * world
+    plan = []
+    for i in range(0, len(order), effective):
+        window = order[i:i + effective]
+        share = window.tensor_split(world)[rank]
+        if len(share):
+            plan.append(Window(len(window), list(share.split(batch_size))))
+        else:
+            plan.append(Window(len(window), [window[:1]], weight=0.0))
+    return plan
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -76,27 +95,30 @@ class Fault:
 
 
 def micro_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, window_samples: int, cfg: TrainConfig,
-               device: torch.device, scaler: torch.amp.GradScaler, *, poison: bool = False) -> torch.Tensor:
+               device: torch.device, scaler: torch.amp.GradScaler, *, world: int = 1, weight: float = 1.0,
+               poison: bool = False) -> torch.Tensor:
     """Forward and backward one micro-batch of a window; returns the detached sum of its sample losses.
 
     The loss is the sum over the micro-batch divided by the samples in the whole window, so the
     gradients accumulated over a window are those of the window's mean loss (`vitlab check accumulation`
-    verifies exactly this function).
+    verifies exactly this function). Under DDP, which averages gradients over `world` ranks, the loss
+    is multiplied by `world` so the average is again the window's mean.
     """
     with autocast(device, cfg.precision):
         logits = model(x)
-    loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
+    loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing) * weight
     if poison:
         loss_sum = loss_sum * float("nan")
-    scaler.scale(loss_sum / window_samples).backward()
+    scaler.scale(loss_sum * (world / window_samples)).backward()
     return loss_sum.detach()
 
 
 def train_epoch(
     model: torch.nn.Module,
     batches,  # iterator of (x, y), one per micro-batch, in window order
-    plan: list[list[torch.Tensor]],
+    plan: list[Window],
     *,
+    dist: Dist,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
@@ -114,11 +136,14 @@ def train_epoch(
     epoch_samples = 0
     run = Running.zero(device)
     for window in plan:
-        window_samples = sum(len(idx) for idx in window)
         poison = fault is not None and fault.kind == "nan" and step + 1 >= fault.at_step
-        for _ in window:
+        for i in range(len(window.micro)):
             x, y = next(batches)
-            run.loss_sum += micro_step(model, x, y, window_samples, cfg, device, scaler, poison=poison)
+            # DDP all-reduces gradients on the window's last backward only
+            sync = dist.enabled and i < len(window.micro) - 1
+            with model.no_sync() if sync else contextlib.nullcontext():
+                run.loss_sum += micro_step(model, x, y, window.samples, cfg, device, scaler, world=dist.world,
+                                           weight=window.weight, poison=poison)
         if fault and fault.kind == "oom" and step + 1 == fault.at_step:
             raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 2.00 GiB")
         scale_before = scaler._scale.clone() if scaler.is_enabled() else None
@@ -129,11 +154,12 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         step += 1
-        run.samples += window_samples
+        run.samples += window.samples
         run.steps += 1
-        epoch_samples += window_samples
-        stopping = should_stop()
+        epoch_samples += window.samples
+        stopping = dist.any(should_stop(), device)  # every rank stops at the same step
         if run.steps == cfg.log_every or window is plan[-1] or stopping:
+            dist.sum_(run.loss_sum)
             epoch_sum += run.loss_sum
             loss = run.loss_sum.item() / run.samples  # the one host sync, every log_every steps
             if not math.isfinite(loss):
@@ -146,17 +172,20 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, *, device: torch.device, precision: str) -> tuple[float, float]:
-    """(mean loss, top-1 accuracy) over the split; one host sync at the end."""
+def evaluate(model: torch.nn.Module, batches, *, device: torch.device, precision: str,
+             dist: Dist) -> tuple[float, float]:
+    """(mean loss, top-1 accuracy) over the split (each rank its shard, summed); one host sync at the end."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
+    correct = torch.zeros((), device=device, dtype=torch.float64)
+    seen = torch.zeros((), device=device, dtype=torch.float64)
     for x, y in batches:
         with autocast(device, precision):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
+    dist.sum_(loss_sum, correct, seen)
     model.train()
-    return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
+    seen_n = max(seen.item(), 1)
+    return loss_sum.item() / seen_n, correct.item() / seen_n

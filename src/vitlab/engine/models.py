@@ -1,17 +1,20 @@
 """Model factory: ViT (timm, optional conv stem), Swin (Hugging Face transformers), ResNet-18 (torchvision).
 
 Each model is the library's own class built with the library's own arguments, so parameter counts
-match the libraries; forward(x) takes a float (B, 3, S, S) batch and returns logits.
+match the libraries; forward(x) takes a float (B, 3, S, S) batch and returns logits (B, classes).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from timm.layers import PatchEmbed
 from torch import nn
 
-from ..config import RunConfig, SwinModel, ViTModel
+from ..config import SWIN_HUB_IDS, RunConfig, SwinModel, ViTModel
 from ..errors import ModelError
 
 SWIN_SHAPES = {  # the microsoft/swin-*-patch4-window7-224 shapes
@@ -21,37 +24,49 @@ SWIN_SHAPES = {  # the microsoft/swin-*-patch4-window7-224 shapes
 }
 
 
-class ConvStem(nn.Module):
+def conv_stem_widths(patch_size: int, embed_dim: int) -> list[int]:
+    """Output channels of the stride-2 convs: doubling, ending at min(embed_dim, 512), at least 16.
+
+    This reproduces the paper's stems: 24-48-96-192 for dim 192 (ViTC-1GF), 48-96-192-384 for dim 384
+    (ViTC-4GF), and 64-128-256-512 for dim 768 (ViT-B/16; the paper's 18GF stem spans the same 64-512 with
+    two extra stride-1 convs, which we leave out so every conv halves the resolution). The floor of 16 keeps
+    the first conv of a wide patch on a narrow model from being a bottleneck.
+    """
+    last, n = min(embed_dim, 512), int(math.log2(patch_size))
+    return [max(16, last >> (n - 1 - i)) for i in range(n)]
+
+
+class ConvStem(PatchEmbed):
     """Early-convolution stem (Xiao et al. 2021, "Early Convolutions Help Transformers See Better").
 
-    log2(patch) stride-2 3x3 conv + BN + ReLU layers reach the patch stride, then a 1x1 conv projects to
-    embed_dim. Channels double each layer and end at embed_dim/2 (ViT-B/16: 48-96-192-384 -> 768; the
-    paper's 64-128-256-512 is the same shape). Takes timm's PatchEmbed arguments so VisionTransformer
-    can use it as `embed_layer`.
+    log2(patch) stride-2 3x3 conv + BatchNorm + ReLU layers reach the patch stride (widths: see
+    `conv_stem_widths`), then a 1x1 conv projects to embed_dim. It is timm's PatchEmbed with `proj`
+    swapped, so VisionTransformer gets every attribute it reads (num_patches, grid_size, feat_ratio,
+    dynamic_feat_size, the input-size check) and the same (B, tokens, embed_dim) output.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
-                 bias: bool = True, **_: object):
-        super().__init__()
-        layers = int(math.log2(patch_size))
-        widths = [max(16, embed_dim // 2 ** (layers - i)) for i in range(layers)]
-        blocks: list[nn.Module] = []
-        for width in widths:
-            blocks += [nn.Conv2d(in_chans, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True)]
+                 bias: bool = True, **kwargs):
+        super().__init__(img_size, patch_size, in_chans, embed_dim, bias=bias, **kwargs)
+        dd = {"device": kwargs.get("device"), "dtype": kwargs.get("dtype")}
+        layers: list[nn.Module] = []
+        for width in conv_stem_widths(patch_size, embed_dim):
+            # no conv bias: BatchNorm's shift replaces it
+            layers += [nn.Conv2d(in_chans, width, 3, stride=2, padding=1, bias=False, **dd),
+                       nn.BatchNorm2d(width, **dd), nn.ReLU(inplace=True)]
             in_chans = width
-        blocks.append(nn.Conv2d(in_chans, embed_dim, 1, bias=bias))
-        self.proj = nn.Sequential(*blocks)
-        self.img_size = (img_size, img_size)
-        self.patch_size = (patch_size, patch_size)
-        self.grid_size = (img_size // patch_size, img_size // patch_size)
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        layers.append(nn.Conv2d(in_chans, embed_dim, 1, bias=bias, **dd))
+        self.proj = nn.Sequential(*layers)  # replaces PatchEmbed's single patch_size x patch_size conv
 
-    def feat_ratio(self, as_scalar: bool = True) -> int | tuple[int, int]:
-        return self.patch_size[0] if as_scalar else self.patch_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)  # (B, tokens, embed_dim)
+def timm_mlp_ratio(embed_dim: int, hidden_dim: int) -> float:
+    """The mlp_ratio for which timm's int(embed_dim * mlp_ratio) is exactly hidden_dim.
+
+    hidden/dim * dim can land just below hidden in floating point (e.g. 120/88*88 = 119.99...), and
+    int() would then build a narrower MLP; the next float up always lands on it.
+    """
+    ratio = hidden_dim / embed_dim
+    return ratio if int(embed_dim * ratio) == hidden_dim else math.nextafter(ratio, math.inf)
 
 
 def build_vit(m: ViTModel, image_size: int, num_classes: int) -> nn.Module:
@@ -59,10 +74,11 @@ def build_vit(m: ViTModel, image_size: int, num_classes: int) -> nn.Module:
 
     return VisionTransformer(
         img_size=image_size, patch_size=m.patch_size, in_chans=3, num_classes=num_classes,
-        embed_dim=m.embed_dim, depth=m.layers, num_heads=m.heads, mlp_ratio=m.hidden_dim / m.embed_dim,
+        embed_dim=m.embed_dim, depth=m.layers, num_heads=m.heads,
+        mlp_ratio=timm_mlp_ratio(m.embed_dim, m.hidden_dim),
         class_token=m.class_token, global_pool="token" if m.class_token else "avg", final_norm=m.final_norm,
         act_layer=nn.ReLU if m.act == "relu" else nn.GELU,
-        **({"embed_layer": ConvStem} if m.stem == "conv" else {}),
+        embed_layer=ConvStem if m.stem == "conv" else PatchEmbed,
     )
 
 
@@ -77,68 +93,120 @@ class LogitsOnly(nn.Module):
         return self.model(pixel_values=x).logits
 
 
-def swin_weights_help(source: str) -> str:
-    return (f"Pretrained Swin weights {source!r} are not on this machine. On a machine with internet run "
-            f"`huggingface-cli download {source}` and copy ~/.cache/huggingface over, or save them with "
-            f"`SwinForImageClassification.from_pretrained('{source}').save_pretrained(DIR)` and set model.weights: DIR.")
+def swin_weights_help(source: str, variant: str) -> str:
+    hub_id = source if source in SWIN_HUB_IDS.values() else SWIN_HUB_IDS[variant]
+    return (f"Swin weights {source!r} are neither a directory here nor in the local Hugging Face cache "
+            f"(vitlab never downloads). On a machine with internet run `huggingface-cli download {hub_id}` "
+            f"and copy ~/.cache/huggingface over to this one, or save them with "
+            f"`SwinForImageClassification.from_pretrained('{hub_id}').save_pretrained(DIR)`, copy DIR over "
+            f"and set model.weights: DIR.")
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bars: a replaced head is the point, not news, and
+    stray output would garble the TUI. Real loading problems are checked from the loading info instead."""
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def load_pretrained_swin(m: SwinModel, image_size: int, num_classes: int) -> nn.Module:
+    from transformers import SwinForImageClassification
+
+    source = m.weights_source
+    local = Path(source).expanduser()
+    try:
+        with quiet_transformers():
+            model, info = SwinForImageClassification.from_pretrained(
+                str(local) if local.is_dir() else source, num_labels=num_classes, image_size=image_size,
+                ignore_mismatched_sizes=True, local_files_only=True, trust_remote_code=False,
+                output_loading_info=True)
+    except (OSError, ValueError) as e:
+        if local.is_dir():
+            raise ModelError(f"model.weights {source}: cannot load Swin weights from it ({e}).") from None
+        raise ModelError(swin_weights_help(source, m.variant)) from None
+    # Only the classifier may be new; anything else missing would silently train from random init.
+    missing = sorted(k for k in info["missing_keys"] | info["unexpected_keys"] if not k.startswith("classifier."))
+    if missing:
+        raise ModelError(f"model.weights {source}: not a Swin image-classification checkpoint "
+                         f"({len(missing)} weights do not match, e.g. {missing[0]}).")
+    return model
+
+
+def swin_config(m: SwinModel, image_size: int, num_classes: int):
+    """The shapes of model.weights when its config is on this machine (a save_pretrained dir or the local
+    HF cache), so a profile matches the run; otherwise the variant's."""
+    from transformers import SwinConfig
+
+    if m.weights:
+        local = Path(m.weights).expanduser()
+        try:
+            with quiet_transformers():
+                return SwinConfig.from_pretrained(str(local) if local.is_dir() else m.weights, local_files_only=True,
+                                                  num_labels=num_classes, image_size=image_size)
+        except (OSError, ValueError):
+            pass  # not here: the variant's shapes are the best guess
+    return SwinConfig(image_size=image_size, patch_size=4, window_size=7, num_labels=num_classes,
+                      **SWIN_SHAPES[m.variant])
 
 
 def build_swin(m: SwinModel, image_size: int, num_classes: int, load_weights: bool) -> nn.Module:
-    import transformers
-    from transformers import SwinConfig, SwinForImageClassification
+    from transformers import SwinForImageClassification
 
     if m.pretrained and load_weights:
-        source = m.weights_source
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()  # "newly initialized classifier" is the point, not news
-        try:
-            model = SwinForImageClassification.from_pretrained(
-                source, num_labels=num_classes, ignore_mismatched_sizes=True, local_files_only=True,
-                trust_remote_code=False, image_size=image_size)
-        except (OSError, ValueError) as e:
-            if Path(source).exists():
-                raise ModelError(f"model.weights {source}: cannot load Swin weights from it ({e}).") from None
-            raise ModelError(swin_weights_help(source)) from None
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-        return LogitsOnly(model)
-    shape = SWIN_SHAPES[m.variant]
-    if m.weights and (Path(m.weights) / "config.json").exists():  # shapes of a local checkpoint, no weights
-        config = SwinConfig.from_pretrained(m.weights, num_labels=num_classes, image_size=image_size)
-    else:
-        config = SwinConfig(image_size=image_size, patch_size=4, window_size=7, num_labels=num_classes, **shape)
-    return LogitsOnly(SwinForImageClassification(config))
+        return LogitsOnly(load_pretrained_swin(m, image_size, num_classes))
+    return LogitsOnly(SwinForImageClassification(swin_config(m, image_size, num_classes)))  # random init
 
 
 def build_resnet18(weights: str | None, num_classes: int, load_weights: bool) -> nn.Module:
     import torchvision
 
     model = torchvision.models.resnet18(num_classes=num_classes)
-    if weights and load_weights:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise ModelError(f"model.weights {weights}: no such file (a ResNet-18 state dict saved with torch.save)") from None
-        except Exception as e:
-            raise ModelError(f"model.weights {weights}: not a loadable state dict ({type(e).__name__}: {e})") from None
-        if state.get("fc.weight") is not None and state["fc.weight"].shape[0] != num_classes:
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # new head for these classes
+    if not (weights and load_weights):
+        return model
+    how = "a ResNet-18 state dict saved with torch.save(model.state_dict(), PATH)"
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"model.weights {weights}: no such file (expected {how}).") from None
+    except Exception as e:  # torch's own message suggests weights_only=False, which we never do
+        raise ModelError(f"model.weights {weights}: not a loadable state dict ({type(e).__name__}); "
+                         f"expected {how}.") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"model.weights {weights}: holds a {type(state).__name__}, not a state dict; expected {how}.")
+    head = state.get("fc.weight")
+    if isinstance(head, torch.Tensor) and head.shape[0] != num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # a new head for these classes
+    try:
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.startswith("fc.")]:
-            raise ModelError(f"model.weights {weights}: not a ResNet-18 state dict "
-                             f"(missing {len(missing)}, unexpected {len(unexpected)} keys)")
+    except RuntimeError as e:  # shape mismatches
+        raise ModelError(f"model.weights {weights}: does not fit ResNet-18 ({str(e).splitlines()[-1].strip()}).") from None
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ModelError(f"model.weights {weights}: not a ResNet-18 state dict "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected keys); expected {how}.")
     return model
 
 
 def classifier_head(model: nn.Module) -> nn.Module:
     if isinstance(model, LogitsOnly):
         return model.model.classifier
-    if hasattr(model, "fc"):
+    if hasattr(model, "fc"):  # torchvision ResNet
         return model.fc
-    return model.head
+    return model.head  # timm ViT
 
 
 def build_model(cfg: RunConfig, num_classes: int, *, load_weights: bool = True) -> nn.Module:
+    """The model of `cfg` with a `num_classes` head. load_weights=False: shapes only, random init."""
     m, size = cfg.model, cfg.data.size
     if isinstance(m, ViTModel):
         model = build_vit(m, size, num_classes)
@@ -153,6 +221,7 @@ def build_model(cfg: RunConfig, num_classes: int, *, load_weights: bool = True) 
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable

@@ -1,8 +1,10 @@
 """Params and FLOPs per image, without data, weights or training.
 
 FLOPs follow fvcore's convention, what vision papers report: one forward pass, a multiply-add counted
-once. fvcore has no handle for `aten::scaled_dot_product_attention`, so a ViT's attention (QK^T and
-AV) would silently count as zero; we register one, and cross-check ViTs against the closed form.
+once. fvcore has no handle for `aten::scaled_dot_product_attention`, so attention (QK^T and AV) would
+silently count as zero; we register one. timm's ViT and transformers' Swin both call SDPA by default
+(Swin's eager path uses matmuls, which fvcore counts the same). ViTs are cross-checked against the
+closed form.
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from torch import nn
 
 from ..config import RunConfig, ViTModel
 
+# What fvcore (with our attention handle) leaves out: elementwise work, small next to the matmuls.
 NOT_COUNTED = ("activations (GELU/ReLU)", "softmax", "residual adds", "attention scaling and masking",
-               "dropout", "position-embedding adds", "optimizer and backward (training is about 3x forward)")
+               "dropout", "position-embedding adds", "max-pooling and token averaging",
+               "optimizer and backward (training is about 3x forward)")
 
 
 def _shape(value: Any) -> list[int]:
@@ -52,16 +56,21 @@ def count_flops(model: nn.Module, image_size: int) -> int:
         model.train(was_training)
 
 
-def vit_flops_analytic(m: ViTModel, image_size: int, num_classes: int) -> int:
-    """Closed-form forward MACs of a patchify-stem ViT, the same convention as fvcore."""
-    d, grid = m.embed_dim, image_size // m.patch_size
+def vit_flops_analytic(model: ViTModel, image_size: int, num_classes: int) -> int:
+    """Closed-form forward MACs of a patchify-stem ViT, the same convention as fvcore (which it equals)."""
+    if model.stem != "patchify":
+        raise ValueError("the closed form covers the patchify stem only; count a conv-stem ViT with count_flops")
+    d, grid = model.embed_dim, image_size // model.patch_size
     patches = grid * grid
-    tokens = patches + (1 if m.class_token else 0)
-    embed = patches * 3 * m.patch_size ** 2 * d
+    tokens = patches + (1 if model.class_token else 0)
+    embed = patches * 3 * model.patch_size ** 2 * d
     attention = 2 * tokens * tokens * d  # QK^T and AV over all heads
-    block = tokens * (3 * d * d + d * d + 2 * d * m.hidden_dim) + attention
-    norms = 5 * tokens * d * (2 * m.layers + (1 if m.final_norm else 0))  # fvcore: 5 per element of an affine LayerNorm
-    return embed + m.layers * block + d * num_classes + norms
+    block = tokens * (3 * d * d + d * d + 2 * d * model.hidden_dim) + attention  # qkv, proj, MLP
+    # fvcore counts 5 per element of an affine LayerNorm: two per block on every token, and a final one on
+    # every token before the class token is taken, or (timm's fc_norm) on the one averaged vector
+    final_norm = (tokens if model.class_token else 1) if model.final_norm else 0
+    norms = 5 * d * (2 * model.layers * tokens + final_norm)
+    return embed + model.layers * block + norms + d * num_classes
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class Profile:
 
 
 def classes_for(cfg: RunConfig) -> int:
+    """The head size a run of cfg will get, without loading its data."""
     if cfg.data.classes is not None:
         return cfg.data.classes
     train = Path(cfg.data.root) / "train"

@@ -20,16 +20,21 @@ import yaml
 from ..config import ExperimentConfig, RunConfig, model_label
 from ..errors import StoreError, VitlabError
 from . import device as devices
+from . import distributed
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
                      ShouldStop, StepsLogged, WarningRaised, ignore, never)
 from .health import HealthMonitor
 from .loop import Cancelled, Fault, NonFiniteLoss, StepLog, epoch_order, evaluate, train_epoch, windows
-from .store import RunStore, read_metrics
+from .store import NullStore, RunStore, read_metrics
 
 OOM_ADVICE = ("Out of memory. Lower train.batch_size and raise train.accumulation_steps to keep the same "
               "effective batch, use precision bf16 (or fp16), or a smaller data.image_size.")
 NAN_ADVICE = ("The training loss became non-finite (NaN/inf). With fp16 this is usually an overflow: use "
               "precision bf16, or lower train.lr (add warmup_epochs).")
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def fault_from_env() -> Fault | None:
@@ -70,7 +75,9 @@ class Run:
     def __init__(self, cfg: RunConfig, store: RunStore, *, experiment: str, emit: Emit, should_stop: ShouldStop,
                  index: int, total_runs: int, resume: bool = False):
         self.cfg, self.store, self.experiment = cfg, store, experiment
-        self.user_emit, self.should_stop = emit, should_stop
+        self.dist = distributed.from_env()
+        self.user_emit = emit if self.dist.is_main else ignore  # rank 0 speaks for the run
+        self.should_stop = should_stop
         self.index, self.total_runs, self.resume = index, total_runs, resume
         self.started_at = dt.datetime.now().isoformat(timespec="seconds")
         self.summary: dict[str, Any] = {}
@@ -97,6 +104,8 @@ class Run:
 
         cfg = self.cfg
         self.device = devices.pick_device(cfg.train.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -113,11 +122,13 @@ class Run:
             self.store.log(f"FLOP count failed: {e!r}")
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(cfg, trainable, self.device)
-        self.steps_per_epoch = math.ceil(self.data.train.num_samples / cfg.train.effective_batch)
+        self.steps_per_epoch = math.ceil(self.data.train.num_samples / self.effective_batch)
         self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         self.skipped = torch.zeros((), device=self.device, dtype=torch.int64)
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        if self.dist.enabled:
+            self.forward = distributed.wrap(self.forward, self.dist, self.device)
         self.memory = devices.MemoryProbe(self.device)
         self.health = HealthMonitor(self.data.num_classes, cfg.train.precision)
         if cfg.train.tensorboard:
@@ -168,7 +179,10 @@ class Run:
             "name": cfg.name, "experiment": self.experiment, "status": status, "model": model_label(cfg.model),
             "params": getattr(self, "params", None), "trainable_params": getattr(self, "trainable", None),
             "flops": self.flops, "precision": t.precision, "batch_size": t.batch_size,
-            "accumulation_steps": t.accumulation_steps, "effective_batch": t.effective_batch,
+            "accumulation_steps": t.accumulation_steps, "world_size": self.dist.world,
+            "effective_batch": self.effective_batch,
+            "allreduces_per_step": round(self.dist.allreduces[0] / self.step_here, 3)
+            if self.dist.enabled and self.step_here else None,
             "epochs": self.epoch, "epochs_planned": t.epochs, "steps": self.step,
             "train_time_s": round(self.train_time, 3), "throughput_img_s": round(ips, 2) if ips else None,
             "mfu": devices.mfu(self.flops, ips or 0.0, self.device, t.precision),
@@ -195,19 +209,20 @@ class Run:
             cfg.name, self.experiment, str(self.store.dir), self.index, self.total_runs, cfg.resolved(),
             model_label(cfg.model), self.params, self.trainable, self.flops, devices.describe(self.device),
             t.epochs, self.epoch, self.steps_per_epoch, self.data.train.num_samples,
-            self.data.val.num_samples, self.data.num_classes, t.effective_batch))
+            self.data.val.num_samples, self.data.num_classes, self.effective_batch))
         for message in self.data.warnings:
             self.warn("data", message)
         for code, message in self.health.at_start(self.device):
             self.warn(code, message)
         eval_times: list[float] = []
         start_step, start_time = self.step, self.train_time  # ETA from this process's pace (resume-safe)
+        self.start_step = start_step
         fault = fault_from_env()
         while self.epoch < t.epochs:
             epoch_start = time.perf_counter()
             plan = windows(epoch_order(self.data.train.num_samples, t.seed, self.epoch), t.batch_size,
-                           t.accumulation_steps)
-            batches = iter(self.data.train.batches([idx for w in plan for idx in w], epoch=self.epoch,
+                           t.accumulation_steps, self.dist.world, self.dist.rank)
+            batches = iter(self.data.train.batches([idx for w in plan for idx in w.micro], epoch=self.epoch,
                                                    augment=cfg.data.use_augment))
             phase_start, phase_train = time.perf_counter(), self.train_time
 
@@ -227,15 +242,15 @@ class Run:
 
             self.step, train_loss = train_epoch(
                 self.forward, batches, plan, optimizer=self.optimizer, scheduler=self.scheduler,
-                scaler=self.scaler, cfg=t, device=self.device, step=self.step, on_log=on_log,
+                scaler=self.scaler, cfg=t, device=self.device, dist=self.dist, step=self.step, on_log=on_log,
                 should_stop=self.should_stop, skipped=self.skipped, fault=fault)
             self.train_time = phase_train + (time.perf_counter() - phase_start)
             eval_start = time.perf_counter()
             val_batch = max(t.effective_batch, 256)
-            val_order = torch.arange(self.data.val.num_samples)
+            val_order = torch.arange(self.data.val.num_samples)[self.dist.rank::self.dist.world]
             eval_loss, accuracy = evaluate(
                 self.forward, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
-                device=self.device, precision=t.precision)
+                device=self.device, precision=t.precision, dist=self.dist)
             eval_times.append(time.perf_counter() - eval_start)
             self.epoch += 1
             self.evals.append({"epoch": self.epoch, "train_loss": train_loss, "eval_loss": eval_loss,
@@ -247,6 +262,15 @@ class Run:
             self.health.on_epoch(self.epoch, train_loss, accuracy, self.warn)
             if self.should_stop():
                 raise Cancelled()
+
+    @property
+    def effective_batch(self) -> int:
+        return self.cfg.train.effective_batch * self.dist.world
+
+    @property
+    def step_here(self) -> int:
+        """Optimizer steps taken by this process (a resumed run counts from its checkpoint)."""
+        return self.step - getattr(self, "start_step", self.step)
 
     def warn(self, code: str, message: str) -> None:
         self.emit(WarningRaised(self.cfg.name, self.experiment, code, message))
@@ -272,6 +296,11 @@ class Run:
         except StoreError as e:
             self.store.log(traceback.format_exc())
             return self.end(RunFailed, "failed", str(e), "store")
+        except torch.distributed.DistError as e:
+            self.store.log(traceback.format_exc())
+            return self.end(RunFailed, "failed", "lost contact with another training process (it died or hung; "
+                            f"see its output and {self.store.dir / 'run.log'}): {str(e).splitlines()[0][:200]}",
+                            "distributed")
         except VitlabError as e:
             self.store.log(traceback.format_exc())
             return self.end(RunFailed, "failed", str(e), "data" if "Data" in type(e).__name__ else "error")
@@ -308,7 +337,7 @@ class Run:
 def train_run(cfg: RunConfig, *, experiment: str, runs_dir: Path, emit: Emit = ignore,
               should_stop: ShouldStop = never, index: int = 0, total_runs: int = 1) -> dict[str, Any]:
     """Train one run into a new run directory; returns its summary (also in summary.json)."""
-    store = RunStore.create(Path(runs_dir), experiment, cfg.name)
+    store = RunStore.create(Path(runs_dir), experiment, cfg.name) if is_main_process() else NullStore()
     return Run(cfg, store, experiment=experiment, emit=emit, should_stop=should_stop, index=index,
                total_runs=total_runs).execute()
 
@@ -330,8 +359,9 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
         pass
     if summary.get("status") == "finished":
         raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
-    _drop_metrics_after_checkpoint(run_dir)
-    store = RunStore(run_dir)
+    if is_main_process():
+        _drop_metrics_after_checkpoint(run_dir)
+    store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
     return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=0,
                total_runs=1, resume=True).execute()
 

@@ -141,6 +141,21 @@ class RunStore:
             self.heartbeat()
 
 
+class NullStore(RunStore):
+    """What ranks other than 0 of a distributed run hold: they read checkpoints (resume) but write nothing."""
+
+    def __init__(self, run_dir: Path | None = None):
+        super().__init__(Path(run_dir) if run_dir else Path(os.devnull))
+
+    def write_config(self, resolved): pass
+    def write_summary(self, summary): pass
+    def append_metrics(self, record): pass
+    def heartbeat(self): pass
+    def log(self, text): pass
+    def save_checkpoint(self, state): pass
+    def record(self, event): pass
+
+
 # -- reading ----------------------------------------------------------------------------------------
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

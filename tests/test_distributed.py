@@ -1,0 +1,84 @@
+"""DDP through torchrun on the CPU (gloo, two processes): same result as one process at the same effective
+batch, one gradient all-reduce per optimizer step, and a killed worker fails the run instead of hanging."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from vitlab.config import RunConfig
+from vitlab.engine.runner import train_run
+
+pytestmark = pytest.mark.slow
+
+MODEL = {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1}
+DATA = {"dataset": "synthetic", "image_size": 8, "limit_train": 200, "limit_val": 64}  # 200: a partial last window
+TRAIN = {"optimizer": "sgd", "lr": 0.05, "seed": 1, "log_every": 2}
+
+
+def preset(tmp_path, epochs, **train):
+    path = tmp_path / "ddp.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: ddp
+        runs:
+          - name: v
+            model: {json.dumps(MODEL)}
+            data: {json.dumps(DATA)}
+            train: {json.dumps({**TRAIN, "epochs": epochs, **train})}
+    """))
+    return path
+
+
+def vitlab_run(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "vitlab", "run", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_two_processes_equal_one_at_the_same_effective_batch(tmp_path):
+    proc = vitlab_run(preset(tmp_path, 2, batch_size=16, accumulation_steps=2), "--nproc", 2, "--json",
+                      "--runs-dir", tmp_path / "runs")
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    ddp = json.loads(out)["runs"][0]
+    assert ddp["status"] == "finished" and ddp["world_size"] == 2 and ddp["effective_batch"] == 64
+    assert ddp["allreduces_per_step"] == 1.0  # no_sync on every micro-step but the window's last
+    single = train_run(RunConfig.model_validate({"name": "v", "model": MODEL, "data": DATA, "train": {
+        **TRAIN, "epochs": 2, "batch_size": 64, "accumulation_steps": 1}}), experiment="one", runs_dir=tmp_path)
+    assert ddp["eval_loss"] == pytest.approx(single["eval_loss"], rel=1e-5)
+    a = torch.load(Path(ddp["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(Path(single["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_killed_worker_fails_the_run_without_hanging(tmp_path):
+    proc = vitlab_run(preset(tmp_path, 500, batch_size=16), "--nproc", 2, "--runs-dir", tmp_path / "runs",
+                      start_new_session=True)
+    deadline = time.time() + 120
+    run_dir = None
+    while time.time() < deadline and run_dir is None:
+        for metrics in (tmp_path / "runs").glob("ddp/*/metrics.jsonl"):
+            if '"EpochEvaluated"' in metrics.read_text():
+                run_dir = metrics.parent
+        time.sleep(0.05)
+    assert run_dir is not None, "the distributed run never finished an epoch"
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+               if p.environ().get("RANK") == "1" and "vitlab" in " ".join(p.cmdline())]
+    assert workers, "no rank-1 worker found"
+    workers[0].send_signal(signal.SIGKILL)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the run hung after a worker was killed")
+    assert proc.returncode == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"]
+    assert "Traceback" not in summary["error"]
