@@ -108,6 +108,18 @@ def test_ctrl_c_cancels_with_summary(tmp_path):
     assert "Traceback" not in err
 
 
+def test_second_ctrl_c_exits_at_once_leaving_a_readable_run(tmp_path):
+    proc = start(tmp_path, 200)
+    run_dir = wait_for_epoch(tmp_path, 1)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    summary = read_run(run_dir)
+    assert summary["status"] in ("cancelled", "interrupted") and summary["epochs"] >= 1
+    assert (run_dir / "checkpoint.pt").exists()
+
+
 def test_hangup_keeps_training_to_the_end(tmp_path):
     proc = start(tmp_path, 4)
     run_dir = wait_for_epoch(tmp_path, 1)

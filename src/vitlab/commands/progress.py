@@ -33,7 +33,8 @@ class ProgressPrinter:
         elif isinstance(event, StepsLogged) and self.task is not None:
             self.progress.update(self.task, completed=event.step, status=(
                 f"epoch {event.epoch} loss {event.loss:.4f} {event.images_per_s:,.0f} img/s "
-                f"{event.memory.label} {event.memory.allocated_mb:,.0f} MiB"))
+                f"{event.memory.label} {event.memory.allocated_mb:,.0f} MiB"
+                + (f" [yellow]{event.skipped_steps} skipped steps[/]" if event.skipped_steps else "")))
         elif isinstance(event, EpochEvaluated):
             c.print(f"  epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f}, "
                     f"eval loss {event.eval_loss:.4f}, accuracy {event.accuracy:.2%} ({event.epoch_time_s:.1f}s)")
