@@ -82,7 +82,9 @@ def test_conv_stem_needs_power_of_two_patch(tmp_path):
 
 def test_swin_image_size(tmp_path):
     text = VALID.replace("{kind: resnet18}", "{kind: swin, variant: tiny}")
-    assert "data.image_size" in problem(tmp_path, text) and "multiple of 32" in problem(tmp_path, text)
+    assert "data.image_size" in problem(tmp_path, text) and "at least 224" in problem(tmp_path, text)
+    text = text.replace("dataset: digits}", "dataset: digits, image_size: 240}")
+    assert "multiple of 32" in problem(tmp_path, text)
 
 
 def test_accumulation_and_lr_bounds(tmp_path):

@@ -1,4 +1,7 @@
-"""The model factory builds the libraries' own models: params equal timm / torchvision / transformers."""
+"""The model factory builds the libraries' own models: params equal timm / torchvision / transformers, and
+weights load from the formats those libraries write."""
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -13,13 +16,29 @@ def run(model, size=32, dataset="synthetic", **train):
                                      "train": train})
 
 
-def test_vit_params_match_timm():
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("extra, timm_args", [
+    ({}, {}),
+    ({"act": "relu", "class_token": False, "final_norm": False, "mlp_dim": 100},
+     {"act_layer": nn.ReLU, "class_token": False, "global_pool": "avg", "final_norm": False, "mlp_ratio": 100 / 96}),
+])
+def test_vit_params_match_timm(extra, timm_args):
     from timm.models.vision_transformer import VisionTransformer
 
-    ours = build_model(run({"kind": "vit", "patch_size": 4, "embed_dim": 96, "heads": 3, "layers": 2}), 10)
-    ref = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=96, depth=2, num_heads=3)
-    assert count_params(ours) == (sum(p.numel() for p in ref.parameters()),) * 2
+    ours = build_model(run({"kind": "vit", "patch_size": 4, "embed_dim": 96, "heads": 3, "layers": 2, **extra}), 10)
+    ref = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=96, depth=2, num_heads=3, **timm_args)
+    assert count_params(ours) == (n_params(ref),) * 2
     assert ours(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_mlp_dim_survives_float_rounding():
+    assert int(88 * (120 / 88)) == 119  # what timm would build from the plain ratio
+    built = build_model(run({"kind": "vit", "patch_size": 4, "embed_dim": 88, "heads": 2, "layers": 1,
+                             "mlp_dim": 120}), 10)
+    assert built.blocks[0].mlp.fc1.out_features == 120
 
 
 @pytest.mark.parametrize("name, patch, dim, heads, layers, params", [
@@ -36,25 +55,51 @@ def test_seed_report_vit_params(name, patch, dim, heads, layers, params):
 def test_resnet18_params_and_local_weights(tmp_path):
     import torchvision
 
-    assert count_params(build_model(run({"kind": "resnet18"}, 32, "cifar100"), 100))[0] == 11_227_812
+    assert count_params(build_model(run({"kind": "resnet18"}, 224, "cifar100"), 100))[0] == 11_227_812
     donor = torchvision.models.resnet18(num_classes=1000)
     torch.save(donor.state_dict(), tmp_path / "r18.pt")
-    built = build_model(run({"kind": "resnet18", "weights": str(tmp_path / "r18.pt")}), 10)
-    assert torch.equal(built.conv1.weight, donor.conv1.weight) and built.fc.out_features == 10
-    with pytest.raises(ModelError, match="no such file"):
-        build_model(run({"kind": "resnet18", "weights": str(tmp_path / "nope.pt")}), 10)
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="not a loadable state dict"):
-        build_model(run({"kind": "resnet18", "weights": str(tmp_path / "junk.pt")}), 10)
+    cfg = run({"kind": "resnet18", "weights": str(tmp_path / "r18.pt")})
+    new_head = build_model(cfg, 10)
+    assert torch.equal(new_head.conv1.weight, donor.conv1.weight) and new_head.fc.out_features == 10
+    same_head = build_model(cfg, 1000)
+    assert torch.equal(same_head.fc.weight, donor.fc.weight)
+    assert count_params(build_model(cfg, 10, load_weights=False))[0] == count_params(new_head)[0]
 
 
-def test_swin_scratch_params_match_transformers():
-    from transformers import SwinConfig, SwinForImageClassification
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    (b"not a checkpoint", "not a loadable state dict"),
+    (torch.zeros(3), "holds a Tensor, not a state dict"),
+    ({"conv1.weight": torch.zeros(1)}, "does not fit ResNet-18"),
+    ({"model": {}}, r"not a ResNet-18 state dict \(\d+ missing, 1 unexpected"),
+])
+def test_bad_resnet18_weights_name_the_file(tmp_path, content, message):
+    path = tmp_path / "r18.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(ModelError, match=message) as e:
+        build_model(run({"kind": "resnet18", "weights": str(path)}), 10)
+    assert str(path) in str(e.value) and "weights_only=False" not in str(e.value)
 
-    ours = build_model(run({"kind": "swin", "variant": "tiny"}, 224, "cifar100"), 100)
-    assert count_params(ours)[0] == 27_596_254  # HF swin-tiny-patch4-window7-224 with a 100-class head
-    ref = SwinForImageClassification(SwinConfig(num_labels=100))
-    assert count_params(ours)[0] == sum(p.numel() for p in ref.parameters())
+
+@pytest.mark.parametrize("variant, params", [("tiny", 27_596_254), ("small", 48_914_158)])
+def test_swin_scratch_params_match_transformers(variant, params):
+    # the Hugging Face swin-{tiny,small}-patch4-window7-224 shapes with a 100-class head
+    assert count_params(build_model(run({"kind": "swin", "variant": variant}, 224, "cifar100"), 100))[0] == params
+
+
+def test_swin_below_its_window_is_refused_up_front():
+    # transformers' Swin would fail in its first forward pass: 192 px leaves a 6x6 last stage, window 7.
+    # The config refuses it for the variant shapes; the factory still guards a config built another way.
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 224"):
+        run({"kind": "swin"}, 192)
+    cfg = run({"kind": "swin"}, 224).model_copy(update={"data": run({"kind": "vit"}, 192).data})
+    with pytest.raises(ModelError, match=r"image_size 192 is too small .* use image_size >= 224"):
+        build_model(cfg, 10)
 
 
 @pytest.fixture
@@ -68,40 +113,79 @@ def tiny_swin_dir(tmp_path):
     return tmp_path / "tiny-swin", model
 
 
-def test_pretrained_swin_from_save_pretrained_dir(tiny_swin_dir):
+def test_pretrained_swin_from_save_pretrained_dir(tiny_swin_dir, capfd):
     path, saved = tiny_swin_dir
+    capfd.readouterr()
     built = build_model(run({"kind": "swin", "pretrained": True, "weights": str(path)}), 10)
-    ours = dict(built.model.named_parameters())
-    name = "swin.embeddings.patch_embeddings.projection.weight"
-    assert torch.equal(ours[name], dict(saved.named_parameters())[name])
+    assert capfd.readouterr() == ("", "")  # no load report, no progress bar: the TUI owns the terminal
+    name = "swin.encoder.layers.1.blocks.0.attention.q_proj.weight"
+    assert torch.equal(built.model.get_parameter(name), saved.get_parameter(name))
     assert built.model.classifier.out_features == 10  # the head was replaced for this dataset
     assert built(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    same_classes = build_model(run({"kind": "swin", "pretrained": True, "weights": str(path)}), 7)
+    assert torch.equal(same_classes.model.classifier.weight, saved.classifier.weight)
+    # the profiler reads the checkpoint's shapes from its config.json, not the variant's
+    shapes_only = build_model(run({"kind": "swin", "pretrained": True, "weights": str(path)}), 10, load_weights=False)
+    assert count_params(shapes_only) == count_params(built)
 
 
-def test_missing_pretrained_swin_says_how_to_get_it():
-    with pytest.raises(ModelError, match="huggingface-cli download microsoft/swin-tiny-patch4-window7-224"):
+def test_swin_checkpoint_with_unmatched_weights_is_refused(tiny_swin_dir):
+    from safetensors.torch import load_file, save_file
+
+    path, _ = tiny_swin_dir
+    state = load_file(path / "model.safetensors")
+    save_file({k.replace("layers.1.", "stages.1."): v for k, v in state.items()}, path / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ModelError, match="not a Swin image-classification checkpoint"):
+        build_model(run({"kind": "swin", "pretrained": True, "weights": str(path)}), 10)
+
+
+def test_missing_pretrained_swin_says_how_to_get_it(tmp_path):
+    how = "huggingface-cli download microsoft/swin-tiny-patch4-window7-224"
+    with pytest.raises(ModelError, match=how):
         build_model(run({"kind": "swin", "variant": "tiny", "pretrained": True}, 224), 10)
+    with pytest.raises(ModelError, match=re.escape(f"'{tmp_path / 'absent'}' are neither a directory here")):
+        build_model(run({"kind": "swin", "pretrained": True, "weights": str(tmp_path / "absent")}), 10)
+    with pytest.raises(ModelError, match=re.escape(f"model.weights {tmp_path}: cannot load Swin weights from it")):
+        build_model(run({"kind": "swin", "pretrained": True, "weights": str(tmp_path)}), 10)
     # the profiler needs shapes only: no weights, no error
-    assert count_params(build_model(run({"kind": "swin", "pretrained": True}, 224), 10, load_weights=False))[0] > 0
+    shapes_only = build_model(run({"kind": "swin", "pretrained": True}, 224, "cifar100"), 100, load_weights=False)
+    assert count_params(shapes_only)[0] == 27_596_254
 
 
 @pytest.mark.parametrize("model", [
     {"kind": "vit", "patch_size": 4, "embed_dim": 32, "heads": 2, "layers": 1},
+    {"kind": "vit", "patch_size": 4, "embed_dim": 32, "heads": 2, "layers": 1, "stem": "conv"},
     {"kind": "resnet18"},
     {"kind": "swin", "variant": "tiny"},
 ])
 def test_freeze_backbone_trains_the_head_only(model):
-    built = build_model(run(model, 32 if model["kind"] != "swin" else 64, freeze="backbone"), 10)
-    trainable = [n for n, p in built.named_parameters() if p.requires_grad]
-    assert trainable and all(any(k in n for k in ("head", "fc", "classifier")) for n in trainable)
-    assert count_params(built)[1] < count_params(built)[0]
+    size = 224 if model["kind"] == "swin" else 32
+    built = build_model(run(model, size, freeze="backbone"), 10)
+    trainable = {n for n, p in built.named_parameters() if p.requires_grad}
+    head = {"vit": {"head.weight", "head.bias"}, "resnet18": {"fc.weight", "fc.bias"},
+            "swin": {"model.classifier.weight", "model.classifier.bias"}}[model["kind"]]
+    assert trainable == head
+    # and without freeze everything trains
+    assert count_params(build_model(run(model, size), 10))[1] == count_params(built)[0]
 
 
 def test_conv_stem_reaches_patch_stride():
     stem = ConvStem(img_size=32, patch_size=8, embed_dim=64)
     convs = [m for m in stem.modules() if isinstance(m, nn.Conv2d)]
     assert [c.stride for c in convs] == [(2, 2)] * 3 + [(1, 1)] and convs[-1].kernel_size == (1, 1)
+    assert [c.out_channels for c in convs] == [16, 32, 64, 64]
     assert sum(isinstance(m, nn.BatchNorm2d) for m in stem.modules()) == 3
-    assert stem(torch.zeros(2, 3, 32, 32)).shape == (2, 16, 64)
+    assert sum(isinstance(m, nn.ReLU) for m in stem.modules()) == 3
+    assert stem(torch.zeros(2, 3, 32, 32)).shape == (2, 16, 64)  # (B, tokens, embed_dim), like PatchEmbed
     built = build_model(run({"kind": "vit", "patch_size": 8, "embed_dim": 64, "heads": 2, "layers": 1, "stem": "conv"}), 10)
+    assert isinstance(built.patch_embed, ConvStem)
     assert built(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("dim, widths", [(192, [24, 48, 96, 192]), (384, [48, 96, 192, 384]),
+                                         (768, [64, 128, 256, 512])])
+def test_conv_stem_widths_follow_the_paper(dim, widths):
+    # ViTC-1GF and -4GF stems exactly; ViT-B/16's 64..512 (the paper's 18GF stem spans the same)
+    stem = ConvStem(img_size=224, patch_size=16, embed_dim=dim)
+    assert [m.out_channels for m in stem.modules() if isinstance(m, nn.Conv2d)] == widths + [dim]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vitlab.config import RunConfig
-from vitlab.engine.models import build_model
+from vitlab.engine.models import LogitsOnly, build_model
 from vitlab.engine.profile import count_flops, profile_run, vit_flops_analytic
 
 
@@ -13,7 +13,7 @@ def vit(patch=2, dim=192, heads=3, layers=2, size=32, **extra):
                                      "data": {"dataset": "cifar100", "image_size": size}})
 
 
-def fvcore_without_attention(model, size):
+def fvcore_without_attention_handle(model, size):
     from fvcore.nn import FlopCountAnalysis
 
     analysis = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, size, size))
@@ -21,28 +21,61 @@ def fvcore_without_attention(model, size):
     return analysis.total()
 
 
-def test_vit_flops_match_closed_form_and_include_attention():
+def test_vit_flops_include_attention():
     cfg = vit()
     model = build_model(cfg, 100)
     counted = count_flops(model, 32)
-    analytic = vit_flops_analytic(cfg.model, 32, 100)
-    assert counted == pytest.approx(analytic, rel=0.01)
+    assert counted == pytest.approx(vit_flops_analytic(cfg.model, 32, 100), rel=0.01)
     tokens = 16 * 16 + 1
     attention = 2 * 2 * tokens * tokens * 192  # layers x (QK^T + AV)
-    assert counted - fvcore_without_attention(model, 32) == attention  # exactly what fvcore would miss
+    assert counted - fvcore_without_attention_handle(model, 32) == attention  # exactly what fvcore would miss
     assert 0.10 < attention / counted < 0.25  # ~15 % at patch 2 on 32 px: a count without it is plainly wrong
 
 
-def test_profile_needs_no_data_or_weights(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"class_token": False}, {"final_norm": False},
+                                   {"class_token": False, "final_norm": False}, {"act": "relu", "mlp_dim": 100}])
+def test_closed_form_equals_fvcore(extra):
+    # not just within 1 %: every term, LayerNorms and the avg-pool fc_norm included, is fvcore's
+    cfg = vit(dim=64, heads=2, **extra)
+    assert count_flops(build_model(cfg, 10), 32) == vit_flops_analytic(cfg.model, 32, 10)
+
+
+def test_swin_attention_counted_whether_sdpa_or_eager():
+    from transformers import SwinConfig, SwinForImageClassification
+
+    shape = dict(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4)
+    sdpa = LogitsOnly(SwinForImageClassification(SwinConfig(**shape)))
+    eager = LogitsOnly(SwinForImageClassification(SwinConfig(**shape, attn_implementation="eager")))
+    assert sdpa.model.config._attn_implementation == "sdpa"  # transformers' default: fvcore alone misses it
+    assert count_flops(sdpa, 32) == count_flops(eager, 32) > fvcore_without_attention_handle(sdpa, 32)
+
+
+def test_profile_swin_needs_no_weights(tmp_path):
     cfg = RunConfig.model_validate({"name": "s", "model": {"kind": "swin", "variant": "tiny", "pretrained": True},
                                     "data": {"dataset": "cifar100", "root": str(tmp_path / "absent"), "image_size": 224}})
     p = profile_run(cfg)
-    assert p.params == 27_596_254 and p.flops == pytest.approx(4.5e9, rel=0.03)  # Swin-T: 4.5 GFLOPs
-    r = profile_run(RunConfig.model_validate({"name": "r", "model": {"kind": "resnet18"},
-                                              "data": {"dataset": "imagefolder", "root": str(tmp_path), "image_size": 224}}))
-    assert r.flops == pytest.approx(1.82e9, rel=0.01)  # torchvision's ResNet-18 at 224 px
-    frozen = profile_run(vit().model_copy(update={"train": vit().train.model_copy(update={"freeze": "backbone"})}))
-    assert frozen.trainable_params == 192 * 100 + 100
+    assert p.name == "s" and p.config == cfg.resolved()
+    # Swin-T: 4.5 GFLOPs in its paper; without attention it would be 4.37
+    assert p.params == p.trainable_params == 27_596_254 and p.flops == pytest.approx(4.51e9, rel=0.003)
+
+
+def test_profile_resnet18_and_image_folder_classes(tmp_path):
+    def resnet(size):
+        return RunConfig.model_validate({"name": "r", "model": {"kind": "resnet18"},
+                                         "data": {"dataset": "imagefolder", "root": str(tmp_path), "image_size": size}})
+
+    r = profile_run(resnet(224))
+    assert r.params == 11_689_512  # no image folder yet: an ImageNet-sized head
+    assert r.flops == pytest.approx(1.82e9, rel=0.003)  # torchvision's ResNet-18 at 224 px
+    for name in ("cat", "dog", "eel"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+    assert profile_run(resnet(32)).params == 11_689_512 - 997 * 513  # three class folders: a 3-class head
+
+
+def test_profile_counts_trainable_params():
+    frozen = vit()
+    frozen.train.freeze = "backbone"
+    assert profile_run(frozen).trainable_params == 192 * 100 + 100
 
 
 def test_count_flops_keeps_training_mode():

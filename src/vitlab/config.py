@@ -179,10 +179,12 @@ class RunConfig(Strict):
         size, m = self.data.size, self.model
         if isinstance(m, ViTModel) and size % m.patch_size:
             raise cross_field("model.patch_size", f"must divide data.image_size {size} (got {m.patch_size})")
-        if isinstance(m, SwinModel) and size % 32:
+        # the variant shapes (window 7); a local checkpoint brings its own window, checked when it loads
+        if isinstance(m, SwinModel) and (size % 32 or (size < 224 and m.weights is None)):
             raise cross_field(
                 "data.image_size",
-                f"Swin patchifies by 4 and merges patches 3 times, so image_size must be a multiple of 32 (got {size}; 224 matches the pretrained weights)",
+                f"Swin needs a multiple of 32 that is at least 224 (patch 4 x window 7 x 8; got {size}): "
+                "smaller stages shrink the window but not its position table",
             )
         return self
 

@@ -132,6 +132,9 @@ def train_epoch(
 ) -> tuple[int, float]:
     """One epoch of optimizer steps. Returns (global step, mean train loss per sample)."""
     model.train()
+    for m in model.modules():  # frozen BatchNorm keeps its statistics too: a true linear probe
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
     epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
     epoch_samples = 0
     run = Running.zero(device)

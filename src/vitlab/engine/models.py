@@ -9,6 +9,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from timm.layers import PatchEmbed
@@ -16,6 +17,9 @@ from torch import nn
 
 from ..config import SWIN_HUB_IDS, RunConfig, SwinModel, ViTModel
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    from transformers import SwinConfig
 
 SWIN_SHAPES = {  # the microsoft/swin-*-patch4-window7-224 shapes
     "tiny": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -63,7 +67,8 @@ def timm_mlp_ratio(embed_dim: int, hidden_dim: int) -> float:
     """The mlp_ratio for which timm's int(embed_dim * mlp_ratio) is exactly hidden_dim.
 
     hidden/dim * dim can land just below hidden in floating point (e.g. 120/88*88 = 119.99...), and
-    int() would then build a narrower MLP; the next float up always lands on it.
+    int() would then build a narrower MLP. The next float up lands on it (checked for every embed_dim up to
+    2048 and hidden_dim up to 8192).
     """
     ratio = hidden_dim / embed_dim
     return ratio if int(embed_dim * ratio) == hidden_dim else math.nextafter(ratio, math.inf)
@@ -142,7 +147,7 @@ def load_pretrained_swin(m: SwinModel, image_size: int, num_classes: int) -> nn.
     return model
 
 
-def swin_config(m: SwinModel, image_size: int, num_classes: int):
+def swin_config(m: SwinModel, image_size: int, num_classes: int) -> SwinConfig:
     """The shapes of model.weights when its config is on this machine (a save_pretrained dir or the local
     HF cache), so a profile matches the run; otherwise the variant's."""
     from transformers import SwinConfig
@@ -159,12 +164,27 @@ def swin_config(m: SwinModel, image_size: int, num_classes: int):
                       **SWIN_SHAPES[m.variant])
 
 
+def check_swin_fits(config: SwinConfig) -> None:
+    """transformers' Swin shrinks the window of a stage smaller than it, but not the stage's relative-position
+    table, so its forward pass fails (a shape error deep in attention); say so before any training starts."""
+    stages, window = len(config.depths), config.window_size
+    smallest = config.image_size // config.patch_size // 2 ** (stages - 1)
+    if smallest < window:
+        least = window * config.patch_size * 2 ** (stages - 1)
+        raise ModelError(f"data.image_size {config.image_size} is too small for this Swin: its last stage would be "
+                         f"{smallest}x{smallest} patches, under its {window}x{window} attention window, which "
+                         f"transformers' Swin cannot run; use image_size >= {least}.")
+
+
 def build_swin(m: SwinModel, image_size: int, num_classes: int, load_weights: bool) -> nn.Module:
     from transformers import SwinForImageClassification
 
     if m.pretrained and load_weights:
-        return LogitsOnly(load_pretrained_swin(m, image_size, num_classes))
-    return LogitsOnly(SwinForImageClassification(swin_config(m, image_size, num_classes)))  # random init
+        model = load_pretrained_swin(m, image_size, num_classes)
+    else:
+        model = SwinForImageClassification(swin_config(m, image_size, num_classes))  # random init
+    check_swin_fits(model.config)
+    return LogitsOnly(model)
 
 
 def build_resnet18(weights: str | None, num_classes: int, load_weights: bool) -> nn.Module:
