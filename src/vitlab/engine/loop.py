@@ -166,7 +166,7 @@ def train_epoch(
             epoch_sum += run.loss_sum
             loss = run.loss_sum.item() / run.samples  # the one host sync, every log_every steps
             if not math.isfinite(loss):
-                raise NonFiniteLoss(loss)
+                raise NonFiniteLoss(loss, step)
             on_log(step, StepLog(loss, run.samples, time.perf_counter() - run.started))
             run = Running.zero(device)
         if stopping:

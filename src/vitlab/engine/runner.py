@@ -11,6 +11,7 @@ import math
 import os
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ OOM_ADVICE = ("Out of memory. Lower train.batch_size and raise train.accumulatio
               "effective batch, use precision bf16 (or fp16), or a smaller data.image_size.")
 NAN_ADVICE = ("The training loss became non-finite (NaN/inf). With fp16 this is usually an overflow: use "
               "precision bf16, or lower train.lr (add warmup_epochs).")
+
+
+# GradScaler skipping a step (fp16 overflow) makes torch warn that the scheduler stepped first: expected.
+warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before `optimizer.step()`")
 
 
 def is_main_process() -> bool:
@@ -291,7 +296,8 @@ class Run:
             self.store.log(traceback.format_exc())
             self.release()
             return self.end(RunFailed, "failed", OOM_ADVICE, "oom")
-        except NonFiniteLoss:
+        except NonFiniteLoss as e:
+            self.step = e.args[1]
             return self.end(RunFailed, "failed", NAN_ADVICE + self.skipped_note(), "non-finite")
         except StoreError as e:
             self.store.log(traceback.format_exc())

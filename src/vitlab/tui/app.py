@@ -1,0 +1,406 @@
+"""The vitlab TUI: set up runs (forms, presets, a queue), watch them train live, compare the results.
+
+Training runs in a Textual thread worker that calls the engine; the engine's events come back as
+messages (see bridge.py). Nothing here imports torch at module level: the first screen paints before
+torch loads, and torch then loads in the background.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from pydantic import ValidationError
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.lazy import Lazy
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from ..config import ExperimentConfig, RunConfig
+from ..engine.events import Event, RunEnded
+from ..errors import PresetError, StoreError, VitlabError
+from ..presets import load_preset, save_preset, user_preset_dir
+from .bridge import EngineEvent, LiveState, QueueProblem
+from .screens.dialogs import Choice, PathPrompt, default_preset_path
+from .screens.presets import PresetPicker
+from .settings import load_settings, save_settings
+from .themes import DEFAULT_THEME, load_themes
+from .views.live import LiveView
+from .views.results import ResultsView
+from .views.setup import SetupView
+
+REFRESH_S = 0.1  # the Live view redraws at most 10 times a second
+
+
+def default_profiler(cfg: RunConfig):
+    from ..engine.profile import profile_run  # imports torch: only ever called from a worker thread
+
+    return profile_run(cfg)
+
+
+class VitlabApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "vitlab"
+    WIDE_COLUMNS = 110  # from here on, the Setup form and sidebar widen
+    BINDINGS = [
+        Binding("ctrl+r", "run", "Run", priority=True, tooltip="Train the queue (or the form when the queue is empty)"),
+        Binding("ctrl+x", "cancel", "Cancel", priority=True, tooltip="Cancel the current run (asks first)"),
+        Binding("ctrl+s", "save", "Save", priority=True, tooltip="Save the queue as a preset YAML"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "show('setup')", "Setup", show=False),
+        Binding("f2", "show('live')", "Live", show=False),
+        Binding("f3", "show('results')", "Results", show=False),
+    ]
+
+    def __init__(self, preset: Path | None = None, runs_dir: Path = Path("runs"), *,
+                 profiler: Callable[[RunConfig], Any] | None = default_profiler, preload: bool = True) -> None:
+        super().__init__()
+        self.preset = preset
+        self.runs_dir = Path(runs_dir)
+        self.profiler = profiler
+        self.preload = preload
+        self.state = LiveState()
+        self.experiment_name = ""
+        self.experiment_description = ""
+        self.running = False
+        self._cancel_current = False
+        self._stop_all = False
+        self._quit_pending = False
+        themes, self.theme_problems = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        self._setup = SetupView(self.profiler, id="setup-view")
+        self._live = LiveView(self.state, id="live-view")
+        self._results = ResultsView(self.runs_dir, id="results-view")
+        self.saved_theme = load_settings().get("theme")
+        self.theme = self.saved_theme if self.saved_theme in self.available_themes else DEFAULT_THEME
+
+    # -- layout -----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        with TabbedContent(id="views", initial="setup"):
+            with TabPane("Setup F1", id="setup"):
+                yield self._setup
+            with TabPane("Live F2", id="live"):
+                yield Lazy(self._live)  # mounted after the first paint
+            with TabPane("Results F3", id="results"):
+                yield Lazy(self._results)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "new experiment"
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        for problem in self.theme_problems:
+            self.notify(problem, title="Theme not loaded", severity="warning")
+        if self.preset is not None:
+            self.load_preset_file(self.preset)
+        self.set_interval(REFRESH_S, self._tick)
+        if self.preload:
+            self.call_after_refresh(self.preload_engine)
+
+    def on_resize(self, event) -> None:
+        wide = event.size.width >= self.WIDE_COLUMNS
+        if self.setup.has_class("-wide") != wide:  # only restyle on a real change of layout
+            self.setup.set_class(wide, "-wide")
+        if self.live.is_mounted:
+            self.live.fit(event.size.width, event.size.height)
+
+    @property
+    def views(self) -> TabbedContent:
+        """The Setup/Live/Results tabs (looked up from the main screen, even under a dialog)."""
+        return self._setup.screen.query_one("#views", TabbedContent)
+
+    @property
+    def setup(self) -> SetupView:
+        return self._setup
+
+    @property
+    def live(self) -> LiveView:
+        return self._live
+
+    @property
+    def results(self) -> ResultsView:
+        return self._results
+
+    def _remember_theme(self, theme) -> None:
+        if theme.name != self.saved_theme:
+            self.saved_theme = theme.name
+            save_settings(theme=theme.name)
+
+    def _tick(self) -> None:
+        if self.live.is_mounted and self.views.active == "live":  # no drawing for a hidden view
+            self.live.redraw()
+
+    @work(thread=True, group="preload", exit_on_error=False)
+    def preload_engine(self) -> None:
+        """Import torch and the engine in the background, so ctrl+r starts at once."""
+        start = time.perf_counter()
+        import vitlab.engine.runner  # noqa: F401
+
+        elapsed = time.perf_counter() - start
+        self.call_from_thread(self.state.add_log, "dim", f"engine ready (torch loaded in {elapsed:.1f} s)")
+
+    # -- views ------------------------------------------------------------------------------------
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.tabbed_content.id == "views" and event.pane.id == "live" and self.live.is_mounted:
+            self.live.redraw(force=True)
+
+    def action_show(self, tab: str) -> None:
+        self.views.active = tab
+        if tab == "setup":
+            self.setup.form.focus()
+        elif tab == "results":
+            self.results.query_one("#results-table").focus()
+
+    # -- presets ------------------------------------------------------------------------------------
+    def load_preset_file(self, path: Path) -> bool:
+        try:
+            exp = load_preset(path)
+        except PresetError as e:
+            self.notify(str(e), title="Preset not loaded", severity="error", timeout=15)
+            return False
+        self.setup.load_experiment(exp)
+        self.experiment_name, self.experiment_description = exp.name, exp.description
+        self.sub_title = exp.name
+        self.notify(f"{len(exp.runs)} run(s) queued from {path}", title=exp.name)
+        return True
+
+    def action_presets(self) -> None:
+        if self.running:
+            self.notify("A run is training; load presets when the queue is done.", severity="warning")
+            return
+
+        def done(path: Path | None) -> None:
+            if path is not None:
+                self.load_preset_file(path)
+                self.action_show("setup")
+
+        self.push_screen(PresetPicker(), done)
+
+    def action_save(self) -> None:
+        setup = self.setup
+        if not setup.queue and setup.config is None:
+            self.notify("Nothing to save: the queue is empty and the form has errors.", severity="error")
+            return
+        name = self.experiment_name or "my-experiment"
+        initial_path = default_preset_path(user_preset_dir(), name)
+        what = f"the queue ({len(setup.queue)} runs)" if setup.queue else "the form (one run)"
+        prompt = PathPrompt("Save as a preset", [("name", "Experiment name", name),
+                                                 ("description", "Description", self.experiment_description),
+                                                 ("path", "File", initial_path)],
+                            note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.")
+
+        def done(values: dict | None) -> None:
+            if values is None:
+                return
+            path = values["path"] or initial_path
+            if path == initial_path and values["name"] != name:
+                path = default_preset_path(user_preset_dir(), values["name"])
+            self.save_queue(Path(path).expanduser(), values["name"], values["description"])
+
+        self.push_screen(prompt, done)
+
+    def save_queue(self, path: Path, name: str, description: str = "") -> Path | None:
+        try:
+            exp = self.setup.experiment(name, description)
+            save_preset(exp, path)
+        except ValidationError as e:
+            msg = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'experiment'}: {err['msg']}" for err in e.errors())
+            self.notify(msg, title="Not saved", severity="error", timeout=10)
+            return None
+        except OSError as e:
+            self.notify(f"{path}: {e.strerror or e}", title="Not saved", severity="error", timeout=10)
+            return None
+        self.experiment_name, self.experiment_description = exp.name, exp.description
+        self.sub_title = exp.name
+        self.notify(f"Saved {len(exp.runs)} run(s) to {path}", title="Preset saved")
+        return path
+
+    # -- results export ----------------------------------------------------------------------------
+    def action_export(self, fmt: str = "") -> None:
+        if fmt:
+            self.export_results(self.runs_dir / f"comparison.{fmt}")
+            return
+        prompt = PathPrompt("Export the comparison", [("path", "File (.md or .csv)", str(self.runs_dir / "comparison.md"))],
+                            ok="Export", note="Markdown table, or CSV with raw numbers when the file ends in .csv")
+        self.push_screen(prompt, lambda v: v and self.export_results(Path(v["path"]).expanduser()))
+
+    def export_results(self, path: Path) -> None:
+        try:
+            self.results.export(path)
+        except OSError as e:
+            self.notify(f"{path}: {e.strerror or e}", title="Not exported", severity="error")
+            return
+        self.notify(f"Wrote {path}", title="Comparison exported")
+
+    # -- training -----------------------------------------------------------------------------------
+    def action_run(self) -> None:
+        if self.running:
+            self.notify("Already training; ctrl+x cancels.", severity="warning")
+            return
+        setup = self.setup
+        result = setup.form.check()
+        if result.config is None:
+            field = setup.form.first_error_field()
+            first = next(iter(result.errors.values()), None) or "; ".join(result.general)
+            self.notify(f"The form has errors: {first}", title="Not started", severity="error")
+            self.views.active = "setup"
+            if field is not None:
+                field.focus()
+            return
+        try:
+            exp = setup.experiment(self.experiment_name or "tui", self.experiment_description)
+        except ValidationError as e:
+            self.notify(str(e.errors()[0].get("ctx", {}).get("message") or e.errors()[0]["msg"]),
+                        title="Not started", severity="error")
+            return
+        self.start(exp)
+
+    def start(self, exp: ExperimentConfig) -> None:
+        from ..config import model_label
+
+        self.running = True
+        self._cancel_current = self._stop_all = False
+        self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
+        self.live.redraw(force=True)
+        self.views.active = "live"
+        self.live.show_tab("tab-loss")
+        self.train_queue(exp)
+
+    def emit(self, event: Event) -> None:
+        """Called on the training thread: hand the event to the UI thread and return at once."""
+        self.post_message(EngineEvent(event))
+
+    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
+    def train_queue(self, exp: ExperimentConfig) -> list[dict]:
+        from ..engine.runner import train_run
+
+        worker = get_current_worker()
+        summaries = []
+        for i, cfg in enumerate(exp.runs):
+            if worker.is_cancelled or self._stop_all:
+                break
+            self._cancel_current = False
+
+            def should_stop() -> bool:
+                return worker.is_cancelled or self._cancel_current or self._stop_all
+
+            try:
+                summaries.append(train_run(cfg, experiment=exp.name, runs_dir=self.runs_dir, emit=self.emit,
+                                           should_stop=should_stop, index=i, total_runs=len(exp.runs)))
+            except VitlabError as e:  # e.g. the runs directory cannot be created
+                self.post_message(QueueProblem(cfg.name, str(e)))
+                if isinstance(e, StoreError):
+                    break
+        return summaries
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        ev = message.event
+        self.state.apply(ev)
+        if isinstance(ev, RunEnded):
+            self.results.add_session_run(ev.summary)
+            status = ev.summary.get("status", "")
+            from .bridge import outcome
+
+            self.notify(f"{ev.run}: {status}{outcome(ev.summary)}",
+                        severity={"finished": "information", "failed": "error"}.get(status, "warning"))
+
+    def on_queue_problem(self, message: QueueProblem) -> None:
+        self.state.problem(message.run, message.message)
+        self.notify(message.message, title=f"{message.run} did not start", severity="error", timeout=15)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "train" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
+                                                                 WorkerState.CANCELLED):
+            return
+        self.running = False
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.state.add_log("error", f"training stopped by an internal error: {type(error).__name__}: {error}")
+            self.notify(f"{type(error).__name__}: {error}", title="Training stopped", severity="error", timeout=20)
+        self.state.end_queue()
+        self.live.redraw(force=True)
+        self.results.reload()
+        if self._quit_pending:
+            self.exit(0)
+            return
+        done = [t for t in self.state.runs.values() if t.summary is not None]
+        if done:
+            self.views.active = "results"
+            self.results.query_one("#results-table").focus()
+
+    def action_cancel(self) -> None:
+        if not self.running:
+            self.notify("Nothing is training.", severity="warning")
+            return
+        t = self.state.current_track
+        remaining = sum(1 for tr in self.state.runs.values() if tr.status in ("queued", "starting"))
+        answers = [("run", "Cancel this run", "error")]
+        if remaining:
+            answers.append(("all", f"Stop the queue (+{remaining} queued)", "warning"))
+        answers.append(("keep", "Keep training", "default"))
+        name = t.name if t else "the current run"
+        message = (f"Cancel {name}? It stops after the current step; its metrics and last checkpoint are kept "
+                   "(resume later with `vitlab resume RUN_DIR`).")
+
+        def done(answer: str | None) -> None:
+            if not self.running or answer in (None, "keep"):
+                return
+            if answer == "all":
+                self._stop_all = True
+                self.state.add_log("warning", "cancel requested: stopping the queue")
+            else:
+                self._cancel_current = True
+                self.state.add_log("warning", f"cancel requested: {name}")
+
+        self.push_screen(Choice("Cancel the run?", message, answers), done)
+
+    async def action_quit(self) -> None:
+        if not self.running:
+            self.exit(0)
+            return
+        if self._quit_pending:  # asked twice: do not wait for the run to stop
+            self._stop_all = True
+            self.workers.cancel_group(self, "train")
+            self.exit(0)
+            return
+
+        def done(answer: str | None) -> None:
+            if answer == "quit" and self.running:
+                self._quit_pending = True
+                self._stop_all = True
+                self.state.add_log("warning", "quitting: cancelling the run first (ctrl+q again to quit at once)")
+                self.notify("Stopping the run, then quitting…")
+            elif answer == "quit":
+                self.exit(0)
+
+        self.push_screen(Choice("Quit vitlab?", "A run is training. Quitting cancels it after the current step; "
+                                "its metrics and last checkpoint are kept.",
+                                [("quit", "Quit", "error"), ("stay", "Stay", "primary")]), done)
+
+    # -- command palette -----------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Run", "Train the queue (ctrl+r)", self.action_run)
+        yield SystemCommand("Cancel run", "Cancel the current run (ctrl+x)", self.action_cancel)
+        yield SystemCommand("Add to queue", "Add the form as a run (ctrl+n)", self.setup.action_add)
+        yield SystemCommand("New run", "Stop editing the queued run; the form makes a new one", self.setup.action_new)
+        yield SystemCommand("Load preset", "Pick a preset to queue (ctrl+o)", self.action_presets)
+        yield SystemCommand("Save preset", "Save the queue as a preset YAML (ctrl+s)", self.action_save)
+        yield SystemCommand("Export comparison as Markdown", f"Write {self.runs_dir / 'comparison.md'}",
+                            lambda: self.action_export("md"))
+        yield SystemCommand("Export comparison as CSV", f"Write {self.runs_dir / 'comparison.csv'}",
+                            lambda: self.action_export("csv"))
+        yield SystemCommand("Show Setup", "The run form and queue (F1)", lambda: self.action_show("setup"))
+        yield SystemCommand("Show Live", "Charts and figures of the current run (F2)", lambda: self.action_show("live"))
+        yield SystemCommand("Show Results", "The comparison table (F3)", lambda: self.action_show("results"))
+
+
+def run_tui(preset: Path | None = None, runs_dir: Path = Path("runs")) -> int:
+    """Entry point of `vitlab [PRESET.yaml] [--runs-dir DIR]`; returns the exit code."""
+    app = VitlabApp(preset, runs_dir)
+    code = app.run()
+    return code or 0

@@ -1,0 +1,156 @@
+"""The bridge between the engine's event stream and the UI.
+
+The training worker thread calls `emit(event)`, which only posts an `EngineEvent` message (thread-safe,
+non-blocking). On the UI thread, `LiveState.apply` folds each event into plain data in O(1); panes redraw
+from that state on a 10 Hz timer, only when something changed, so the UI never slows training.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+from ..engine.events import (EpochEvaluated, Event, Memory, RunCancelled, RunEnded, RunFailed, RunFinished,
+                             RunStarted, StepsLogged, WarningRaised)
+
+MAX_POINTS = 2000  # train-loss points kept per run (older ones are thinned)
+
+
+class EngineEvent(Message):
+    """One engine event, posted from the training thread."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class QueueProblem(Message):
+    """A run could not start at all (e.g. the runs directory is not writable)."""
+
+    def __init__(self, run: str, message: str) -> None:
+        super().__init__()
+        self.run = run
+        self.message = message
+
+
+@dataclass
+class RunTrack:
+    name: str
+    model: str = ""
+    status: str = "queued"  # queued, starting, running, finished, failed, cancelled, skipped
+    epochs: int = 0
+    steps_per_epoch: int = 1
+    device: str = ""
+    params: int | None = None
+    flops: int | None = None
+    steps: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss)
+    evals: list[tuple[int, float, float]] = field(default_factory=list)  # (epoch, eval loss, accuracy)
+    last: StepsLogged | None = None
+    summary: dict[str, Any] | None = None
+    error: str = ""
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.evals[-1][2] if self.evals else (self.summary or {}).get("accuracy")
+
+    @property
+    def best_accuracy(self) -> float | None:
+        return max((e[2] for e in self.evals), default=None)
+
+
+class LiveState:
+    """Everything the Live view shows, as plain data; mutated only on the UI thread."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunTrack] = {}
+        self.order: list[str] = []
+        self.current: str | None = None
+        self.log: deque[tuple[str, str]] = deque(maxlen=500)  # (style, text)
+        self.log_seq = 0  # count of log lines ever added (panes append only the new ones)
+        self.memory: Memory | None = None
+        self.version = 0  # bumped on every change; panes redraw when it moved
+        self.active = False
+
+    # -- queue ------------------------------------------------------------------------------------
+    def start_queue(self, names: list[str], models: list[str]) -> None:
+        self.runs = {n: RunTrack(n, model=m) for n, m in zip(names, models)}
+        self.order = list(names)
+        self.current = names[0] if names else None
+        self.memory = None
+        self.active = True
+        self.add_log("dim", f"queue: {len(names)} run(s): {', '.join(names)}")
+
+    def end_queue(self) -> None:
+        self.active = False
+        for track in self.runs.values():
+            if track.status in ("queued", "starting"):
+                track.status = "skipped"
+        self.version += 1
+
+    def add_log(self, style: str, text: str) -> None:
+        self.log.append((style, text))
+        self.log_seq += 1
+        self.version += 1
+
+    def track(self, name: str) -> RunTrack:
+        if name not in self.runs:
+            self.runs[name] = RunTrack(name)
+            self.order.append(name)
+        return self.runs[name]
+
+    @property
+    def current_track(self) -> RunTrack | None:
+        return self.runs.get(self.current) if self.current else None
+
+    # -- events -------------------------------------------------------------------------------------
+    def apply(self, ev: Event) -> None:
+        t = self.track(ev.run)
+        self.version += 1
+        if isinstance(ev, StepsLogged):
+            t.status = "running"
+            t.last = ev
+            t.steps.append((ev.step, ev.loss))
+            if len(t.steps) > MAX_POINTS:
+                t.steps = t.steps[::2]
+            self.memory = ev.memory
+        elif isinstance(ev, EpochEvaluated):
+            t.evals.append((ev.epoch, ev.eval_loss, ev.accuracy))
+            self.add_log("", f"{ev.run}: epoch {ev.epoch}/{ev.epochs}  train loss {ev.train_loss:.4f}  "
+                             f"eval loss {ev.eval_loss:.4f}  acc {100 * ev.accuracy:.2f}%")
+        elif isinstance(ev, RunStarted):
+            self.current = ev.run
+            t.status, t.model, t.epochs = "running", ev.model_label, ev.epochs
+            t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
+            t.params, t.flops = ev.params, ev.flops
+            t.steps, t.evals, t.last, t.summary = [], [], None, None
+            self.add_log("bold", f"{ev.run}: started ({ev.index + 1}/{ev.total_runs}) {ev.model_label} on "
+                                 f"{ev.device}, {ev.train_samples} train / {ev.val_samples} val images")
+        elif isinstance(ev, WarningRaised):
+            self.add_log("warning", f"{ev.run}: warning [{ev.code}] {ev.message}")
+        elif isinstance(ev, RunEnded):
+            t.summary = ev.summary
+            t.status = ev.summary.get("status") or {RunFinished: "finished", RunFailed: "failed",
+                                                     RunCancelled: "cancelled"}.get(type(ev), "ended")
+            if isinstance(ev, RunFailed):
+                t.error = ev.error
+                self.add_log("error", f"{ev.run}: failed ({ev.reason}): {ev.error}")
+            else:
+                self.add_log("success" if t.status == "finished" else "warning",
+                             f"{ev.run}: {t.status}" + outcome(ev.summary))
+
+    def problem(self, run: str, message: str) -> None:
+        t = self.track(run)
+        t.status, t.error = "failed", message
+        self.add_log("error", f"{run}: could not start: {message}")
+
+
+def outcome(summary: dict[str, Any]) -> str:
+    acc, best = summary.get("accuracy"), summary.get("best_accuracy")
+    if acc is None:
+        return ""
+    text = f", final accuracy {100 * acc:.2f}%"
+    if best is not None and best > acc:
+        text += f" (best {100 * best:.2f}%)"
+    return text

@@ -1,0 +1,1 @@
+"""Modal screens: confirmations, the preset picker, save and export dialogs."""

@@ -1,0 +1,91 @@
+"""Small modal dialogs. Each dismisses with a result (None when cancelled with escape)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class Choice(ModalScreen[str | None]):
+    """A question with a few answers, each a button with a key. Escape answers None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
+
+    def __init__(self, title: str, message: str, answers: list[tuple[str, str, str]]) -> None:
+        """answers: (result, label, variant); the first is focused."""
+        super().__init__(classes="dialog-screen")
+        self.title_text, self.message, self.answers = title, message, answers
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.title_text, classes="dialog-title")
+            yield Static(self.message, classes="dialog-message")
+            with Horizontal(classes="dialog-buttons"):
+                for result, label, variant in self.answers:
+                    yield Button(label, variant=variant, id=f"answer-{result}")
+
+    def on_mount(self) -> None:
+        self.query(Button).first().focus()
+
+    @on(Button.Pressed)
+    def _answer(self, event: Button.Pressed) -> None:
+        self.dismiss(str(event.button.id).removeprefix("answer-"))
+
+    def on_key(self, event) -> None:
+        for result, label, _ in self.answers:
+            if event.key == label[0].lower():
+                event.stop()
+                self.dismiss(result)
+
+
+class PathPrompt(ModalScreen[dict | None]):
+    """Ask for a few text values (e.g. preset name and file). Enter in the last field confirms."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
+
+    def __init__(self, title: str, fields: list[tuple[str, str, str]], ok: str = "Save", note: str = "") -> None:
+        """fields: (key, label, initial value)."""
+        super().__init__(classes="dialog-screen")
+        self.title_text, self.fields, self.ok, self.note = title, fields, ok, note
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.title_text, classes="dialog-title")
+            for key, label, value in self.fields:
+                yield Label(label, classes="dialog-label")
+                yield Input(value, id=f"in-{key}", classes="dialog-input", compact=True)
+            yield Static(self.note, id="dialog-note", classes="dialog-message")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.ok, variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
+
+    def values(self) -> dict:
+        return {key: self.query_one(f"#in-{key}", Input).value.strip() for key, _, _ in self.fields}
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        inputs = list(self.query(Input))
+        i = inputs.index(event.input)
+        if i + 1 < len(inputs):
+            inputs[i + 1].focus()
+        else:
+            self.dismiss(self.values())
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(self.values() if event.button.id == "ok" else None)
+
+    def set_note(self, text: str) -> None:
+        self.query_one("#dialog-note", Static).update(text)
+
+
+def default_preset_path(directory: Path, name: str) -> str:
+    return str(directory / f"{name or 'my-experiment'}.yaml")

@@ -1,0 +1,54 @@
+"""The preset picker: presets in ./presets, the user's own and those shipped with vitlab."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, ListItem, ListView, Static
+
+from ...presets import PresetInfo, list_presets
+
+
+class PresetPicker(ModalScreen[Path | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
+
+    def __init__(self, presets: list[PresetInfo] | None = None) -> None:
+        super().__init__(classes="dialog-screen")
+        self.presets = list_presets() if presets is None else presets
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide-dialog"):
+            yield Static("Load a preset into the queue", classes="dialog-title")
+            items = []
+            for p in self.presets:
+                text = Text()
+                text.append(p.name, style="bold red" if p.error else "bold")
+                text.append(f"  {p.runs} run(s)" if not p.error else "  invalid", style="dim")
+                text.append(f"  {p.path}", style="dim")
+                items.append(ListItem(Label(text), disabled=p.error is not None))
+            yield ListView(*items, id="preset-list")
+            yield Static("", id="preset-about", classes="dialog-message")
+            yield Static("enter load · escape back · replaces the current queue", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        lst = self.query_one(ListView)
+        lst.focus()
+        if not self.presets:
+            self.query_one("#preset-about", Static).update("No presets found in ./presets or the user preset directory.")
+
+    def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+        lst = self.query_one(ListView)
+        if lst.index is None or lst.index >= len(self.presets):
+            return
+        p = self.presets[lst.index]
+        self.query_one("#preset-about", Static).update(
+            Text(p.error, style="red") if p.error else Text(p.description or "(no description)"))
+
+    def on_list_view_selected(self, event: ListView.Selected) -> None:
+        lst = self.query_one(ListView)
+        if lst.index is not None and self.presets[lst.index].error is None:
+            self.dismiss(self.presets[lst.index].path)

@@ -1,0 +1,38 @@
+"""Settings remembered between sessions (the theme), in $XDG_CONFIG_HOME/vitlab/settings.yaml."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "vitlab"
+
+
+def settings_path() -> Path:
+    return config_dir() / "settings.yaml"
+
+
+def load_settings() -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(settings_path().read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_settings(**changes: Any) -> None:
+    """Merge `changes` into the settings file; a read-only config dir is not an error worth a crash."""
+    data = load_settings()
+    data.update(changes)
+    path = settings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass

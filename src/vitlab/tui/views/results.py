@@ -1,0 +1,153 @@
+"""The Results view: one row per run of this session plus the history in the runs directory, with the
+same columns as `vitlab compare`; sortable (s / S, or click a header) and exportable to Markdown or CSV."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from ...report import COLUMNS, STATUS_STYLE, format_row, sort_summaries, to_csv, to_markdown, visible_columns
+
+
+def run_key(summary: dict[str, Any]) -> str:
+    path = summary.get("run_dir")
+    return str(Path(path).resolve()) if path else f"{summary.get('experiment')}/{summary.get('name')}"
+
+
+class ResultsView(Vertical):
+    BINDINGS = [
+        Binding("s", "sort(1)", "Sort"),
+        Binding("S", "sort(-1)", "Sort back", show=False),
+        Binding("e", "app.export", "Export"),
+        Binding("f5", "reload", "Reload", show=False),
+    ]
+
+    def __init__(self, runs_dir: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runs_dir = runs_dir
+        self.session: dict[str, dict[str, Any]] = {}  # run key -> summary, this session's runs
+        self.history: list[dict[str, Any]] = []
+        self.sort_key: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="results-title")
+        yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True, fixed_columns=2)
+        yield Static("", id="results-detail")
+
+    def on_mount(self) -> None:
+        self.render_table()
+        self.reload()
+
+    # -- data -------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def reload(self) -> None:
+        from ...engine.store import find_runs  # torch-free, but kept off the import path of first paint
+
+        runs = find_runs([self.runs_dir]) if self.runs_dir.is_dir() else []
+        self.app.call_from_thread(self._set_history, runs)
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def _set_history(self, runs: list[dict[str, Any]]) -> None:
+        self.history = runs
+        self.render_table()
+
+    def add_session_run(self, summary: dict[str, Any]) -> None:
+        self.session[run_key(summary)] = summary
+        self.render_table()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """This session's runs first (newest first), then the history not already shown."""
+        session = list(self.session.values())[::-1]
+        seen = set(self.session)
+        rows = session + [s for s in self.history if run_key(s) not in seen]
+        return sort_summaries(rows, self.sort_key) if self.sort_key else rows
+
+    # -- table ------------------------------------------------------------------------------------
+    def render_table(self) -> None:
+        if not self.is_mounted:
+            return
+        table = self.query_one(DataTable)
+        rows = self.rows()
+        columns = visible_columns(rows)
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        for c in columns:
+            header = c.header + (" ▼" if c.key == self.sort_key and c.numeric else " ▲" if c.key == self.sort_key else "")
+            table.add_column(Text(header, justify="right" if c.numeric else "left"), key=c.key)
+        for s in rows:
+            cells = format_row(s, columns)
+            styled = [Text(cell, justify="right" if c.numeric else "left") for c, cell in zip(columns, cells)]
+            status = s.get("status", "")
+            if status in STATUS_STYLE:
+                styled[-1].stylize(STATUS_STYLE[status])
+            if run_key(s) in self.session:
+                styled[1].stylize("bold")
+            table.add_row(*styled, key=run_key(s))
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        n_session = len(self.session)
+        n_history = len(rows) - n_session
+        where = self.runs_dir
+        title = Text()
+        title.append(f"{n_session} run(s) this session", style="bold")
+        title.append(f" · {n_history} earlier in {where}")
+        sort = next((c.header for c in COLUMNS if c.key == self.sort_key), None)
+        title.append(f" · sorted by {sort}" if sort else " · newest first", style="dim")
+        if not rows:
+            title.append("\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
+        self.query_one("#results-title", Static).update(title)
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        rows = self.rows()
+        table = self.query_one(DataTable)
+        detail = self.query_one("#results-detail", Static)
+        if not rows or table.cursor_row >= len(rows):
+            detail.update("")
+            return
+        s = rows[table.cursor_row]
+        text = Text()
+        text.append(f"{s.get('experiment')}/{s.get('name')}", style="bold")
+        text.append(f"  {s.get('status')}", style=STATUS_STYLE.get(s.get("status", ""), ""))
+        if s.get("accuracy") is not None:
+            text.append(f"  final acc {100 * s['accuracy']:.2f}%")
+        if s.get("best_accuracy") is not None:
+            text.append(f"  best {100 * s['best_accuracy']:.2f}%")
+        if s.get("throughput_img_s"):
+            text.append(f"  {s['throughput_img_s']:,.0f} img/s")
+        if s.get("error"):
+            text.append(f"\n{s['error']}", style="red")
+        if s.get("run_dir"):
+            text.append(f"\n{s['run_dir']}", style="dim")
+        detail.update(text)
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        self.sort_key = str(event.column_key.value)
+        self.render_table()
+
+    def action_sort(self, step: int) -> None:
+        keys = [c.key for c in visible_columns(self.rows())]
+        if self.sort_key not in keys:
+            self.sort_key = keys[0] if step > 0 else keys[-1]
+        else:
+            i = keys.index(self.sort_key) + step
+            self.sort_key = keys[i] if 0 <= i < len(keys) else None
+        self.render_table()
+
+    def export(self, path: Path) -> Path:
+        rows = self.rows()
+        text = to_csv(rows) if path.suffix.lower() == ".csv" else to_markdown(rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path

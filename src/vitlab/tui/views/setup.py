@@ -1,0 +1,243 @@
+"""The Setup view: the run form, live derived figures, and the run queue."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Button, Static
+from textual.worker import Worker, WorkerState
+
+from ...config import ExperimentConfig, RunConfig
+from ...report import human_count
+from ..formspec import default_run, derived
+from ..widgets.queue_list import QueueList
+from ..widgets.run_form import RunForm
+
+PROFILE_DELAY_S = 0.5
+
+
+def next_name(name: str, taken: set[str]) -> str:
+    """vit-tiny -> vit-tiny-2 -> vit-tiny-3 ... (a name not in `taken`, compared case-insensitively)."""
+    stem, n = name, 2
+    m = re.match(r"^(.*?)-(\d+)$", name)
+    if m:
+        stem, n = m.group(1), int(m.group(2)) + 1
+    while f"{stem}-{n}".lower() in taken:
+        n += 1
+    return f"{stem}-{n}"[:64]
+
+
+class SetupView(Horizontal):
+    BINDINGS = [
+        Binding("ctrl+n", "add", "Add run"),
+        Binding("ctrl+o", "app.presets", "Presets"),
+    ]
+
+    def __init__(self, profiler: Callable[[RunConfig], Any] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.queue: list[RunConfig] = []
+        self.editing: int | None = None  # queue index the form edits, None: a new run
+        self.profiler = profiler
+        self.profiles: dict[str, tuple[int | None, int | None, str]] = {}  # key -> params, flops, problem
+        self._profile_timer: Timer | None = None
+        self.config: RunConfig | None = None
+
+    def compose(self) -> ComposeResult:
+        yield RunForm(id="form")
+        with Vertical(id="sidebar"):
+            yield Static("", id="derived", classes="pane")
+            yield QueueList(id="queue", classes="pane")
+            with Horizontal(classes="button-row"):
+                yield Button("Add", id="btn-add", compact=True, tooltip="Add the form to the queue (ctrl+n)")
+                yield Button("New", id="btn-new", compact=True, tooltip="Stop editing the queued run; the form makes a new one")
+                yield Button("Up", id="btn-up", compact=True)
+                yield Button("Down", id="btn-down", compact=True)
+                yield Button("Del", id="btn-remove", compact=True)
+            with Horizontal(classes="button-row"):
+                yield Button("Presets…", id="btn-presets", compact=True, tooltip="ctrl+o")
+                yield Button("Save…", id="btn-save", compact=True, tooltip="ctrl+s")
+            yield Static("", id="run-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#derived").border_title = "Derived"
+        self.query_one("#form").border_title = "Run"
+        form = self.query_one(RunForm)
+        form.load(default_run())
+        self.refresh_queue()
+        form.query_one("#f-run-name").focus()
+
+    @property
+    def form(self) -> RunForm:
+        return self.query_one(RunForm)
+
+    # -- queue ------------------------------------------------------------------------------------
+    def load_experiment(self, exp: ExperimentConfig) -> None:
+        self.queue = list(exp.runs)
+        self.editing = 0
+        self.form.load(self.queue[0])
+        self.refresh_queue()
+
+    def experiment(self, name: str, description: str = "") -> ExperimentConfig:
+        """The queue as an experiment (or the form alone when the queue is empty)."""
+        runs = self.queue or ([self.config] if self.config else [])
+        return ExperimentConfig(name=name, description=description, runs=runs)
+
+    def refresh_queue(self) -> None:
+        lst = self.query_one(QueueList)
+        lst.show(self.queue, self.editing)
+        lst.border_title = f"Queue ({len(self.queue)})"
+        form = self.form
+        form.taken_names = {r.name for i, r in enumerate(self.queue) if i != self.editing}
+        if self.editing is None:
+            form.set_target(Text.assemble(("New run", "bold"), ("  (ctrl+n: add to queue)", "dim")))
+        else:
+            form.set_target(Text.assemble((f"Editing queued run {self.editing + 1}/{len(self.queue)}", "bold"),
+                                          ("  (saved as you type)", "dim")))
+        self.update_hint()
+
+    def update_hint(self) -> None:
+        hint = Text()
+        valid = self.form.result.config is not None
+        if not valid:
+            hint.append("Fix the marked fields to run.", style="bold red")
+        elif self.queue:
+            hint.append(f"ctrl+r trains the queue ({len(self.queue)} run{'s' if len(self.queue) > 1 else ''})")
+        else:
+            hint.append("ctrl+r trains this run (queue empty)")
+        self.query_one("#run-hint", Static).update(hint)
+
+    def action_add(self) -> None:
+        form = self.form
+        cfg = form.check().config
+        if cfg is None:
+            self.notify("Fix the marked fields before adding the run.", severity="error")
+            return
+        if any(r.name.lower() == cfg.name.lower() for r in self.queue):
+            cfg = cfg.model_copy(update={"name": next_name(cfg.name, {r.name.lower() for r in self.queue})})
+        self.queue.append(cfg)
+        self.editing = None
+        self.refresh_queue()
+        # the form now makes a new run: give it a fresh name so it is valid straight away
+        name_input = form.query_one("#f-run-name")
+        name_input.value = next_name(cfg.name, {r.name.lower() for r in self.queue})
+        self.notify(f"Added {cfg.name} to the queue ({len(self.queue)} run(s)).")
+
+    def action_new(self) -> None:
+        self.editing = None
+        self.refresh_queue()
+        self.form.query_one("#f-run-name").value = next_name(
+            self.form.values()["f-run-name"] or "run", {r.name.lower() for r in self.queue})
+        self.form.base = None
+
+    @on(QueueList.Action)
+    def _queue_action(self, event: QueueList.Action) -> None:
+        i = event.index
+        if event.action == "edit":
+            self.editing = i
+            self.form.load(self.queue[i])
+            self.refresh_queue()
+            self.form.query_one("#f-run-name").focus()
+        elif event.action == "remove":
+            removed = self.queue.pop(i)
+            if self.editing == i:
+                self.editing = None
+            elif self.editing is not None and self.editing > i:
+                self.editing -= 1
+            self.refresh_queue()
+            self.notify(f"Removed {removed.name} from the queue.")
+        elif event.action == "move":
+            j = i + event.step
+            if 0 <= j < len(self.queue):
+                self.queue[i], self.queue[j] = self.queue[j], self.queue[i]
+                if self.editing in (i, j):
+                    self.editing = j if self.editing == i else i
+                self.refresh_queue()
+                self.query_one(QueueList).index = j
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        lst = self.query_one(QueueList)
+        action = str(event.button.id).removeprefix("btn-")
+        if action == "add":
+            self.action_add()
+        elif action == "new":
+            self.action_new()
+        elif action in ("up", "down", "remove"):
+            if lst.index is None or not self.queue:
+                self.notify("The queue is empty.", severity="warning")
+                return
+            lst.post_message(QueueList.Action("move" if action != "remove" else "remove", lst.index,
+                                              -1 if action == "up" else 1))
+        elif action == "presets":
+            self.app.action_presets()
+        elif action == "save":
+            self.app.action_save()
+
+    # -- validation and derived figures --------------------------------------------------------------
+    @on(RunForm.Validated)
+    def _validated(self, event: RunForm.Validated) -> None:
+        cfg = event.result.config
+        self.config = cfg
+        if cfg is not None and self.editing is not None and self.editing < len(self.queue):
+            if self.queue[self.editing] != cfg:
+                self.queue[self.editing] = cfg
+                self.query_one(QueueList).show(self.queue, self.editing)
+        self.update_hint()
+        self.show_derived()
+        if cfg is not None and self.profiler is not None and profile_key(cfg) not in self.profiles:
+            if self._profile_timer is not None:
+                self._profile_timer.stop()
+            self._profile_timer = self.set_timer(PROFILE_DELAY_S, lambda: self.profile(cfg))
+
+    def show_derived(self) -> None:
+        cfg = self.config
+        text = Text()
+        if cfg is None:
+            text.append("(the form has errors)", style="dim")
+        else:
+            for label, value in derived(cfg).items():
+                text.append(f"{label:<12}", style="dim")
+                text.append(f"{value}\n")
+            params, flops, problem = self.profiles.get(profile_key(cfg), (None, None, ""))
+            if self.profiler is None:
+                pass
+            elif problem:
+                text.append(f"{'Params':<12}", style="dim")
+                text.append(f"n/a: {problem}", style="red")
+            elif params is None:
+                text.append(f"{'Params':<12}", style="dim")
+                text.append("computing…", style="dim italic")
+            else:
+                text.append(f"{'Params':<12}", style="dim")
+                text.append(f"{human_count(params)}\n")
+                text.append(f"{'GFLOPs/img':<12}", style="dim")
+                text.append(f"{flops / 1e9:.3g}" if flops else "-")
+        self.query_one("#derived", Static).update(text.rstrip() or text)
+
+    @work(thread=True, exclusive=True, group="profile", exit_on_error=False)
+    def profile(self, cfg: RunConfig) -> tuple[str, tuple[int | None, int | None, str]]:
+        key = profile_key(cfg)
+        try:
+            p = self.profiler(cfg)
+            return key, (p.params, p.flops, "")
+        except Exception as e:  # a profile is a hint, never a crash
+            return key, (None, None, f"{type(e).__name__}: {e}".splitlines()[0][:80])
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "profile" and event.state == WorkerState.SUCCESS:
+            key, value = event.worker.result
+            self.profiles[key] = value
+            self.show_derived()
+
+
+def profile_key(cfg: RunConfig) -> str:
+    """Params and FLOPs depend on the model, the image size and the class count only."""
+    return json.dumps([cfg.model.model_dump(mode="json"), cfg.data.size, cfg.data.dataset, cfg.data.num_classes,
+                       cfg.data.root if cfg.data.dataset == "imagefolder" else None])

@@ -1,0 +1,192 @@
+"""The Live view's panes. Each redraws from `LiveState` (never from events directly) when asked."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import ProgressBar, RichLog, Static
+from textual_plotext import PlotextPlot
+
+from ...report import human_count, human_duration
+from ..bridge import LiveState, RunTrack, outcome
+
+STATUS_ICON = {"queued": "·", "starting": "…", "running": "▶", "finished": "✔", "failed": "✘",
+               "cancelled": "■", "skipped": "-", "interrupted": "?"}
+STATUS_STYLE = {"finished": "$success", "failed": "$error", "cancelled": "$warning", "running": "$accent"}
+
+
+def mib(mb: float | None) -> str:
+    if mb is None:
+        return "-"
+    return f"{mb / 1024:.2f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
+class Pane:
+    """Mixin: a titled, bordered pane that redraws from the live state."""
+
+    def update_from(self, state: LiveState) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ProgressPane(Vertical, Pane):
+    def compose(self) -> ComposeResult:
+        yield Static("", id="progress-text")
+        yield ProgressBar(total=100, show_eta=False, id="progress-bar")
+
+    def on_mount(self) -> None:
+        self.border_title = "Progress"
+
+    def update_from(self, state: LiveState) -> None:
+        text = Text()
+        bar = self.query_one(ProgressBar)
+        t = state.current_track
+        if t is None:
+            text.append("No run yet. Set up runs on the Setup tab (F1), then press ctrl+r to train.")
+            self.query_one(Static).update(text)
+            bar.update(total=100, progress=0)
+            return
+        index = state.order.index(t.name) + 1 if t.name in state.order else 1
+        text.append(f"{STATUS_ICON.get(t.status, '?')} {t.name}", style="bold")
+        text.append(f"  run {index}/{len(state.order)}  {t.model}")
+        if t.device:
+            text.append(f"  on {t.device}", style="dim")
+        text.append("\n")
+        last = t.last
+        if t.summary is not None:
+            style = {"finished": "bold green", "failed": "bold red"}.get(t.status, "bold yellow")
+            text.append(t.status, style=style)
+            text.append(outcome(t.summary).replace(",", "", 1))
+            if t.summary.get("train_time_s") is not None:
+                text.append(f"  in {human_duration(t.summary['train_time_s'])}")
+            if t.error:
+                text.append(f"\n{t.error}", style="red")
+        elif last is not None:
+            text.append(f"epoch {last.epoch}/{t.epochs}  step {last.step}/{last.total_steps}  "
+                        f"elapsed {human_duration(last.elapsed_s)}  ETA {human_duration(last.eta_s)}  "
+                        f"lr {last.lr:.2e}")
+        else:
+            text.append("setting up (loading data, building the model)…", style="dim")
+        self.query_one(Static).update(text)
+        if last is not None:
+            bar.update(total=last.total_steps, progress=last.step)
+        elif t.summary is None:
+            bar.update(total=100, progress=0)
+
+
+class LossChart(PlotextPlot, Pane):
+    def on_mount(self) -> None:
+        self.border_title = "Loss"
+
+    def update_from(self, state: LiveState) -> None:
+        plt = self.plt
+        plt.clear_data()
+        t = state.current_track
+        plt.xlabel("epoch")
+        if t is not None and t.steps:
+            xs = [s / t.steps_per_epoch for s, _ in t.steps]
+            plt.plot(xs, [loss for _, loss in t.steps], label="train", marker="braille")
+        if t is not None and t.evals:
+            plt.scatter([e for e, _, _ in t.evals], [loss for _, loss, _ in t.evals], label="eval", marker="●")
+        if t is None or not (t.steps or t.evals):
+            plt.title("waiting for the first logged steps")
+        else:
+            plt.title("")
+        self.refresh()
+
+
+class AccuracyChart(PlotextPlot, Pane):
+    def on_mount(self) -> None:
+        self.border_title = "Accuracy (val, %)"
+
+    def update_from(self, state: LiveState) -> None:
+        plt = self.plt
+        plt.clear_data()
+        t = state.current_track
+        plt.xlabel("epoch")
+        if t is not None and t.evals:
+            xs, ys = [e for e, _, _ in t.evals], [100 * a for _, _, a in t.evals]
+            plt.plot(xs, ys, marker="braille")
+            plt.scatter(xs, ys, label="val acc", marker="●")
+            plt.title(f"last {100 * t.evals[-1][2]:.2f}%  best {100 * (t.best_accuracy or 0):.2f}%")
+        else:
+            plt.title("after the first epoch")
+        self.refresh()
+
+
+class MemoryPane(Static, Pane):
+    def on_mount(self) -> None:
+        self.border_title = "Memory"
+
+    def update_from(self, state: LiveState) -> None:
+        m = state.memory
+        if m is None:
+            self.update(Text("no reading yet", style="dim"))
+            return
+        self.border_title = f"Memory: {m.label}"
+        if m.device == "cuda":
+            lines = [f"allocated {mib(m.allocated_mb)}", f"reserved  {mib(m.reserved_mb)}",
+                     f"peak      {mib(m.peak_mb)}", f"device    {mib(m.total_mb)}"]
+        else:
+            lines = [f"RSS now   {mib(m.allocated_mb)}", f"RSS peak  {mib(m.peak_mb)}",
+                     f"RAM total {mib(m.total_mb)}"]
+        self.update("\n".join(lines))
+
+
+class ThroughputPane(Static, Pane):
+    def on_mount(self) -> None:
+        self.border_title = "Throughput"
+
+    def update_from(self, state: LiveState) -> None:
+        t = state.current_track
+        last = t.last if t else None
+        if last is None:
+            self.update(Text("no steps yet", style="dim"))
+            return
+        lines = [f"now  {last.images_per_s:,.0f} img/s", f"mean {last.mean_images_per_s:,.0f} img/s"]
+        if last.skipped_steps:
+            lines.append(f"skipped steps {last.skipped_steps}")
+        self.update("\n".join(lines))
+
+
+class RunsPane(Static, Pane):
+    def on_mount(self) -> None:
+        self.border_title = "Queue"
+
+    def update_from(self, state: LiveState) -> None:
+        if not state.order:
+            self.update(Text("nothing trained yet", style="dim"))
+            return
+        text = Text()
+        for i, name in enumerate(state.order):
+            t: RunTrack = state.runs[name]
+            style = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "bold"}.get(t.status, "")
+            if i:
+                text.append("\n")
+            text.append(f"{STATUS_ICON.get(t.status, '?')} {name} ", style=style)
+            detail = t.status
+            if t.status == "running" and t.last is not None:
+                detail = f"epoch {t.last.epoch}/{t.epochs}"
+            if t.accuracy is not None and t.status != "running":
+                detail += f" {100 * t.accuracy:.1f}%"
+            text.append(detail, style="dim" if t.status in ("queued", "skipped") else style)
+        self.update(text)
+        self.border_title = f"Queue ({sum(t.status in ('finished', 'failed', 'cancelled') for t in state.runs.values())}/{len(state.order)} done)"
+
+
+class LogPane(RichLog, Pane):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(wrap=True, markup=False, highlight=False, max_lines=500, **kwargs)
+        self.seen = 0
+
+    def on_mount(self) -> None:
+        self.border_title = "Log"
+
+    def update_from(self, state: LiveState) -> None:
+        new = state.log_seq - self.seen
+        if new <= 0:
+            return
+        lines = list(state.log)[-new:] if new < len(state.log) else list(state.log)
+        styles = {"warning": "yellow", "error": "red", "success": "green", "dim": "dim", "bold": "bold"}
+        for style, line in lines:
+            self.write(Text(line, style=styles.get(style, "")))
+        self.seen = state.log_seq

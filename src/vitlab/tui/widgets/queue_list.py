@@ -1,0 +1,54 @@
+"""The run queue: the runs that ctrl+r trains, in order; edit, reorder and remove them from the keyboard."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Label, ListItem, ListView
+
+from ...config import RunConfig, model_label
+
+
+class QueueList(ListView):
+    BINDINGS = [
+        Binding("enter", "edit", "Edit in form"),
+        Binding("delete,x", "remove", "Remove"),
+        Binding("shift+up,K", "move(-1)", "Move up"),
+        Binding("shift+down,J", "move(1)", "Move down"),
+    ]
+
+    class Action(Message):
+        def __init__(self, action: str, index: int, step: int = 0) -> None:
+            super().__init__()
+            self.action = action
+            self.index = index
+            self.step = step
+
+    def show(self, runs: list[RunConfig], editing: int | None) -> None:
+        index = self.index
+        self.clear()
+        items = []
+        for i, run in enumerate(runs):
+            text = Text()
+            text.append("✎ " if i == editing else f"{i + 1} ", style="bold" if i == editing else "dim")
+            text.append(run.name, style="bold")
+            text.append(f"  {model_label(run.model)}\n  ", style="dim")
+            text.append(f"{run.data.dataset} {run.data.size}px · {run.train.epochs} ep · "
+                        f"{run.train.batch_size}x{run.train.accumulation_steps}", style="dim")
+            items.append(ListItem(Label(text)))
+        self.extend(items)
+        if runs:
+            self.index = min(index if index is not None else 0, len(runs) - 1)
+
+    def _post(self, action: str, step: int = 0) -> None:
+        if self.index is not None and len(self):
+            self.post_message(self.Action(action, self.index, step))
+
+    def action_edit(self) -> None:
+        self._post("edit")
+
+    def action_remove(self) -> None:
+        self._post("remove")
+
+    def action_move(self, step: int) -> None:
+        self._post("move", step)

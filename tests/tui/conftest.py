@@ -1,0 +1,89 @@
+"""Fixtures of the TUI tests: a private config dir, a runs dir, tiny presets and fake engine events."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TINY_PRESET = """\
+name: tiny
+description: two tiny ViTs on digits
+defaults:
+  data: {{dataset: digits}}
+  train: {{epochs: {epochs}, batch_size: 64, lr: 3.0e-3, log_every: {log_every}, checkpoint: false}}
+runs:
+  - name: vit-a
+    model: {{kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1, mlp_ratio: 2}}
+  - name: vit-b
+    model: {{kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1, mlp_ratio: 2}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings and user presets go to a temporary XDG_CONFIG_HOME, never the real ~/.config."""
+    home = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+def write_preset(path: Path, epochs: int = 2, log_every: int = 2) -> Path:
+    path.write_text(TINY_PRESET.format(epochs=epochs, log_every=log_every))
+    return path
+
+
+@pytest.fixture
+def tiny_preset(tmp_path: Path) -> Path:
+    return write_preset(tmp_path / "tiny.yaml")
+
+
+def make_app(preset: Path | None = None, runs_dir: Path = Path("runs"), profiler="fake"):
+    from vitlab.tui.app import VitlabApp
+
+    if profiler == "fake":
+        profiler = fake_profiler
+    return VitlabApp(preset, runs_dir, profiler=profiler, preload=False)
+
+
+def fake_profiler(cfg):
+    """Deterministic stand-in for profile_run (no torch): figures from the config alone."""
+    from vitlab.engine.profile import Profile
+
+    params = 1000 + 10 * len(cfg.name)
+    return Profile(cfg.name, params, params, 123_456_789, cfg.resolved())
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, step: float = 0.1) -> None:
+    """Poll with plain sleeps: pilot.pause() visits every widget, which would steal CPU from training."""
+    import asyncio
+    import time
+
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("timed out waiting for the app")
+        await asyncio.sleep(step)
+    await pilot.pause()
+
+
+os.environ.setdefault("NO_COLOR", "1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Run `async def` tests on a fresh event loop (no pytest-asyncio needed)."""
+    import asyncio
+    import inspect
+
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        names = pyfuncitem._fixtureinfo.argnames
+        kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        asyncio.run(pyfuncitem.obj(**kwargs))
+        return True
+    return None

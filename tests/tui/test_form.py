@@ -1,0 +1,149 @@
+"""The run form: each field validates as you type with the config models, messages sit beside the field,
+only the model kind's fields show, derived figures follow the form, and ctrl+r refuses an invalid form."""
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, Select, Static
+
+from vitlab.config import RunConfig
+from vitlab.tui.formspec import SPECS, validate, values_from_config
+
+from .conftest import make_app, wait_for
+
+FIELD_CASES = [
+    # (widget id, value typed, expected words in the message beside it)
+    ("f-run-name", "bad name!", "not a safe name"),
+    ("f-run-name", "", "not a safe name"),
+    ("f-vit-patch_size", "0", "greater than or equal to 1"),
+    ("f-vit-patch_size", "3", "must divide data.image_size 8"),
+    ("f-vit-embed_dim", "4", "greater than or equal to 8"),
+    ("f-vit-heads", "5", "must divide embed_dim 192"),
+    ("f-vit-heads", "", "required"),
+    ("f-vit-layers", "0", "greater than or equal to 1"),
+    ("f-vit-mlp_ratio", "0", "greater than 0"),
+    ("f-data-image_size", "2", "greater than or equal to 4"),
+    ("f-data-image_size", "10", "must divide data.image_size 10"),  # reported at the patch size
+    ("f-train-epochs", "0", "greater than or equal to 1"),
+    ("f-train-batch_size", "0", "greater than or equal to 1"),
+    ("f-train-accumulation_steps", "0", "greater than or equal to 1"),
+    ("f-train-lr", "0", "greater than 0"),
+    ("f-train-lr", "-1e-3", "greater than 0"),
+    ("f-train-weight_decay", "-1", "greater than or equal to 0"),
+    ("f-train-warmup_epochs", "10", "less than epochs"),
+    ("f-train-epochs", "", "required"),
+    ("f-train-seed", "1.5", "whole number"),
+]
+ERROR_AT = {"f-data-image_size": {"10": "f-vit-patch_size"}}
+
+
+async def settle_form(pilot) -> None:
+    """Changes validate once per burst (deferred); give the deferred check a turn or two."""
+    for _ in range(3):
+        await pilot.pause()
+
+
+FIXED = {"f-run-name": "ok-name", "f-train-warmup_epochs": "0", "f-data-image_size": ""}
+
+
+async def test_field_validation_beside_field(runs_dir):
+    """For each field: a bad value puts the schema's message beside it, ctrl+r refuses, fixing it clears it."""
+    app = make_app(runs_dir=runs_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        form = app.setup.form
+        for i, (wid, value, words) in enumerate(FIELD_CASES):
+            field = form.query_one(f"#{wid}", Input)
+            good = field.value
+            field.value = value
+            await pilot.pause()
+            target = ERROR_AT.get(wid, {}).get(value, wid)
+            err = form.query_one(f"#{target}-err", Static)
+            assert err.display, f"{wid}={value!r}: no message beside {target}"
+            assert words in str(err.render()), (wid, value, str(err.render()))
+            assert form.query_one(f"#row-{target}").has_class("-invalid")
+            assert form.result.config is None
+            if i % 5 == 0:  # the run key refuses (checked for a sample of fields: each press is a toast)
+                await pilot.press("ctrl+r")
+                await pilot.pause()
+                assert not app.running, f"{wid}={value!r}: ctrl+r started an invalid run"
+            field.value = good
+            await pilot.pause()
+            assert not err.display, f"{wid}: message stayed after the fix"
+            assert form.result.config is not None
+
+
+async def test_typing_shows_message_and_run_refuses(runs_dir):
+    app = make_app(runs_dir=runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        heads = app.setup.form.query_one("#f-vit-heads", Input)
+        heads.focus()
+        await pilot.press("end", "backspace", "5")  # 3 -> 5, does not divide 192
+        await pilot.pause()
+        assert "must divide embed_dim" in str(app.setup.form.query_one("#f-vit-heads-err", Static).render())
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not app.running
+        assert app.focused is heads  # taken to the field that is wrong
+        await pilot.press("backspace", "4")
+        await pilot.pause()
+        assert app.setup.form.result.config is not None
+
+
+async def test_kind_shows_only_its_fields(runs_dir):
+    app = make_app(runs_dir=runs_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle_form(pilot)
+        form = app.setup.form
+        assert form.query_one("#row-f-vit-heads").display
+        assert not form.query_one("#row-f-swin-variant").display
+        form.query_one("#f-model-kind", Select).value = "swin"
+        await settle_form(pilot)
+        assert not form.query_one("#row-f-vit-heads").display
+        assert form.query_one("#row-f-swin-variant").display
+        # digits are 8 px: Swin needs a multiple of 32, reported beside the image size
+        assert "multiple of 32" in str(form.query_one("#f-data-image_size-err", Static).render())
+        form.query_one("#f-data-image_size", Input).value = "224"
+        await settle_form(pilot)
+        assert form.result.config is not None and form.result.config.model.kind == "swin"
+        form.query_one("#f-model-kind", Select).value = "resnet18"
+        await settle_form(pilot)
+        assert form.query_one("#row-f-resnet18-weights").display
+        assert not form.query_one("#row-f-swin-weights").display
+        assert form.result.config.model.kind == "resnet18"
+
+
+async def test_derived_values_follow_the_form(runs_dir):
+    app = make_app(runs_dir=runs_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        form = app.setup.form
+        form.query_one("#f-train-batch_size", Input).value = "16"
+        form.query_one("#f-train-accumulation_steps", Input).value = "4"
+        form.query_one("#f-vit-patch_size", Input).value = "2"
+        await pilot.pause(0.8)  # the profiler is debounced
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = str(app.setup.query_one("#derived", Static).render())
+        assert "64 = 16x4" in text
+        assert "17 (incl. cls)" in text  # (8/2)^2 patches + class token
+        assert "1.05k" in text and "0.123" in text  # the (fake) profiler's params and GFLOPs
+
+
+def test_form_round_trips_every_shipped_preset_run():
+    from vitlab.presets import list_presets, load_preset
+
+    for info in list_presets():
+        if info.error:
+            continue
+        for run in load_preset(info.path).runs:
+            result = validate(values_from_config(run), run.resolved())
+            assert result.config == run, (info.path, run.name, result.errors, result.general)
+
+
+def test_every_spec_maps_to_a_config_field():
+    from vitlab.config import MODEL_CLASSES, DataConfig, TrainConfig
+
+    for spec in SPECS:
+        cls = {"": RunConfig, "data": DataConfig, "train": TrainConfig}.get(spec.section)
+        fields = MODEL_CLASSES[spec.kind].model_fields if spec.kind else (cls.model_fields if cls else {"kind": 1})
+        assert spec.key in fields, spec

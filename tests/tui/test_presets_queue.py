@@ -1,0 +1,158 @@
+"""Presets in the TUI: open with one, pick one, save the queue and load it back identically; the queue's
+add / edit / reorder / remove; themes registered and remembered."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input, ListView
+
+from vitlab.presets import load_preset
+from vitlab.tui.settings import load_settings
+
+from .conftest import make_app, write_preset
+
+
+async def test_open_with_preset_queues_its_runs(tiny_preset, runs_dir):
+    app = make_app(tiny_preset, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["vit-a", "vit-b"]
+        assert app.sub_title == "tiny"
+        assert app.setup.editing == 0
+        assert app.setup.form.query_one("#f-run-name", Input).value == "vit-a"
+
+
+async def test_bad_preset_is_reported_not_fatal(tmp_path, runs_dir):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nruns:\n  - name: x\n    model: {kind: vit, heads: 5}\n")
+    app = make_app(bad, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.setup.queue == []
+        assert any("heads" in n.message for n in app._notifications)
+
+
+async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, config_home, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "presets").mkdir()
+    write_preset(tmp_path / "presets" / "tiny.yaml")
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+o")  # the picker
+        await pilot.pause()
+        picker = app.screen
+        names = [p.name for p in picker.presets]
+        assert "tiny" in names
+        picker.query_one(ListView).index = names.index("tiny")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["vit-a", "vit-b"]
+        # edit the first run in the form: the queue follows
+        app.setup.form.query_one("#f-train-epochs", Input).value = "3"
+        await pilot.pause()
+        assert app.setup.queue[0].train.epochs == 3
+        # save the queue (ctrl+s), into the user's preset dir by default
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        dialog = app.screen
+        dialog.query_one("#in-name", Input).value = "tiny-edited"
+        await pilot.press("enter", "enter", "enter")  # name -> description -> file -> saved
+        await pilot.pause()
+        saved = config_home / "vitlab" / "presets" / "tiny-edited.yaml"
+        assert saved.exists(), list((config_home / "vitlab").rglob("*"))
+        queue = list(app.setup.queue)
+    exp = load_preset(saved)
+    assert exp.name == "tiny-edited"
+    assert exp.runs == queue  # loads back identically
+    # and a fresh app opened with it shows the same queue
+    app2 = make_app(saved, runs_dir)
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app2.setup.queue == queue
+        assert app2.sub_title == "tiny-edited"
+
+
+async def test_queue_add_edit_reorder_remove(runs_dir):
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        form = app.setup.form
+        form.query_one("#f-run-name", Input).value = "first"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["first"]
+        assert form.query_one("#f-run-name", Input).value == "first-2"  # the form is valid again at once
+        form.query_one("#f-train-epochs", Input).value = "2"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["first", "first-2"]
+        assert app.setup.queue[1].train.epochs == 2
+        # reorder from the keyboard in the queue list
+        queue = app.setup.query_one("#queue", ListView)
+        queue.focus()
+        queue.index = 1
+        await pilot.press("shift+up")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["first-2", "first"]
+        # edit: enter loads the run into the form; a change goes back to the queue
+        queue.focus()
+        queue.index = 1
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.setup.editing == 1
+        assert form.query_one("#f-run-name", Input).value == "first"
+        form.query_one("#f-vit-layers", Input).value = "2"
+        await pilot.pause()
+        assert app.setup.queue[1].model.layers == 2
+        # a name already in the queue is refused beside the name field
+        form.query_one("#f-run-name", Input).value = "FIRST-2"
+        await pilot.pause()
+        assert "another queued run" in str(form.query_one("#f-run-name-err").render())
+        form.query_one("#f-run-name", Input).value = "first"
+        await pilot.pause()
+        # remove
+        queue.focus()
+        queue.index = 0
+        await pilot.press("delete")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["first"]
+        assert app.setup.editing == 0
+
+
+async def test_themes_registered_switchable_and_remembered(runs_dir, config_home):
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert {"vitlab-dark", "vitlab-light"} <= set(app.available_themes)
+        assert app.theme == "vitlab-dark"
+        app.theme = "vitlab-light"
+        await pilot.pause()
+    assert load_settings()["theme"] == "vitlab-light"
+    assert (config_home / "vitlab" / "settings.yaml").exists()
+    app2 = make_app(None, runs_dir)
+    async with app2.run_test(size=(80, 24)) as pilot:
+        assert app2.theme == "vitlab-light"
+
+
+async def test_palette_lists_the_app_commands(runs_dir):
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for expected in ("Run", "Cancel run", "Save preset", "Load preset", "Export comparison as Markdown",
+                         "Export comparison as CSV", "Show Live", "Show Results"):
+            assert expected in titles
+        assert any("theme" in t.lower() for t in titles)
+
+
+def test_tui_import_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, vitlab.tui.app, vitlab.tui.views.setup, vitlab.tui.views.live, vitlab.tui.views.results;"
+            "print(sorted(m for m in ('torch', 'timm', 'transformers', 'fvcore') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

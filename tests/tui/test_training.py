@@ -1,0 +1,124 @@
+"""Real (tiny) training through the UI: the quickstart preset to a finished run, cancel mid-run, quit while
+a run is active. Digits on CPU, a few seconds each."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import DataTable, Input, ListView
+
+from vitlab.tui.bridge import outcome
+
+from .conftest import make_app, wait_for, write_preset
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "presets" / "quickstart.yaml"
+
+
+def summaries(runs_dir: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in runs_dir.rglob("summary.json")}
+
+
+async def test_quickstart_through_the_ui_to_a_finished_run(runs_dir):
+    app = make_app(QUICKSTART, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.sub_title == "quickstart"
+        names = [r.name for r in app.setup.queue]
+        assert names[0] == "vit-tiny"
+        # keep it small: drop the other runs, 2 epochs without warmup for the ViT
+        queue = app.setup.query_one("#queue", ListView)
+        while len(app.setup.queue) > 1:
+            queue.focus()
+            queue.index = len(app.setup.queue) - 1
+            await pilot.press("delete")
+            await pilot.pause()
+        form = app.setup.form
+        form.query_one("#f-train-warmup_epochs", Input).value = "0"
+        form.query_one("#f-train-epochs", Input).value = "2"
+        await pilot.pause()
+        assert app.setup.queue[0].train.epochs == 2
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.running and app.views.active == "live"
+        await wait_for(pilot, lambda: not app.running, timeout=90)
+        await pilot.pause(0.3)
+        track = app.state.runs["vit-tiny"]
+        assert track.status == "finished"
+        assert len(track.evals) == 2 and track.steps
+        # the outcome is on screen: the progress pane says finished with the final accuracy
+        app.views.active = "live"
+        await pilot.pause(0.3)
+        progress = str(app.live.query_one("#progress-text").render())
+        assert "finished" in progress and "final accuracy" in progress
+        # it ends on the comparison table, with this run's row
+        app.views.active = "results"
+        await pilot.pause()
+        table = app.results.query_one(DataTable)
+        assert table.row_count >= 1
+        row = [str(c) for c in table.get_row_at(0)]
+        assert "vit-tiny" in row and "finished" in row
+    on_disk = summaries(runs_dir)
+    assert on_disk["vit-tiny"]["status"] == "finished"
+    assert on_disk["vit-tiny"]["accuracy"] is not None
+    assert outcome(on_disk["vit-tiny"]).startswith(", final accuracy")
+
+
+async def test_cancel_mid_run_asks_then_stops(tmp_path, runs_dir):
+    preset = write_preset(tmp_path / "long.yaml", epochs=300, log_every=1)
+    app = make_app(preset, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.state.runs["vit-a"].steps, timeout=60)
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        assert "Cancel" in app.screen.title_text  # asks first
+        await pilot.press("k")  # keep training
+        await pilot.pause()
+        assert app.running and app.state.runs["vit-a"].status == "running"
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        await pilot.press("c")  # cancel this run: the queue goes on with the next
+        await wait_for(pilot, lambda: app.state.runs["vit-a"].status == "cancelled", timeout=30)
+        await wait_for(pilot, lambda: app.state.runs["vit-b"].steps, timeout=60)
+        assert app.running
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        await pilot.press("c")  # vit-b is the last run
+        await wait_for(pilot, lambda: not app.running, timeout=30)
+        assert app.state.runs["vit-b"].status == "cancelled"
+        assert app.views.active == "results"
+    on_disk = summaries(runs_dir)
+    assert on_disk["vit-a"]["status"] == "cancelled" and on_disk["vit-b"]["status"] == "cancelled"
+    assert on_disk["vit-a"]["epochs"] < 300
+
+
+async def test_quit_while_running_asks_cancels_and_exits(tmp_path, runs_dir):
+    preset = write_preset(tmp_path / "long.yaml", epochs=300, log_every=1)
+    app = make_app(preset, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.state.runs["vit-a"].steps, timeout=60)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert "Quit" in app.screen.title_text  # asks while a run is active
+        await pilot.press("s")  # stay
+        await pilot.pause()
+        assert app.running and app.is_running
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, timeout=30)
+    assert app.return_code == 0
+    on_disk = summaries(runs_dir)
+    assert on_disk["vit-a"]["status"] == "cancelled"
+    assert "vit-b" not in on_disk  # the queue stopped
+
+
+async def test_quit_when_idle_needs_no_confirmation(runs_dir):
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running, timeout=5)
