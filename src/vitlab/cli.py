@@ -26,7 +26,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="vitlab", description="A terminal lab for Vision Transformer experiments.")
+    parser = Parser(prog="vitlab", description="A terminal lab for Vision Transformer experiments.",
+                    epilog="Without a command, `vitlab [PRESET.yaml] [--runs-dir DIR]` opens the TUI.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in _subcommands():
         module.add_parser(sub)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import math
 import os
 import time
@@ -358,8 +359,6 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
     cfg = RunConfig.model_validate(raw)
     summary = {}
     try:
-        import json
-
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         pass
@@ -374,20 +373,12 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
 
 def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
     """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy."""
-    import json
-
     ckpt = run_dir / "checkpoint.pt"
     done = 0
     if ckpt.exists():
         done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
-    kept, epoch_of_step = [], 0
-    for record in read_metrics(run_dir / "metrics.jsonl"):
-        epoch_of_step = record.get("epoch", epoch_of_step)
-        if record.get("event") == "StepsLogged" and record["epoch"] > done:
-            continue
-        if record.get("event") == "EpochEvaluated" and record["epoch"] > done:
-            continue
-        kept.append(record)
+    kept = [r for r in read_metrics(run_dir / "metrics.jsonl")
+            if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
     from .store import atomic_write
 
     atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())

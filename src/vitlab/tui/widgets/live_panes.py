@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import ProgressBar, RichLog, Static
 from textual_plotext import PlotextPlot
 
-from ...report import human_count, human_duration
+from ...report import human_duration
 from ..bridge import LiveState, RunTrack, outcome
 
 STATUS_ICON = {"queued": "·", "starting": "…", "running": "▶", "finished": "✔", "failed": "✘",
