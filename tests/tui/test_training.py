@@ -63,13 +63,17 @@ async def test_quickstart_through_the_ui_to_a_finished_run(runs_dir):
     assert outcome(on_disk["vit-tiny"]).startswith(", final accuracy")
 
 
+async def start_long_run(app, pilot) -> None:
+    """ctrl+r on a 300-epoch queue, returning once vit-a has logged steps."""
+    await pilot.pause()
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: app.state.runs["vit-a"].steps, timeout=60)
+
+
 async def test_cancel_mid_run_asks_then_stops(tmp_path, runs_dir):
-    preset = write_preset(tmp_path / "long.yaml", epochs=300, log_every=1)
-    app = make_app(preset, runs_dir)
+    app = make_app(write_preset(tmp_path / "long.yaml", epochs=300, log_every=1), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: app.state.runs["vit-a"].steps, timeout=60)
+        await start_long_run(app, pilot)
         await pilot.press("ctrl+x")
         await pilot.pause()
         assert "Cancel" in app.screen.title_text  # asks first
@@ -94,12 +98,9 @@ async def test_cancel_mid_run_asks_then_stops(tmp_path, runs_dir):
 
 
 async def test_quit_while_running_asks_cancels_and_exits(tmp_path, runs_dir):
-    preset = write_preset(tmp_path / "long.yaml", epochs=300, log_every=1)
-    app = make_app(preset, runs_dir)
+    app = make_app(write_preset(tmp_path / "long.yaml", epochs=300, log_every=1), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: app.state.runs["vit-a"].steps, timeout=60)
+        await start_long_run(app, pilot)
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert "Quit" in app.screen.title_text  # asks while a run is active
