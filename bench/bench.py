@@ -4,11 +4,15 @@ The plain loop is what a typical script does (and what ../shared/bench/anchor_lo
 a torchvision DataLoader with CPU transforms (PIL crop + flip, ToTensor, Normalize), autocast +
 GradScaler (fp16 on CUDA; fp32 on the CPU, where fp16 is emulated), Adam, eager, micro-batch 32 x
 accumulation 2, and `.item()` every micro-step. vitlab runs the same model on the same uint8 data
-through its engine (resident data, on-device augmentation, device-side loss sums).
+through its engine (resident data, on-device augmentation, device-side loss sums), in one or more
+variants: eager, graphs (whole-step CUDA graphs), compile (torch.compile), compile+graphs.
 
 usage: python bench/bench.py [--device cpu|cuda] [--model vit-a|vit-b|vit-c|vit-d|resnet18] [--accum N]
-                             [--steps N] [--compile] [--json]
-Prints images/s of each loop and their ratio (vitlab / plain). Thresholds are never asserted here.
+                             [--batch N] [--variants graphs,compile+graphs] [--steps N] [--no-plain] [--json]
+Prints images/s of each loop and their ratio (vitlab / plain). vitlab's figure is its steady state:
+training images over training time between two of its own logging points after --warmup steps (so
+compilation and graph capture are left out; the run's summary counts them). Thresholds are never
+asserted here.
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ import torch.nn.functional as F
 MODELS = {  # patch, dim, heads, layers (the seed report's ViTs, at CIFAR's 32 px)
     "vit-a": (8, 512, 2, 8), "vit-b": (4, 512, 4, 8), "vit-c": (8, 256, 2, 4), "vit-d": (4, 256, 2, 8)}
 MEAN, STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+VARIANTS = {"eager": (False, False), "graphs": (False, "auto"), "compile": (True, False),
+            "compile+graphs": (True, "auto")}  # name: (train.compile, train.cuda_graphs)
+LOG_EVERY = 10
 
 
 def model_config(name: str) -> dict:
@@ -34,18 +41,18 @@ def model_config(name: str) -> dict:
     return {"kind": "vit", "patch_size": p, "embed_dim": d, "heads": h, "layers": l}
 
 
-def run_config(args, samples: int):
+def run_config(args, samples: int, variant: str = "eager"):
     from vitlab.config import RunConfig
 
-    effective = 64
+    compile_, graphs = VARIANTS[variant]
     return RunConfig.model_validate({
         "name": f"bench-{args.model}",
         "model": model_config(args.model),
         "data": {"dataset": "synthetic", "num_classes": 100, "image_size": 32, "augment": True,
                  "limit_train": samples, "limit_val": 256},
-        "train": {"epochs": 1, "batch_size": effective // args.accum, "accumulation_steps": args.accum,
+        "train": {"epochs": 1, "batch_size": args.batch // args.accum, "accumulation_steps": args.accum,
                   "precision": args.precision, "optimizer": "adam", "lr": 1e-3, "device": args.device,
-                  "compile": args.compile, "log_every": 50, "checkpoint": False},
+                  "compile": compile_, "cuda_graphs": graphs, "log_every": LOG_EVERY, "checkpoint": False},
     })
 
 
@@ -106,53 +113,79 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def vitlab_loop(args, cfg) -> tuple[float, dict]:
-    """The engine, timed the way it reports itself: training images over training time, after warm-up."""
+def vitlab_loop(args, variant: str) -> dict:
+    """One engine run; images/s between its log points after the warm-up (compile and capture excluded)."""
+    from vitlab.engine.device import mfu
+    from vitlab.engine.events import StepsLogged
     from vitlab.engine.runner import train_run
 
-    samples = 64 * (args.steps + args.warmup)
-    warm = run_config(args, 64 * args.warmup)
+    logs: list[StepsLogged] = []
+    cfg = run_config(args, args.batch * (args.warmup + args.steps), variant)
+    wall = time.perf_counter()
     with tempfile.TemporaryDirectory() as runs:
-        if args.warmup:
-            train_run(warm, experiment="bench", runs_dir=runs)  # compile, allocator, kernels warm
-        summary = train_run(run_config(args, samples), experiment="bench", runs_dir=runs)
-    return summary["throughput_img_s"], summary
+        summary = train_run(cfg, experiment="bench", runs_dir=runs,
+                            emit=lambda e: logs.append(e) if isinstance(e, StepsLogged) else None)
+    if summary["status"] != "finished":
+        raise SystemExit(f"vitlab run {variant} ended {summary['status']}: {summary['error']}")
+    start = max((e for e in logs if e.step <= args.warmup), key=lambda e: e.step)
+    end = logs[-1]
+    ips = (end.step - start.step) * args.batch / (end.elapsed_s - start.elapsed_s)
+    return {"variant": variant, "img_s": round(ips, 1), "step_ms": round(1000 * args.batch / ips, 3),
+            "mfu": mfu(summary["flops"], ips, torch.device(args.device), args.precision),
+            "cuda_graphs": summary["cuda_graphs"], "warmup_s": round(start.elapsed_s, 1),
+            "run_wall_s": round(time.perf_counter() - wall, 1), "peak_memory_mb": summary["peak_memory_mb"],
+            "device": summary["device"], "flops": summary["flops"]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--model", choices=[*MODELS, "resnet18"], default="vit-c")
-    ap.add_argument("--accum", type=int, default=2, help="vitlab's accumulation steps at effective batch 64")
-    ap.add_argument("--steps", type=int, default=30, help="optimizer steps timed (64 images each)")
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--accum", type=int, default=2, help="vitlab's accumulation steps")
+    ap.add_argument("--batch", type=int, default=64, help="vitlab's effective batch (the plain loop's is 32 x 2)")
+    ap.add_argument("--variants", default=None,
+                    help=f"comma-separated vitlab variants of {', '.join(VARIANTS)} "
+                         "(default: graphs,compile+graphs on CUDA, eager on the CPU)")
+    ap.add_argument("--steps", type=int, default=30, help="optimizer steps timed (multiple of 10)")
+    ap.add_argument("--warmup", type=int, default=10, help="optimizer steps before timing (multiple of 10)")
     ap.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default=None,
                     help="vitlab's precision (default: bf16 on CUDA, fp32 on the CPU)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile in vitlab's loop")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain loop (e.g. at batch 512, for MFU)")
+    ap.add_argument("--json", action="store_true", help="one JSON line per vitlab variant")
     args = ap.parse_args()
     args.precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
+    variants = (args.variants or ("graphs,compile+graphs" if args.device == "cuda" else "eager")).split(",")
+    if args.steps % LOG_EVERY or args.warmup % LOG_EVERY or args.warmup < LOG_EVERY:
+        ap.error(f"--steps and --warmup must be multiples of {LOG_EVERY} (the engine's logging points)")
+    if args.batch % args.accum or any(v not in VARIANTS for v in variants):
+        ap.error(f"--batch must be a multiple of --accum; variants are {', '.join(VARIANTS)}")
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
 
-    from vitlab.engine.data import load_data
+    plain = None
+    if not args.no_plain:
+        from vitlab.engine.data import load_data
 
-    cfg = run_config(args, 64 * (args.steps + args.warmup) * 2)
-    data = load_data(cfg.data, torch.device("cpu"), seed=0)
-    plain = plain_loop(args, cfg, data)
-    ours, summary = vitlab_loop(args, cfg)
-    result = {"model": args.model, "device": summary["device"], "accum": args.accum, "precision": args.precision,
-              "compile": args.compile, "plain_img_s": round(plain, 1), "vitlab_img_s": round(ours, 1),
-              "ratio": round(ours / plain, 2), "mfu": summary.get("mfu"), "torch": torch.__version__}
+        cfg = run_config(args, 64 * (args.steps + args.warmup) * 2)
+        data = load_data(cfg.data, torch.device("cpu"), seed=0)
+        plain = plain_loop(args, cfg, data)
+    results = [vitlab_loop(args, v) for v in variants]
+    for r in results:
+        r.update(model=args.model, accum=args.accum, batch=args.batch, precision=args.precision,
+                 plain_img_s=round(plain, 1) if plain else None,
+                 ratio=round(r["img_s"] / plain, 2) if plain else None, torch=torch.__version__)
     if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{args.model} on {summary['device']}, effective batch 64:")
-        ours_label = f"vitlab engine ({args.precision}, micro {64 // args.accum} x {args.accum}" \
-                     f"{', compiled' if args.compile else ''})"
-        print(f"  {'plain loop (DataLoader + CPU transforms, micro 32 x 2)':<58}{plain:>10,.1f} img/s")
-        print(f"  {ours_label:<58}{ours:>10,.1f} img/s")
-        print(f"  ratio vitlab / plain: {ours / plain:.2f}x")
+        for r in results:
+            print(json.dumps(r), flush=True)
+        return 0
+    print(f"{args.model} on {results[0]['device']}, effective batch {args.batch}:")
+    if plain:
+        print(f"  {'plain loop (DataLoader + CPU transforms, micro 32 x 2)':<62}{plain:>10,.1f} img/s")
+    for r in results:
+        label = f"vitlab {r['variant']} ({args.precision}, micro {args.batch // args.accum} x {args.accum})"
+        extra = f"  ratio {r['ratio']:.2f}x" if plain else ""
+        extra += f"  MFU {100 * r['mfu']:.1f} %" if r["mfu"] else ""
+        print(f"  {label:<62}{r['img_s']:>10,.1f} img/s{extra}")
     return 0
 
 

@@ -139,6 +139,9 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     compile: bool = False
+    # CUDA only: capture each optimizer step (every micro-batch and the update) as one CUDA graph and
+    # replay it. auto: whenever the run allows it (data on the GPU, adam/adamw, fp32/bf16, one process).
+    cuda_graphs: Literal["auto"] | bool = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(10, ge=1)  # optimizer steps between host reads of the running loss
     freeze: Literal["none", "backbone"] = "none"  # backbone: train the classifier head only

@@ -97,13 +97,21 @@ class Split:
         device_batches = to_device(torch.cat(cpu_batches), self.device).split([len(i) for i in cpu_batches])
         params = to_device(self.augment_params(epoch), self.device) if augment else None
         for idx, x in zip(device_batches, self.uint8_batches(cpu_batches, device_batches)):
-            if params is not None:
-                x = crop_flip(x, params[idx], self.stored_size // 8)
-            x = x.float()
-            if self.stored_size != self.image_size:
-                x = resize(x, self.image_size)
-            # sub then div, each exactly rounded: a fused multiply-add could round differently in vector and tail lanes
-            yield x.sub_(self.mean).div_(self.std), self.labels[idx]
+            yield self.transform(x, idx, params)
+
+    def transform(self, x: torch.Tensor, idx: torch.Tensor,
+                  params: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images of the samples `idx` (on the device) -> (normalised float batch, labels).
+
+        Device ops only, no host sync and no data-dependent shapes: a CUDA graph can capture it.
+        """
+        if params is not None:
+            x = crop_flip(x, params[idx], self.stored_size // 8)
+        x = x.float()
+        if self.stored_size != self.image_size:
+            x = resize(x, self.image_size)
+        # sub then div, each exactly rounded: a fused multiply-add could round differently in vector and tail lanes
+        return x.sub_(self.mean).div_(self.std), self.labels[idx]
 
     def uint8_batches(self, cpu_batches: list[torch.Tensor],
                       device_batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:

@@ -59,24 +59,20 @@ def windows(order: torch.Tensor, batch_size: int, accumulation_steps: int, world
     return plan
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, precision: str, *, cache: bool = True) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
 
 
 @dataclass
 class Running:
-    """Device-side sums between two host reads, so the hot loop never syncs."""
+    """Counts between two host reads of the loss (the loss itself is summed on the device)."""
 
-    loss_sum: torch.Tensor
     samples: int = 0
     steps: int = 0
     started: float = field(default_factory=time.perf_counter)
-
-    @classmethod
-    def zero(cls, device: torch.device) -> "Running":
-        return cls(torch.zeros((), device=device, dtype=torch.float64))
 
 
 @dataclass
@@ -96,7 +92,7 @@ class Fault:
 
 def micro_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, window_samples: int, cfg: TrainConfig,
                device: torch.device, scaler: torch.amp.GradScaler, *, world: int = 1, weight: float = 1.0,
-               poison: bool = False) -> torch.Tensor:
+               poison: bool = False, cache: bool = True) -> torch.Tensor:
     """Forward and backward one micro-batch of a window; returns the detached sum of its sample losses.
 
     The loss is the sum over the micro-batch divided by the samples in the whole window, so the
@@ -104,7 +100,7 @@ def micro_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, window_
     verifies exactly this function). Under DDP, which averages gradients over `world` ranks, the loss
     is multiplied by `world` so the average is again the window's mean.
     """
-    with autocast(device, cfg.precision):
+    with autocast(device, cfg.precision, cache=cache):
         logits = model(x)
     loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing) * weight
     if poison:
@@ -113,21 +109,66 @@ def micro_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, window_
     return loss_sum.detach()
 
 
+class Steps:
+    """Takes optimizer steps, one window each, summing the sample losses into `loss` on the device."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device, dtype=torch.float64)
+
+    def begin_epoch(self, order: torch.Tensor, epoch: int, batches) -> None:
+        raise NotImplementedError
+
+    def __call__(self, window: Window, poison: bool) -> None:
+        raise NotImplementedError
+
+    def take_loss(self) -> torch.Tensor:
+        """The loss summed since the last call (a device tensor; reading it is the caller's host sync)."""
+        taken = self.loss.clone()
+        self.loss.zero_()
+        return taken
+
+
+class EagerSteps(Steps):
+    """Op by op: any device, DDP (gradients all-reduced once per window), fp16 with GradScaler, any window."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                 cfg: TrainConfig, device: torch.device, dist: Dist, skipped: torch.Tensor):
+        super().__init__(device)
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.cfg, self.device, self.dist, self.skipped = cfg, device, dist, skipped
+
+    def begin_epoch(self, order: torch.Tensor, epoch: int, batches) -> None:
+        self.batches = batches  # iterator of (x, y), one per micro-batch, in window order
+
+    def __call__(self, window: Window, poison: bool) -> None:
+        for i in range(len(window.micro)):
+            x, y = next(self.batches)
+            # DDP all-reduces gradients on the window's last backward only
+            sync = self.dist.enabled and i < len(window.micro) - 1
+            with self.model.no_sync() if sync else contextlib.nullcontext():
+                self.loss += micro_step(self.model, x, y, window.samples, self.cfg, self.device, self.scaler,
+                                        world=self.dist.world, weight=window.weight, poison=poison)
+        scaler = self.scaler
+        scale_before = scaler._scale.clone() if scaler.is_enabled() else None
+        scaler.step(self.optimizer)
+        scaler.update()
+        if scale_before is not None:  # GradScaler lowers its scale exactly when it skipped the step
+            self.skipped += (scaler._scale < scale_before).to(self.skipped.dtype)
+        self.optimizer.zero_grad(set_to_none=True)
+
+
 def train_epoch(
-    model: torch.nn.Module,
-    batches,  # iterator of (x, y), one per micro-batch, in window order
+    steps: Steps,
     plan: list[Window],
     *,
+    model: torch.nn.Module,
     dist: Dist,
-    optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
     cfg: TrainConfig,
     device: torch.device,
     step: int,
     on_log: Callable[[int, StepLog], None],
     should_stop: Callable[[], bool],
-    skipped: torch.Tensor,
     fault: Fault | None = None,
 ) -> tuple[int, float]:
     """One epoch of optimizer steps. Returns (global step, mean train loss per sample)."""
@@ -137,38 +178,29 @@ def train_epoch(
             m.eval()
     epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
     epoch_samples = 0
-    run = Running.zero(device)
+    run = Running()
     for window in plan:
         poison = fault is not None and fault.kind == "nan" and step + 1 >= fault.at_step
-        for i in range(len(window.micro)):
-            x, y = next(batches)
-            # DDP all-reduces gradients on the window's last backward only
-            sync = dist.enabled and i < len(window.micro) - 1
-            with model.no_sync() if sync else contextlib.nullcontext():
-                run.loss_sum += micro_step(model, x, y, window.samples, cfg, device, scaler, world=dist.world,
-                                           weight=window.weight, poison=poison)
+        steps(window, poison)
         if fault and fault.kind == "oom" and step + 1 == fault.at_step:
             raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 2.00 GiB")
-        scale_before = scaler._scale.clone() if scaler.is_enabled() else None
-        scaler.step(optimizer)
-        scaler.update()
-        if scale_before is not None:  # GradScaler lowers its scale exactly when it skipped the step
-            skipped += (scaler._scale < scale_before).to(skipped.dtype)
-        optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         step += 1
         run.samples += window.samples
         run.steps += 1
         epoch_samples += window.samples
-        stopping = dist.any(should_stop(), device)  # every rank stops at the same step
-        if run.steps == cfg.log_every or window is plan[-1] or stopping:
-            dist.sum_(run.loss_sum)
-            epoch_sum += run.loss_sum
-            loss = run.loss_sum.item() / run.samples  # the one host sync, every log_every steps
+        at_log = run.steps == cfg.log_every or window is plan[-1]
+        # every rank stops at the same step; across ranks that costs a sync, so only at log points
+        stopping = dist.any(should_stop(), device) if at_log or not dist.enabled else False
+        if at_log or stopping:
+            loss_sum = steps.take_loss()
+            dist.sum_(loss_sum)
+            epoch_sum += loss_sum
+            loss = loss_sum.item() / run.samples  # the one host sync, every log_every steps
             if not math.isfinite(loss):
                 raise NonFiniteLoss(loss, step)
             on_log(step, StepLog(loss, run.samples, time.perf_counter() - run.started))
-            run = Running.zero(device)
+            run = Running()
         if stopping:
             raise Cancelled()
     return step, epoch_sum.item() / max(epoch_samples, 1)

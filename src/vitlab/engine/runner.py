@@ -26,7 +26,8 @@ from . import distributed
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
                      ShouldStop, StepsLogged, WarningRaised, ignore, never)
 from .health import HealthMonitor
-from .loop import Cancelled, Fault, NonFiniteLoss, StepLog, epoch_order, evaluate, train_epoch, windows
+from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
+                   windows)
 from .store import NullStore, RunStore, read_metrics
 
 OOM_ADVICE = ("Out of memory. Lower train.batch_size and raise train.accumulation_steps to keep the same "
@@ -95,6 +96,8 @@ class Run:
         self.device = torch.device("cpu")
         self.flops: int | None = None
         self.tensorboard = None
+        self.steps: Steps | None = None
+        self.graphs_off: str | None = None  # why CUDA graphs are not used, when they were asked for
 
     def emit(self, event: Event) -> None:
         self.store.record(event)
@@ -135,6 +138,7 @@ class Run:
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model
         if self.dist.enabled:
             self.forward = distributed.wrap(self.forward, self.dist, self.device)
+        self.steps = self.make_steps()
         self.memory = devices.MemoryProbe(self.device)
         self.health = HealthMonitor(self.data.num_classes, cfg.train.precision)
         if cfg.train.tensorboard:
@@ -143,6 +147,18 @@ class Run:
             self.tensorboard = TensorBoardLog(self.store.dir)
         if self.resume:
             self.load_checkpoint()
+
+    def make_steps(self) -> Steps:
+        from .graphed import GraphedSteps, ineligible
+
+        t = self.cfg.train
+        reason = ineligible(t, self.device, self.data, self.dist, fault_from_env())
+        if t.cuda_graphs is False or reason is not None:
+            if t.cuda_graphs is True or (reason and self.device.type == "cuda"):
+                self.graphs_off = f"CUDA graphs off: {reason}" if reason else None
+            return EagerSteps(self.forward, self.optimizer, self.scaler, t, self.device, self.dist, self.skipped)
+        return GraphedSteps(self.forward, self.optimizer, self.data.train, t, self.device,
+                            augment=self.cfg.data.use_augment, warn=lambda m: self.warn("cuda-graphs", m))
 
     # -- checkpoints ------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
@@ -166,6 +182,9 @@ class Run:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a graphed run saves these as its capture set them
+            group["capturable"] = False
+            group["lr"] = float(group["lr"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = state["epoch"], state["step"]
@@ -199,6 +218,7 @@ class Run:
             "eval_loss": self.evals[-1]["eval_loss"] if self.evals else None,
             "train_loss": self.evals[-1]["train_loss"] if self.evals else None,
             "skipped_steps": int(self.skipped) if hasattr(self, "skipped") else 0,
+            "cuda_graphs": bool(getattr(getattr(self, "steps", None), "graph", None)),
             "device": devices.describe(self.device),
             "run_dir": str(self.store.dir), "started_at": self.started_at,
             "ended_at": dt.datetime.now().isoformat(timespec="seconds") if status != "running" else None,
@@ -220,16 +240,21 @@ class Run:
             self.warn("data", message)
         for code, message in self.health.at_start(self.device):
             self.warn(code, message)
+        if self.graphs_off and t.cuda_graphs is True:
+            self.warn("cuda-graphs", self.graphs_off)
+        elif self.graphs_off:
+            self.store.log(self.graphs_off)
         eval_times: list[float] = []
         start_step, start_time = self.step, self.train_time  # ETA from this process's pace (resume-safe)
         self.start_step = start_step
         fault = fault_from_env()
         while self.epoch < t.epochs:
             epoch_start = time.perf_counter()
-            plan = windows(epoch_order(self.data.train.num_samples, t.seed, self.epoch), t.batch_size,
-                           t.accumulation_steps, self.dist.world, self.dist.rank)
+            order = epoch_order(self.data.train.num_samples, t.seed, self.epoch)
+            plan = windows(order, t.batch_size, t.accumulation_steps, self.dist.world, self.dist.rank)
             batches = iter(self.data.train.batches([idx for w in plan for idx in w.micro], epoch=self.epoch,
                                                    augment=cfg.data.use_augment))
+            self.steps.begin_epoch(order, self.epoch, batches)
             phase_start, phase_train = time.perf_counter(), self.train_time
 
             def on_log(step: int, log: StepLog) -> None:
@@ -241,15 +266,14 @@ class Run:
                 eta = per_step * (total_steps - step) + mean_eval * (t.epochs - self.epoch)
                 self.emit(StepsLogged(
                     cfg.name, self.experiment, self.epoch + 1, step, total_steps, log.loss,
-                    self.scheduler.get_last_lr()[0], log.samples / max(log.seconds, 1e-9),
+                    float(self.scheduler.get_last_lr()[0]), log.samples / max(log.seconds, 1e-9),
                     self.images / max(self.train_time, 1e-9), self.train_time, eta, self.memory.read(),
                     int(self.skipped)))
                 self.health.on_steps(step, int(self.skipped), self.warn)
 
             self.step, train_loss = train_epoch(
-                self.forward, batches, plan, optimizer=self.optimizer, scheduler=self.scheduler,
-                scaler=self.scaler, cfg=t, device=self.device, dist=self.dist, step=self.step, on_log=on_log,
-                should_stop=self.should_stop, skipped=self.skipped, fault=fault)
+                self.steps, plan, model=self.forward, scheduler=self.scheduler, cfg=t, device=self.device,
+                dist=self.dist, step=self.step, on_log=on_log, should_stop=self.should_stop, fault=fault)
             self.train_time = phase_train + (time.perf_counter() - phase_start)
             eval_start = time.perf_counter()
             val_batch = max(t.effective_batch, 256)
@@ -322,7 +346,7 @@ class Run:
 
     def release(self) -> None:
         """Drop the big tensors so the next run in the queue starts with the memory free."""
-        for name in ("forward", "model", "optimizer", "data"):
+        for name in ("steps", "forward", "model", "optimizer", "data"):
             self.__dict__.pop(name, None)
         gc.collect()
         if torch.cuda.is_available():
