@@ -178,3 +178,18 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
         store.save_checkpoint({"epoch": 2, "big": torch.zeros(1000)})
     assert (store.dir / "checkpoint.pt").read_bytes() == before
     assert not list(store.dir.glob(".*.tmp"))
+
+
+def test_heartbeat_beats_between_events(tmp_path, monkeypatch):
+    from vitlab.engine import store as store_module
+
+    monkeypatch.setattr(store_module, "HEARTBEAT_EVERY_S", 0.05)
+    store = RunStore.create(tmp_path, "e", "quiet")
+    store.keep_alive()
+    beat = store.dir / "heartbeat"
+    first = beat.stat().st_mtime_ns
+    deadline = time.time() + 5
+    while beat.stat().st_mtime_ns == first and time.time() < deadline:
+        time.sleep(0.02)
+    assert beat.stat().st_mtime_ns != first  # touched again with no event in between
+    assert read_run(store.dir)["status"] == "running"

@@ -308,6 +308,7 @@ class Run:
     def execute(self) -> dict[str, Any]:
         self.store.write_config(self.cfg.resolved())
         self.store.log(f"{'resumed' if self.resume else 'started'}: {self.cfg.name}")
+        self.store.keep_alive()
         try:
             self.setup()
             self.train()
