@@ -15,9 +15,9 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 def _subcommands():
-    from .commands import check, compare, presets, profile, resume, run
+    from .commands import check, compare, presets, profile, resume, run, worker
 
-    return [run, profile, compare, presets, resume, check]
+    return [run, profile, compare, presets, resume, check, worker]
 
 
 class Parser(argparse.ArgumentParser):

@@ -28,6 +28,25 @@ def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_stray_training(tmp_path: Path):
+    """Training processes outlive the app by design: end any a test left behind (its session, torchrun included)."""
+    yield
+    import contextlib
+    import signal
+
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "worker" in cmdline and any(str(tmp_path) in arg for arg in cmdline):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # a session leader: the child the app started
+            except OSError:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+
+
 @pytest.fixture
 def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
@@ -48,7 +67,7 @@ def make_app(preset: Path | None = None, runs_dir: Path = Path("runs"), profiler
 
     if profiler == "fake":
         profiler = fake_profiler
-    return VitlabApp(preset, runs_dir, profiler=profiler, preload=False)
+    return VitlabApp(preset, runs_dir, profiler=profiler)
 
 
 def fake_profiler(cfg):

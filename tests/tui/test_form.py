@@ -2,13 +2,12 @@
 only the model kind's fields show, derived figures follow the form, and ctrl+r refuses an invalid form."""
 from __future__ import annotations
 
-import pytest
 from textual.widgets import Input, Select, Static
 
 from vitlab.config import RunConfig
 from vitlab.tui.formspec import SPECS, validate, values_from_config
 
-from .conftest import make_app, wait_for
+from .conftest import make_app
 
 FIELD_CASES = [
     # (widget id, value typed, expected words in the message beside it)

@@ -2,8 +2,6 @@
 add / edit / reorder / remove; themes registered and remembered."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual.widgets import Input, ListView
 
 from vitlab.presets import load_preset

@@ -1,10 +1,14 @@
-"""Real (tiny) training through the UI: the quickstart preset to a finished run, cancel mid-run, quit while
-a run is active. Digits on CPU, a few seconds each."""
+"""Real (tiny) training through the UI, in its child process: the quickstart preset to a finished run, cancel
+mid-run, quit while a run is active (cancel it, or leave it training), a killed child. Digits on CPU."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input, ListView
 
 from vitlab.tui.bridge import outcome
@@ -109,12 +113,44 @@ async def test_quit_while_running_asks_cancels_and_exits(tmp_path, runs_dir):
         assert app.running and app.is_running
         await pilot.press("ctrl+q")
         await pilot.pause()
-        await pilot.press("q")
+        await pilot.press("c")  # cancel it, then quit
         await wait_for(pilot, lambda: not app.is_running, timeout=30)
     assert app.return_code == 0
     on_disk = summaries(runs_dir)
     assert on_disk["vit-a"]["status"] == "cancelled"
     assert "vit-b" not in on_disk  # the queue stopped
+
+
+async def test_quit_leaving_the_run_training(tmp_path, runs_dir):
+    """The run goes on after the app is gone (its own process and session) and finishes on its own."""
+    app = make_app(write_preset(tmp_path / "short.yaml", epochs=3, log_every=1), runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_long_run(app, pilot)
+        pid = app.child.pid
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("l")  # leave it training
+        await wait_for(pilot, lambda: not app.is_running, timeout=10)
+    assert app.return_code == 0
+    os.kill(pid, 0)  # still there
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and [s["status"] for s in summaries(runs_dir).values()] != ["finished"] * 2:
+        time.sleep(0.2)
+    assert {n: s["status"] for n, s in summaries(runs_dir).items()} == {"vit-a": "finished", "vit-b": "finished"}
+
+
+async def test_killed_child_fails_the_run_naming_its_log(tmp_path, runs_dir):
+    app = make_app(write_preset(tmp_path / "long.yaml", epochs=300, log_every=1), runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_long_run(app, pilot)
+        os.kill(app.child.pid, signal.SIGKILL)
+        await wait_for(pilot, lambda: not app.running, timeout=30)
+        track = app.state.runs["vit-a"]
+        assert track.status == "failed"
+        assert "killed (SIGKILL)" in track.error and str(app.child.log_path) in track.error
+        assert "\n" not in track.error
+        assert app.state.runs["vit-b"].status == "skipped"
+    assert summaries(runs_dir)["vit-a"]["status"] == "failed"  # on disk too, not left `running`
 
 
 async def test_quit_when_idle_needs_no_confirmation(runs_dir):
@@ -123,3 +159,61 @@ async def test_quit_when_idle_needs_no_confirmation(runs_dir):
         await pilot.pause()
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running, timeout=5)
+
+
+async def test_processes_field_is_validated(runs_dir):
+    from vitlab.tui.views.setup import max_processes
+
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        limit, _ = max_processes()
+        app.setup.query_one("#nproc", Input).value = str(limit + 1)
+        await pilot.pause()
+        assert f"must be 1 to {limit}" in str(app.setup.query_one("#run-hint").render())
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not app.running and app.focused is app.setup.query_one("#nproc")
+        app.setup.query_one("#nproc", Input).value = "1"
+        await pilot.pause()
+        assert app.setup.nproc == 1 and "must be" not in str(app.setup.query_one("#run-hint").render())
+
+
+@pytest.mark.slow
+async def test_two_processes_from_the_tui(tmp_path, runs_dir):
+    """Processes (GPUs) = 2 on the CPU: torchrun with gloo; rank 0's events stream back to the Live view."""
+    app = make_app(write_preset(tmp_path / "ddp.yaml", epochs=2, log_every=2), runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.setup.query_one("#nproc", Input).value = "2"
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.running, timeout=120)
+        for name in ("vit-a", "vit-b"):
+            track = app.state.runs[name]
+            assert track.status == "finished" and len(track.evals) == 2 and track.steps
+            assert track.summary["world_size"] == 2 and track.summary["effective_batch"] == 128
+
+
+async def test_unwritable_runs_dir_is_one_message(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    app = make_app(write_preset(tmp_path / "p.yaml"), blocker / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not app.running
+        assert any("cannot write here" in n.message for n in app._notifications)
+
+
+async def test_a_run_that_cannot_start_is_reported_and_stops_the_queue(tmp_path, runs_dir):
+    runs_dir.mkdir()
+    (runs_dir / "tiny").write_text("")  # the experiment's directory cannot be created
+    app = make_app(write_preset(tmp_path / "p.yaml"), runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.running, timeout=60)
+        assert app.state.runs["vit-a"].status == "failed" and app.state.runs["vit-b"].status == "skipped"
+        assert "tiny" in app.state.runs["vit-a"].error and "\n" not in app.state.runs["vit-a"].error

@@ -1,14 +1,13 @@
 """The vitlab TUI: set up runs (forms, presets, a queue), watch them train live, compare the results.
 
-Training runs in a Textual thread worker that calls the engine; the engine's events come back as
-messages (see bridge.py). Nothing here imports torch at module level: the first screen paints before
-torch loads, and torch then loads in the background.
+Training runs in a child process (`vitlab worker`, see child.py): the UI never shares a GIL with torch,
+and a run outlives the TUI (hang-up, or quit with "leave it training"). A thread worker relays the child's
+events as messages (see bridge.py). The TUI itself imports torch only for the Setup view's profiler.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pydantic import ValidationError
 from textual import work
@@ -20,19 +19,23 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import ExperimentConfig, RunConfig
-from ..engine.events import Event, RunEnded
-from ..errors import PresetError, StoreError, VitlabError
+from ..engine.events import RunEnded, RunStarted
+from ..engine.wire import RunNotStarted
+from ..errors import PresetError
 from ..presets import load_preset, save_preset, user_preset_dir
-from .bridge import EngineEvent, LiveState, QueueProblem
+from .bridge import EngineEvent, LiveState, QueueProblem, outcome
+from .child import TrainingChild, lost_run
 from .screens.dialogs import Choice, PathPrompt, default_preset_path
 from .screens.presets import PresetPicker
 from .settings import load_settings, save_settings
 from .themes import DEFAULT_THEME, load_themes
-from .views.live import LiveView
 from .views.results import ResultsView
 from .views.setup import SetupView
 
-REFRESH_S = 0.1  # the Live view redraws at most 10 times a second
+if TYPE_CHECKING:
+    from .views.live import LiveView
+
+REFRESH_S = 1.0  # the Live view redraws at most once a second (charts, log: every 3 s): CPU for training
 
 
 def default_profiler(cfg: RunConfig):
@@ -56,24 +59,22 @@ class VitlabApp(App[int]):
     ]
 
     def __init__(self, preset: Path | None = None, runs_dir: Path = Path("runs"), *,
-                 profiler: Callable[[RunConfig], Any] | None = default_profiler, preload: bool = True) -> None:
+                 profiler: Callable[[RunConfig], Any] | None = default_profiler) -> None:
         super().__init__()
         self.preset = preset
         self.runs_dir = Path(runs_dir)
         self.profiler = profiler
-        self.preload = preload
         self.state = LiveState()
         self.experiment_name = ""
         self.experiment_description = ""
         self.running = False
-        self._cancel_current = False
-        self._stop_all = False
+        self.child: TrainingChild | None = None  # the training process of the queue in progress
         self._quit_pending = False
         themes, self.theme_problems = load_themes()
         for theme in themes:
             self.register_theme(theme)
         self._setup = SetupView(self.profiler, id="setup-view")
-        self._live = LiveView(self.state, id="live-view")
+        self._live: LiveView | None = None  # built after the first paint: its charts' imports are slow
         self._results = ResultsView(self.runs_dir, id="results-view")
         self.saved_theme = load_settings().get("theme")
         self.theme = self.saved_theme if self.saved_theme in self.available_themes else DEFAULT_THEME
@@ -85,7 +86,7 @@ class VitlabApp(App[int]):
             with TabPane("Setup F1", id="setup"):
                 yield self._setup
             with TabPane("Live F2", id="live"):
-                yield Lazy(self._live)  # mounted after the first paint
+                pass  # the Live view mounts after the first paint (see on_mount)
             with TabPane("Results F3", id="results"):
                 yield Lazy(self._results)
         yield Footer()
@@ -97,15 +98,20 @@ class VitlabApp(App[int]):
             self.notify(problem, title="Theme not loaded", severity="warning")
         if self.preset is not None:
             self.load_preset_file(self.preset)
-        self.set_interval(REFRESH_S, self._tick)
-        if self.preload:
-            self.call_after_refresh(self.preload_engine)
+        self._redraw_timer = self.set_interval(REFRESH_S, self._tick, pause=True)  # runs while Live shows
+        self.call_after_refresh(self._mount_live)
+
+    def _mount_live(self) -> None:
+        from .views.live import LiveView
+
+        self._live = LiveView(self.state, id="live-view")
+        self.query_one("TabPane#live").mount(self._live)
 
     def on_resize(self, event) -> None:
         wide = event.size.width >= self.WIDE_COLUMNS
         if self.setup.has_class("-wide") != wide:  # only restyle on a real change of layout
             self.setup.set_class(wide, "-wide")
-        if self.live.is_mounted:
+        if self.live_ready:
             self.live.fit(event.size.width, event.size.height)
 
     @property
@@ -118,8 +124,12 @@ class VitlabApp(App[int]):
         return self._setup
 
     @property
-    def live(self) -> LiveView:
+    def live(self) -> LiveView | None:
         return self._live
+
+    @property
+    def live_ready(self) -> bool:
+        return self._live is not None and self._live.is_mounted
 
     @property
     def results(self) -> ResultsView:
@@ -131,29 +141,29 @@ class VitlabApp(App[int]):
             save_settings(theme=theme.name)
 
     def _tick(self) -> None:
-        if self.live.is_mounted and self.views.active == "live":  # no drawing for a hidden view
+        if self.live_ready:
             self.live.redraw()
-
-    @work(thread=True, group="preload", exit_on_error=False)
-    def preload_engine(self) -> None:
-        """Import torch and the engine in the background, so ctrl+r starts at once."""
-        start = time.perf_counter()
-        import vitlab.engine.runner  # noqa: F401
-
-        elapsed = time.perf_counter() - start
-        self.call_from_thread(self.state.add_log, "dim", f"engine ready (torch loaded in {elapsed:.1f} s)")
 
     # -- views ------------------------------------------------------------------------------------
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.tabbed_content.id == "views" and event.pane.id == "live" and self.live.is_mounted:
-            self.live.redraw(force=True)
+        if event.tabbed_content.id != "views":
+            return
+        if event.pane.id == "live":
+            self._redraw_timer.resume()
+            if self.live_ready:
+                self.live.redraw(force=True)
+        else:
+            self._redraw_timer.pause()  # no drawing, nor waking up, for a hidden view
+        if event.pane.id == "results" and self.results.is_mounted:
+            self.results.reload()  # runs on disk move on without us (left training, another terminal)
 
     def action_show(self, tab: str) -> None:
         self.views.active = tab
         if tab == "setup":
             self.setup.form.focus()
         elif tab == "results":
-            self.results.query_one("#results-table").focus()
+            for table in self.results.query("#results-table"):  # none yet before its lazy mount
+                table.focus()
 
     # -- presets ------------------------------------------------------------------------------------
     def load_preset_file(self, path: Path) -> bool:
@@ -242,6 +252,11 @@ class VitlabApp(App[int]):
             self.notify("Already training; ctrl+x cancels.", severity="warning")
             return
         setup = self.setup
+        if setup.nproc_problem:
+            self.notify(setup.nproc_problem, title="Not started", severity="error")
+            self.views.active = "setup"
+            setup.query_one("#nproc").focus()
+            return
         result = setup.form.check()
         if result.config is None:
             field = setup.form.first_error_field()
@@ -257,56 +272,64 @@ class VitlabApp(App[int]):
             self.notify(str(e.errors()[0].get("ctx", {}).get("message") or e.errors()[0]["msg"]),
                         title="Not started", severity="error")
             return
-        self.start(exp)
+        self.start(exp, setup.nproc)
 
-    def start(self, exp: ExperimentConfig) -> None:
+    def start(self, exp: ExperimentConfig, nproc: int = 1) -> None:
         from ..config import model_label
 
-        self.running = True
-        self._cancel_current = self._stop_all = False
+        try:
+            child = TrainingChild.start(exp, self.runs_dir, nproc)
+        except OSError as e:
+            self.notify(f"{self.runs_dir}: cannot write here ({e.strerror or e}); choose a writable --runs-dir",
+                        title="Not started", severity="error", timeout=15)
+            return
+        self.running, self.child, self._quit_pending = True, child, False
         self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
-        self.live.redraw(force=True)
+        self.state.add_log("dim", f"training process {child.pid}" + (f" ({nproc} processes)" if nproc > 1 else "")
+                           + f", log {child.log_path}")
         self.views.active = "live"
-        self.live.show_tab("tab-loss")
-        self.train_queue(exp)
-
-    def emit(self, event: Event) -> None:
-        """Called on the training thread: hand the event to the UI thread and return at once."""
-        self.post_message(EngineEvent(event))
+        if self.live_ready:  # else it draws the state when it mounts
+            self.live.redraw(force=True)
+            self.live.show_tab("tab-loss")
+        self.train_queue(child, exp)
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def train_queue(self, exp: ExperimentConfig) -> list[dict]:
-        from ..engine.runner import train_run
-
+    def train_queue(self, child: TrainingChild, exp: ExperimentConfig) -> None:
+        """Relay the child's events to the UI thread until it ends, or until the app lets go (quit: it trains on)."""
         worker = get_current_worker()
-        summaries = []
-        for i, cfg in enumerate(exp.runs):
-            if worker.is_cancelled or self._stop_all:
-                break
-            self._cancel_current = False
-
-            def should_stop() -> bool:
-                return worker.is_cancelled or self._cancel_current or self._stop_all
-
-            try:
-                summaries.append(train_run(cfg, experiment=exp.name, runs_dir=self.runs_dir, emit=self.emit,
-                                           should_stop=should_stop, index=i, total_runs=len(exp.runs)))
-            except VitlabError as e:  # e.g. the runs directory cannot be created
-                self.post_message(QueueProblem(cfg.name, str(e)))
-                if isinstance(e, StoreError):
-                    break
-        return summaries
+        current: RunStarted | None = None  # the run being trained, until its final event
+        left = [r.name for r in exp.runs]  # runs without a final event yet
+        said_why = False  # the child reported why it stops (a run that could not start)
+        for batch in child.batches(lambda: worker.is_cancelled):
+            events = [m for m in batch if not isinstance(m, RunNotStarted)]
+            if events:
+                self.post_message(EngineEvent(*events))
+            for message in batch:
+                if isinstance(message, RunNotStarted):  # the child's last word: it stops after it
+                    self.post_message(QueueProblem(message.run, message.message))
+                    said_why = True
+                elif isinstance(message, RunStarted):
+                    current = message
+                elif isinstance(message, RunEnded):
+                    current = None
+                    left.remove(message.run)
+        if worker.is_cancelled:
+            child.detach()
+            return
+        code = child.wait()
+        if current is not None:
+            self.post_message(EngineEvent(lost_run(current, child.ended_why(code))))
+        elif code != 0 and left and not said_why:
+            self.post_message(QueueProblem(left[0], child.ended_why(code)))
 
     def on_engine_event(self, message: EngineEvent) -> None:
-        ev = message.event
-        self.state.apply(ev)
-        if isinstance(ev, RunEnded):
-            self.results.add_session_run(ev.summary)
-            status = ev.summary.get("status", "")
-            from .bridge import outcome
-
-            self.notify(f"{ev.run}: {status}{outcome(ev.summary)}",
-                        severity={"finished": "information", "failed": "error"}.get(status, "warning"))
+        for ev in message.events:
+            self.state.apply(ev)
+            if isinstance(ev, RunEnded):
+                self.results.add_session_run(ev.summary)
+                status = ev.summary.get("status", "")
+                self.notify(f"{ev.run}: {status}{outcome(ev.summary)}",
+                            severity={"finished": "information", "failed": "error"}.get(status, "warning"))
 
     def on_queue_problem(self, message: QueueProblem) -> None:
         self.state.problem(message.run, message.message)
@@ -319,18 +342,21 @@ class VitlabApp(App[int]):
         self.running = False
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            self.state.add_log("error", f"training stopped by an internal error: {type(error).__name__}: {error}")
-            self.notify(f"{type(error).__name__}: {error}", title="Training stopped", severity="error", timeout=20)
+            self.state.add_log("error", f"lost the training process's stream: {type(error).__name__}: {error}")
+            self.notify(f"{type(error).__name__}: {error} (the run goes on; see Results)", title="Stream lost",
+                        severity="error", timeout=20)
         self.state.end_queue()
-        self.live.redraw(force=True)
-        self.results.reload()
+        if self.live_ready:
+            self.live.redraw(force=True)
         if self._quit_pending:
             self.exit(0)
             return
         done = [t for t in self.state.runs.values() if t.summary is not None]
-        if done:
-            self.views.active = "results"
+        if done and self.views.active != "results":
+            self.views.active = "results"  # showing it reloads it
             self.results.query_one("#results-table").focus()
+        else:
+            self.results.reload()
 
     def action_cancel(self) -> None:
         if not self.running:
@@ -350,10 +376,10 @@ class VitlabApp(App[int]):
             if not self.running or answer in (None, "keep"):
                 return
             if answer == "all":
-                self._stop_all = True
+                self.child.send("stop")
                 self.state.add_log("warning", "cancel requested: stopping the queue")
             else:
-                self._cancel_current = True
+                self.child.send("cancel")
                 self.state.add_log("warning", f"cancel requested: {name}")
 
         self.push_screen(Choice("Cancel the run?", message, answers), done)
@@ -362,24 +388,29 @@ class VitlabApp(App[int]):
         if not self.running:
             self.exit(0)
             return
-        if self._quit_pending:  # asked twice: do not wait for the run to stop
-            self._stop_all = True
-            self.workers.cancel_group(self, "train")
+        if self._quit_pending:  # asked twice: do not wait; the child, told to stop, ends the run by itself
             self.exit(0)
             return
 
         def done(answer: str | None) -> None:
-            if answer == "quit" and self.running:
+            if answer in (None, "stay"):
+                return
+            if answer == "leave" and self.running:
+                self.exit(0, message=f"vitlab: training goes on in the background (process {self.child.pid}); "
+                                     f"open vitlab again to follow it in Results. Log: {self.child.log_path}")
+            elif answer == "cancel" and self.running:
                 self._quit_pending = True
-                self._stop_all = True
+                self.child.send("stop")
                 self.state.add_log("warning", "quitting: cancelling the run first (ctrl+q again to quit at once)")
                 self.notify("Stopping the run, then quitting…")
-            elif answer == "quit":
+            else:
                 self.exit(0)
 
-        self.push_screen(Choice("Quit vitlab?", "A run is training. Quitting cancels it after the current step; "
-                                "its metrics and last checkpoint are kept.",
-                                [("quit", "Quit", "error"), ("stay", "Stay", "primary")]), done)
+        self.push_screen(Choice("Quit vitlab?", "A run is training. It can go on without vitlab (it runs in its "
+                                "own process; a new vitlab shows it in Results), or stop now with its metrics and "
+                                "last checkpoint kept.",
+                                [("leave", "Leave it training", "primary"), ("cancel", "Cancel it and quit", "error"),
+                                 ("stay", "Stay", "default")]), done)
 
     # -- command palette -----------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

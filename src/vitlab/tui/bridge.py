@@ -1,8 +1,9 @@
 """The bridge between the engine's event stream and the UI.
 
-The training worker thread calls `emit(event)`, which only posts an `EngineEvent` message (thread-safe,
-non-blocking). On the UI thread, `LiveState.apply` folds each event into plain data in O(1); panes redraw
-from that state on a 10 Hz timer, only when something changed, so the UI never slows training.
+The thread that reads the training process's stream posts `EngineEvent` messages (thread-safe,
+non-blocking), a batch of events at a time. On the UI thread, `LiveState.apply` folds each event into plain
+data in O(1); panes redraw from that state on a timer, only what changed, so the UI takes little CPU from
+training.
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ MAX_POINTS = 2000  # train-loss points kept per run (older ones are thinned)
 
 
 class EngineEvent(Message):
-    """One engine event, posted from the training thread."""
+    """Engine events, posted from the thread that reads the training process (a batch: fewer UI wake-ups)."""
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, *events: Event) -> None:
         super().__init__()
-        self.event = event
+        self.events = events
 
 
 class QueueProblem(Message):

@@ -16,7 +16,7 @@ class Spec:
     section: str  # "", "model", "data", "train"
     key: str
     label: str
-    type: str  # int, float, str, opt_int, opt_str, select, bool, tristate
+    type: str  # int, float, str, opt_int, opt_str, select, bool, tristate (None/bool), autobool ("auto"/bool)
     options: tuple[str, ...] = ()
     kind: str | None = None  # model kind this field belongs to (None: every kind)
     placeholder: str = ""
@@ -78,6 +78,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("train", "warmup_epochs", "Warmup epochs", "float"),
     Spec("train", "seed", "Seed", "int"),
     Spec("train", "compile", "torch.compile", "bool"),
+    Spec("train", "cuda_graphs", "CUDA graphs", "autobool", ("auto", "on", "off"),
+         tooltip="CUDA only: replay each optimizer step as one CUDA graph; auto: whenever the run allows it"),
     Spec("train", "device", "Device", "select", _options(TrainConfig, "device")),
 )
 SECTION_TITLES = {"": "Run", "model": "Model", "data": "Data", "train": "Training"}
@@ -101,6 +103,8 @@ def to_widget_value(spec: Spec, value: Any) -> Any:
         return bool(value)
     if spec.type == "tristate":
         return "auto" if value is None else ("on" if value else "off")
+    if spec.type == "autobool":
+        return "auto" if value == "auto" else ("on" if value else "off")
     if spec.type == "select":
         return str(value)
     if value is None:
@@ -116,6 +120,8 @@ def from_widget_value(spec: Spec, value: Any) -> tuple[bool, Any]:
         return True, bool(value)
     if spec.type == "tristate":
         return True, {"auto": None, "on": True, "off": False}[value]
+    if spec.type == "autobool":
+        return True, {"auto": "auto", "on": True, "off": False}[value]
     if spec.type in ("opt_int", "opt_str"):
         text = str(value).strip()
         return (bool(text), text)

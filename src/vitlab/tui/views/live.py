@@ -58,13 +58,14 @@ class LiveView(Vertical):
         self.call_after_refresh(self.redraw, True)
 
     def redraw(self, force: bool = False) -> None:
-        """Redraw every pane from the state, if it changed since the last redraw (or `force`)."""
+        """Redraw the panes from the state, if it changed since the last redraw (or `force`)."""
         if not self.is_mounted or (not force and self.drawn == self.state.version):
             return
-        self.drawn = self.state.version
+        waiting = False
         for pane in self.query(Widget):
             if isinstance(pane, Pane):
-                pane.update_from(self.state)
+                waiting |= pane.update_from(self.state, force)
+        self.drawn = -1 if waiting else self.state.version  # something deferred: look again next time
 
     def show_tab(self, tab: str) -> None:
         if self.is_mounted and not self.wide:

@@ -14,6 +14,8 @@ from textual.widgets import DataTable, Static
 
 from ...report import COLUMNS, STATUS_STYLE, format_row, sort_summaries, to_csv, to_markdown, visible_columns
 
+LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
+
 
 def run_key(summary: dict[str, Any]) -> str:
     path = summary.get("run_dir")
@@ -58,6 +60,13 @@ class ResultsView(Vertical):
     def _set_history(self, runs: list[dict[str, Any]]) -> None:
         self.history = runs
         self.render_table()
+        if any(s.get("status") == "running" for s in runs):
+            self.set_timer(LIVE_RELOAD_S, self._reload_if_shown)
+
+    def _reload_if_shown(self) -> None:
+        """Showing the view again reloads it (see the app), so a hidden view may let its figures age."""
+        if self.app.views.active == "results":
+            self.reload()
 
     def add_session_run(self, summary: dict[str, Any]) -> None:
         self.session[run_key(summary)] = summary
@@ -118,7 +127,7 @@ class ResultsView(Vertical):
         text.append(f"{s.get('experiment')}/{s.get('name')}", style="bold")
         text.append(f"  {s.get('status')}", style=STATUS_STYLE.get(s.get("status", ""), ""))
         if s.get("accuracy") is not None:
-            text.append(f"  final acc {100 * s['accuracy']:.2f}%")
+            text.append(f"  {'last' if s.get('status') == 'running' else 'final'} acc {100 * s['accuracy']:.2f}%")
         if s.get("best_accuracy") is not None:
             text.append(f"  best {100 * s['best_accuracy']:.2f}%")
         if s.get("throughput_img_s"):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from itertools import takewhile
 from typing import Any, Callable
 
 from rich.text import Text
@@ -11,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from ...config import ExperimentConfig, RunConfig
@@ -63,6 +65,12 @@ class SetupView(Horizontal):
             with Horizontal(classes="button-row"):
                 yield Button("Presets…", id="btn-presets", compact=True, tooltip="ctrl+o")
                 yield Button("Save…", id="btn-save", compact=True, tooltip="ctrl+s")
+            limit, what = max_processes()
+            with Horizontal(id="nproc-row"):
+                yield Label("Processes (GPUs)")
+                yield Input("1", id="nproc", type="integer", compact=True, select_on_focus=False, tooltip=(
+                    f"Train each run on N local processes with DistributedDataParallel (torchrun): "
+                    f"1 to {limit} ({what})"))
             yield Static("", id="run-hint")
 
     def on_mount(self) -> None:
@@ -76,6 +84,22 @@ class SetupView(Horizontal):
     @property
     def form(self) -> RunForm:
         return self.query_one(RunForm)
+
+    @property
+    def nproc(self) -> int | None:
+        """Processes per run (a launch setting, not part of the run config); None when out of range."""
+        text = self.query_one("#nproc", Input).value.strip()
+        limit, _ = max_processes()
+        return int(text) if text.isdigit() and 1 <= int(text) <= limit else None
+
+    @property
+    def nproc_problem(self) -> str:
+        limit, what = max_processes()
+        return "" if self.nproc is not None else f"Processes (GPUs) must be 1 to {limit} ({what})."
+
+    @on(Input.Changed, "#nproc")
+    def _nproc_changed(self) -> None:
+        self.update_hint()
 
     # -- queue ------------------------------------------------------------------------------------
     def load_experiment(self, exp: ExperimentConfig) -> None:
@@ -105,7 +129,9 @@ class SetupView(Horizontal):
     def update_hint(self) -> None:
         hint = Text()
         valid = self.form.result.config is not None
-        if not valid:
+        if self.nproc_problem:
+            hint.append(self.nproc_problem, style="bold red")
+        elif not valid:
             hint.append("Fix the marked fields to run.", style="bold red")
         elif self.queue:
             hint.append(f"ctrl+r trains the queue ({len(self.queue)} run{'s' if len(self.queue) > 1 else ''})")
@@ -192,9 +218,12 @@ class SetupView(Horizontal):
         self.update_hint()
         self.show_derived()
         if cfg is not None and self.profiler is not None and profile_key(cfg) not in self.profiles:
-            if self._profile_timer is not None:
-                self._profile_timer.stop()
-            self._profile_timer = self.set_timer(PROFILE_DELAY_S, lambda: self.profile(cfg))
+            self.call_after_refresh(self._schedule_profile, cfg)  # torch loads after the screen has painted
+
+    def _schedule_profile(self, cfg: RunConfig) -> None:
+        if self._profile_timer is not None:
+            self._profile_timer.stop()
+        self._profile_timer = self.set_timer(PROFILE_DELAY_S, lambda: self.profile(cfg))
 
     def show_derived(self) -> None:
         cfg = self.config
@@ -235,6 +264,25 @@ class SetupView(Horizontal):
             key, value = event.worker.result
             self.profiles[key] = value
             self.show_derived()
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process may use, without importing torch: the driver's list, less CUDA_VISIBLE_DEVICES."""
+    try:
+        physical = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if mask is None:
+        return physical
+    ids = takewhile(lambda d: d and not d.startswith("-"), (d.strip() for d in mask.split(",")))  # CUDA stops at -1
+    return min(physical, len(list(ids)))
+
+
+def max_processes() -> tuple[int, str]:
+    """How many local training processes a run may use, and why: one per GPU, or CPU processes (gloo)."""
+    gpus = visible_gpus()
+    return (gpus, "CUDA devices visible") if gpus else (os.cpu_count() or 1, "no GPU: CPU processes with gloo")
 
 
 def profile_key(cfg: RunConfig) -> str:

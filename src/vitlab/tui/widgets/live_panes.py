@@ -1,5 +1,9 @@
-"""The Live view's panes. Each redraws from `LiveState` (never from events directly) when asked."""
+"""The Live view's panes. Each redraws from `LiveState` (never from events directly) when asked, and only
+what changed: every repaint takes CPU from training on a small machine.
+"""
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -21,30 +25,80 @@ def mib(mb: float | None) -> str:
     return f"{mb / 1024:.2f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
 
 
+CHART_S = 3.0  # charts (costly repaints) redraw at most every 3 s, or at once when forced
+LOG_S = 3.0  # new log lines at most every 3 s: each write re-lays out the screen
+
+
 class Pane:
     """Mixin: a titled, bordered pane that redraws from the live state."""
 
-    def update_from(self, state: LiveState) -> None:  # pragma: no cover - overridden
+    def update_from(self, state: LiveState, force: bool = False) -> bool:  # pragma: no cover - overridden
+        """Draw what changed; True when a change waits for later (a chart or the log drawn moments ago)."""
+        raise NotImplementedError
+
+
+class TextPane(Static):
+    """Text that repaints only when its text changed, and re-lays out only when its height may."""
+
+    _shown: Text | None = None
+
+    def show(self, text: Text) -> None:
+        if text == self._shown:
+            return
+        lines = text.plain.split("\n")
+        layout = (self._shown is None or self._shown.plain.count("\n") != len(lines) - 1
+                  or max(map(len, lines)) > self.content_size.width)
+        self._shown = text
+        self.update(text, layout=layout)
+
+
+class Chart(PlotextPlot, Pane):
+    """A plot redrawn when its data moved, at most every CHART_S seconds."""
+
+    _shown: object = None
+    _drawn_at = 0.0
+
+    def update_from(self, state: LiveState, force: bool = False) -> bool:
+        key = self.data_key(state.current_track)
+        if key == self._shown:
+            return False
+        if not force and time.monotonic() - self._drawn_at < CHART_S:
+            return True
+        self._shown, self._drawn_at = key, time.monotonic()
+        self.plt.clear_data()
+        self.plt.theme(self._get_plotext_theme_name(self.app.theme))  # series colours follow the theme set
+        self.plt.xlabel("epoch")
+        self.draw(state.current_track)
+        self.refresh()
+        return False
+
+    def data_key(self, t: RunTrack | None) -> object:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def draw(self, t: RunTrack | None) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
 
 class ProgressPane(Vertical, Pane):
     def compose(self) -> ComposeResult:
-        yield Static("", id="progress-text")
+        yield TextPane("", id="progress-text")
         yield ProgressBar(total=100, show_eta=False, id="progress-bar")
 
     def on_mount(self) -> None:
         self.border_title = "Progress"
 
-    def update_from(self, state: LiveState) -> None:
+    def update_from(self, state: LiveState, force: bool = False) -> bool:
+        texts, bars = self.query(TextPane), self.query(ProgressBar)
+        if not (texts and bars):  # recomposing (a layout change) or closing
+            return False
+        text_pane, bar = texts.first(), bars.first()
         text = Text()
-        bar = self.query_one(ProgressBar)
         t = state.current_track
         if t is None:
             text.append("No run yet. Set up runs on the Setup tab (F1), then press ctrl+r to train.")
-            self.query_one(Static).update(text)
+            text_pane.show(text)
             bar.update(total=100, progress=0)
-            return
+            return False
         index = state.order.index(t.name) + 1 if t.name in state.order else 1
         text.append(f"{STATUS_ICON.get(t.status, '?')} {t.name}", style="bold")
         text.append(f"  run {index}/{len(state.order)}  {t.model}")
@@ -66,43 +120,40 @@ class ProgressPane(Vertical, Pane):
                         f"lr {last.lr:.2e}")
         else:
             text.append("setting up (loading data, building the model)…", style="dim")
-        self.query_one(Static).update(text)
+        text_pane.show(text)
         if last is not None:
             bar.update(total=last.total_steps, progress=last.step)
         elif t.summary is None:
             bar.update(total=100, progress=0)
+        return False
 
 
-class LossChart(PlotextPlot, Pane):
+class LossChart(Chart):
     def on_mount(self) -> None:
         self.border_title = "Loss"
 
-    def update_from(self, state: LiveState) -> None:
+    def data_key(self, t: RunTrack | None) -> object:
+        return t and (t.name, len(t.steps), t.steps[-1] if t.steps else None, len(t.evals))
+
+    def draw(self, t: RunTrack | None) -> None:
         plt = self.plt
-        plt.clear_data()
-        t = state.current_track
-        plt.xlabel("epoch")
         if t is not None and t.steps:
             xs = [s / t.steps_per_epoch for s, _ in t.steps]
             plt.plot(xs, [loss for _, loss in t.steps], label="train", marker="braille")
         if t is not None and t.evals:
             plt.scatter([e for e, _, _ in t.evals], [loss for _, loss, _ in t.evals], label="eval", marker="●")
-        if t is None or not (t.steps or t.evals):
-            plt.title("waiting for the first logged steps")
-        else:
-            plt.title("")
-        self.refresh()
+        plt.title("waiting for the first logged steps" if t is None or not (t.steps or t.evals) else "")
 
 
-class AccuracyChart(PlotextPlot, Pane):
+class AccuracyChart(Chart):
     def on_mount(self) -> None:
         self.border_title = "Accuracy (val, %)"
 
-    def update_from(self, state: LiveState) -> None:
+    def data_key(self, t: RunTrack | None) -> object:
+        return t and (t.name, len(t.evals))
+
+    def draw(self, t: RunTrack | None) -> None:
         plt = self.plt
-        plt.clear_data()
-        t = state.current_track
-        plt.xlabel("epoch")
         if t is not None and t.evals:
             xs, ys = [e for e, _, _ in t.evals], [100 * a for _, _, a in t.evals]
             plt.plot(xs, ys, marker="braille")
@@ -110,18 +161,17 @@ class AccuracyChart(PlotextPlot, Pane):
             plt.title(f"last {100 * t.evals[-1][2]:.2f}%  best {100 * (t.best_accuracy or 0):.2f}%")
         else:
             plt.title("after the first epoch")
-        self.refresh()
 
 
-class MemoryPane(Static, Pane):
+class MemoryPane(TextPane, Pane):
     def on_mount(self) -> None:
         self.border_title = "Memory"
 
-    def update_from(self, state: LiveState) -> None:
+    def update_from(self, state: LiveState, force: bool = False) -> bool:
         m = state.memory
         if m is None:
-            self.update(Text("no reading yet", style="dim"))
-            return
+            self.show(Text("no reading yet", style="dim"))
+            return False
         self.border_title = f"Memory: {m.label}"
         if m.device == "cuda":
             lines = [f"allocated {mib(m.allocated_mb)}", f"reserved  {mib(m.reserved_mb)}",
@@ -129,33 +179,35 @@ class MemoryPane(Static, Pane):
         else:
             lines = [f"RSS now   {mib(m.allocated_mb)}", f"RSS peak  {mib(m.peak_mb)}",
                      f"RAM total {mib(m.total_mb)}"]
-        self.update("\n".join(lines))
+        self.show(Text("\n".join(lines)))
+        return False
 
 
-class ThroughputPane(Static, Pane):
+class ThroughputPane(TextPane, Pane):
     def on_mount(self) -> None:
         self.border_title = "Throughput"
 
-    def update_from(self, state: LiveState) -> None:
+    def update_from(self, state: LiveState, force: bool = False) -> bool:
         t = state.current_track
         last = t.last if t else None
         if last is None:
-            self.update(Text("no steps yet", style="dim"))
-            return
+            self.show(Text("no steps yet", style="dim"))
+            return False
         lines = [f"now  {last.images_per_s:,.0f} img/s", f"mean {last.mean_images_per_s:,.0f} img/s"]
         if last.skipped_steps:
             lines.append(f"skipped steps {last.skipped_steps}")
-        self.update("\n".join(lines))
+        self.show(Text("\n".join(lines)))
+        return False
 
 
-class RunsPane(Static, Pane):
+class RunsPane(TextPane, Pane):
     def on_mount(self) -> None:
         self.border_title = "Queue"
 
-    def update_from(self, state: LiveState) -> None:
+    def update_from(self, state: LiveState, force: bool = False) -> bool:
         if not state.order:
-            self.update(Text("nothing trained yet", style="dim"))
-            return
+            self.show(Text("nothing trained yet", style="dim"))
+            return False
         text = Text()
         for i, name in enumerate(state.order):
             t: RunTrack = state.runs[name]
@@ -169,24 +221,31 @@ class RunsPane(Static, Pane):
             if t.accuracy is not None and t.status != "running":
                 detail += f" {100 * t.accuracy:.1f}%"
             text.append(detail, style="dim" if t.status in ("queued", "skipped") else style)
-        self.update(text)
-        self.border_title = f"Queue ({sum(t.status in ('finished', 'failed', 'cancelled') for t in state.runs.values())}/{len(state.order)} done)"
+        self.show(text)
+        done = sum(t.status in ("finished", "failed", "cancelled") for t in state.runs.values())
+        self.border_title = f"Queue ({done}/{len(state.order)} done)"
+        return False
 
 
 class LogPane(RichLog, Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=500, **kwargs)
         self.seen = 0
+        self.written_at = 0.0
 
     def on_mount(self) -> None:
         self.border_title = "Log"
 
-    def update_from(self, state: LiveState) -> None:
+    def update_from(self, state: LiveState, force: bool = False) -> bool:
         new = state.log_seq - self.seen
         if new <= 0:
-            return
+            return False
+        if not force and time.monotonic() - self.written_at < LOG_S:
+            return True
+        self.written_at = time.monotonic()
         lines = list(state.log)[-new:] if new < len(state.log) else list(state.log)
         styles = {"warning": "yellow", "error": "red", "success": "green", "dim": "dim", "bold": "bold"}
         for style, line in lines:
             self.write(Text(line, style=styles.get(style, "")))
         self.seen = state.log_seq
+        return False

@@ -18,7 +18,7 @@ KIND_LABELS = {"vit": "ViT", "swin": "Swin", "resnet18": "ResNet-18"}
 
 def make_widget(spec: Spec) -> Widget:
     wid = spec.widget_id
-    if spec.type in ("select", "tristate"):
+    if spec.type in ("select", "tristate", "autobool"):
         labels = KIND_LABELS if spec.path == "model.kind" else {}
         options = [(labels.get(o, o), o) for o in spec.options]
         return Select(options, value=spec.options[0], allow_blank=False, compact=True, id=wid,
@@ -45,6 +45,7 @@ class RunForm(VerticalScroll):
         self.result = FormResult(None)
         self._shown_errors: dict[str, str] = {}
         self._check_pending = False
+        self._loaded = False  # composing widgets report their blank values: no check (and no red) before a run
 
     def compose(self) -> ComposeResult:
         yield Static("", id="form-target")
@@ -60,8 +61,7 @@ class RunForm(VerticalScroll):
                 widget.tooltip = spec.tooltip
             with Horizontal(classes=classes, id=f"row-{spec.widget_id}"):
                 yield Label(spec.label, classes="field-label")
-                yield widget
-                yield Static("", classes="field-error", id=f"{spec.widget_id}-err")
+                yield widget  # the message beside it is mounted when the field is first wrong (faster start)
 
     def on_mount(self) -> None:
         self.border_title = "Run"
@@ -83,6 +83,7 @@ class RunForm(VerticalScroll):
                 widget.value = value
         self._show_kind(cfg.model.kind)
         self._native_hint(cfg.data.dataset)
+        self._loaded = True
         self.check()
 
     @property
@@ -107,7 +108,7 @@ class RunForm(VerticalScroll):
             self._show_kind(str(control.value))
         if control is not None and control.id == "f-data-dataset":
             self._native_hint(str(control.value))
-        if not self._check_pending:  # a burst of changes (loading a run) validates once
+        if self._loaded and not self._check_pending:  # a burst of changes (loading a run) validates once
             self._check_pending = True
             self.call_later(self.check)
 
@@ -121,10 +122,14 @@ class RunForm(VerticalScroll):
             message = self.result.errors.get(wid, "")
             if self._shown_errors.get(wid, "") == message:
                 continue
-            err = self.query_one(f"#{wid}-err", Static)
+            row = self.query_one(f"#row-{wid}")
+            err = next(iter(row.query(f"#{wid}-err")), None)
+            if err is None:
+                err = Static("", classes="field-error", id=f"{wid}-err")
+                row.mount(err)
             err.update(message)
             err.display = bool(message)
-            self.query_one(f"#row-{wid}").set_class(bool(message), "-invalid")
+            row.set_class(bool(message), "-invalid")
         self._shown_errors = dict(self.result.errors)
         general = self.query_one("#form-general", Static)
         general.update("\n".join(self.result.general))

@@ -1,0 +1,154 @@
+"""`vitlab worker`: the TUI's training process (internal; not listed in --help).
+
+It trains an experiment on its main thread, so the TUI's UI thread never shares a GIL with torch, and writes
+each engine event to stdout as one JSON line (engine/wire.py). It outlives the TUI: the TUI starts it in its
+own session, it ignores SIGHUP, and when nobody reads its stream any more it stops streaming and trains on
+(the run directory records everything). Its stderr is the TUI's log file; it never writes to a terminal.
+
+Control arrives on stdin, a word a line: `cancel` ends the current run as cancelled and goes on with the
+queue; `stop` ends it and skips the rest. SIGINT and SIGTERM mean `stop` (`kill PID` of a run left training
+in the background). With --nproc N > 1 it relaunches itself under torchrun; rank 0 streams and listens.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import suppress
+from pathlib import Path
+
+from ..config import ExperimentConfig
+from ..engine import wire
+from ..errors import VitlabError
+
+NAME = "worker"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME)  # no help=: internal, so `vitlab --help` does not list it
+    p.add_argument("--experiment-json", type=Path, required=True, help="ExperimentConfig as JSON")
+    p.add_argument("--runs-dir", type=Path, required=True)
+    p.add_argument("--nproc", type=int, default=1, help="local processes (GPUs), launched with torchrun")
+    p.set_defaults(handler=main)
+
+
+class EventStream:
+    """Our stdout as the event stream; fd 1 itself then points at stderr, so a stray print lands in the log."""
+
+    def __init__(self, enabled: bool):
+        sys.stdout.flush()
+        self.out = os.fdopen(os.dup(1), "w", encoding="utf-8") if enabled else None
+        os.dup2(2, 1)
+
+    def __call__(self, message: wire.WireMessage) -> None:
+        if self.out is None:
+            return
+        try:
+            self.out.write(wire.encode(message) + "\n")
+            self.out.flush()
+        except OSError:  # BrokenPipeError included: the TUI is gone, training goes on
+            self.close()
+
+    def close(self) -> None:
+        out, self.out = self.out, None
+        if out is not None:
+            with suppress(OSError):
+                out.close()
+
+
+class Control:
+    """The engine's should_stop: true once `cancel` (this run) or `stop` (the whole queue) arrived."""
+
+    def __init__(self) -> None:
+        self.cancel = False
+        self.stop = False
+
+    def __call__(self) -> bool:
+        return self.cancel or self.stop
+
+    def on_signal(self, signum, frame) -> None:
+        self.stop = True
+
+    def listen(self, fd: int = 0) -> None:
+        """Read commands until EOF (the TUI exited: keep training). Raw reads: no buffer lock held at exit."""
+        pending = b""
+        while chunk := os.read(fd, 1024):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for word in lines:
+                if word.strip() == b"cancel":
+                    self.cancel = True
+                elif word.strip() == b"stop":
+                    self.stop = True
+
+
+def torchrun_command(experiment_json: Path, runs_dir: Path, nproc: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "vitlab", NAME, "--experiment-json", str(experiment_json), "--runs-dir", str(runs_dir)]
+
+
+def launch(args: argparse.Namespace, experiment: str) -> int:
+    """torchrun inherits our stdin (rank 0 reads it), stdout (rank 0's stream) and stderr (the log)."""
+    from .launch import mark_orphans
+
+    start = time.time()
+    proc = subprocess.Popen(torchrun_command(args.experiment_json, args.runs_dir, args.nproc))
+    stopped = []
+
+    def forward(signum, frame) -> None:  # torchrun passes it to every rank: all stop together
+        stopped.append(signum)
+        proc.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    code = proc.wait()
+    if code != 0:
+        mark_orphans(Path(args.runs_dir), experiment, start, code)
+    return 0 if code == 0 or stopped else 1  # torchrun exits non-zero when told to stop: that is no crash
+
+
+def queue_stops(control: Control) -> bool:
+    """Before each run: was `stop` asked for? Under torchrun only rank 0 hears the TUI, so every rank asks it."""
+    from ..engine import distributed
+
+    d = distributed.from_env()
+    if not d.enabled:
+        return control.stop
+    import torch
+
+    device = torch.device("cuda", d.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    return d.any(control.stop, device)
+
+
+def main(args: argparse.Namespace) -> int:
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH session must not end training
+    exp = ExperimentConfig.model_validate_json(args.experiment_json.read_text(encoding="utf-8"))
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch(args, exp.name)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    stream = EventStream(enabled=rank0)
+    control = Control()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, control.on_signal)
+    if rank0:
+        threading.Thread(target=control.listen, name="control", daemon=True).start()
+    from ..engine.runner import train_run  # torch loads here
+
+    try:
+        for i, cfg in enumerate(exp.runs):
+            if queue_stops(control):
+                break
+            try:
+                train_run(cfg, experiment=exp.name, runs_dir=args.runs_dir, emit=stream, should_stop=control,
+                          index=i, total_runs=len(exp.runs))
+            except VitlabError as e:  # e.g. the runs directory is not writable: the queue cannot go on
+                stream(wire.RunNotStarted(cfg.name, str(e)))
+                return 1
+            control.cancel = False  # a cancel meant that run (one sent while torch loaded meant the first)
+    finally:
+        stream.close()
+    return 0

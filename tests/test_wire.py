@@ -1,0 +1,76 @@
+"""The event stream between the TUI and its training process: every event type survives a JSON line."""
+import inspect
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from vitlab.commands.worker import Control, torchrun_command
+from vitlab.engine import events, wire
+from vitlab.engine.events import (EpochEvaluated, Memory, RunCancelled, RunFailed, RunFinished, RunStarted,
+                                  StepsLogged, WarningRaised)
+
+SUMMARY = {"name": "v", "status": "finished", "accuracy": 0.9, "config": {"train": {"lr": 0.001}}, "mfu": None}
+SAMPLES = [
+    RunStarted("v", "e", "runs/e/x", 0, 2, {"model": {"kind": "vit"}}, "ViT p2", 10, 9, None, "cpu (2 threads)",
+               3, 0, 10, 100, 20, 10, 64),
+    StepsLogged("v", "e", 1, 5, 30, 2.25, 1e-3, 900.5, 880.0, 1.5, 12.0, Memory("cuda", 1.0, 2.0, 3.0, None), 4),
+    EpochEvaluated("v", "e", 1, 3, 2.0, 1.9, 0.5, 2.5, 2.0),
+    WarningRaised("v", "e", "not-learning", "the loss has not moved"),
+    RunFinished("v", "e", SUMMARY),
+    RunFailed("v", "e", {**SUMMARY, "status": "failed"}, "Out of memory.", "oom"),
+    RunCancelled("v", "e", {**SUMMARY, "status": "cancelled"}),
+    wire.RunNotStarted("v", "runs: cannot write here"),
+]
+
+
+def test_every_event_round_trips():
+    emitted = {c for _, c in inspect.getmembers(events, inspect.isclass)
+               if issubclass(c, events.Event) and c not in (events.Event, events.RunEnded)}
+    assert emitted | {wire.RunNotStarted} == {type(m) for m in SAMPLES} == set(wire.MESSAGE_TYPES.values())
+    for message in SAMPLES:
+        line = wire.encode(message)
+        assert "\n" not in line
+        back = wire.decode(line)
+        assert type(back) is type(message) and back == message
+    assert isinstance(wire.decode(wire.encode(SAMPLES[1])).memory, Memory)
+
+
+def test_nan_loss_and_junk_lines():
+    nan = StepsLogged("v", "e", 1, 1, 2, float("nan"), 1e-3, 1.0, 1.0, 0.1, 0.1, Memory("cpu", 1, 1, 1, 8))
+    assert math.isnan(wire.decode(wire.encode(nan)).loss)
+    for junk in ("", "hello", "[1, 2]", '{"event": "Nope"}', '{"event": "RunFinished", "run": "v"}'):
+        try:
+            wire.decode(junk)
+        except ValueError:
+            continue
+        raise AssertionError(f"decoded junk: {junk!r}")
+
+
+def test_torchrun_command_line():
+    cmd = torchrun_command(Path("q.json"), Path("runs"), 4)
+    assert cmd == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4",
+                   "-m", "vitlab", "worker", "--experiment-json", "q.json", "--runs-dir", "runs"]
+
+
+def test_control_words_arrive_on_stdin():
+    control = Control()
+    read, write = os.pipe()
+    os.write(write, b"noise\ncanc")
+    os.write(write, b"el\n")
+    os.close(write)
+    control.listen(read)  # returns at EOF: the TUI is gone, training goes on
+    assert control.cancel and not control.stop and control()
+    os.close(read)
+    read, write = os.pipe()
+    os.write(write, b"stop\n")
+    os.close(write)
+    control.listen(read)
+    os.close(read)
+    assert control.stop
+
+
+def test_worker_is_not_in_the_help():
+    out = subprocess.run([sys.executable, "-m", "vitlab", "--help"], capture_output=True, text=True).stdout
+    assert "worker" not in out and "run" in out
