@@ -217,3 +217,40 @@ async def test_a_run_that_cannot_start_is_reported_and_stops_the_queue(tmp_path,
         await wait_for(pilot, lambda: not app.running, timeout=60)
         assert app.state.runs["vit-a"].status == "failed" and app.state.runs["vit-b"].status == "skipped"
         assert "tiny" in app.state.runs["vit-a"].error and "\n" not in app.state.runs["vit-a"].error
+
+
+async def test_out_of_memory_fails_one_run_and_the_queue_goes_on(tmp_path, runs_dir, monkeypatch):
+    # the child inherits the fault seam: an OOM at step 3, which only vit-a (22 steps) reaches; vit-b has 1
+    monkeypatch.setenv("VITLAB_INJECT_FAULT", "oom:3")
+    preset = tmp_path / "oom.yaml"
+    preset.write_text(TINY_OOM)
+    app = make_app(preset, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.running and app.state.runs["vit-b"].status == "finished", timeout=90)
+        failed = app.state.runs["vit-a"]
+        assert failed.status == "failed" and "accumulation_steps" in failed.error
+        # still usable: the form answers and the results list both runs
+        app.views.active = "results"
+        await pilot.pause(0.3)
+        rows = [[str(c) for c in app.results.query_one(DataTable).get_row_at(i)]
+                for i in range(app.results.query_one(DataTable).row_count)]
+        assert any("vit-a" in r and "failed" in r for r in rows) and any("vit-b" in r and "finished" in r for r in rows)
+    on_disk = summaries(runs_dir)
+    assert on_disk["vit-a"]["status"] == "failed" and on_disk["vit-a"]["steps"] == 2
+    assert on_disk["vit-b"]["status"] == "finished"
+
+
+TINY_OOM = """\
+name: oom
+defaults:
+  data: {dataset: digits}
+  train: {epochs: 1, batch_size: 64, log_every: 1, checkpoint: false}
+runs:
+  - name: vit-a
+    model: {kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1, mlp_ratio: 2}
+  - name: vit-b
+    model: {kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1, mlp_ratio: 2}
+    data: {limit_train: 64}
+"""
