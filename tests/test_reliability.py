@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vitlab.config import ExperimentConfig, RunConfig
-from vitlab.engine.events import EpochEvaluated, RunCancelled, RunFailed, StepsLogged
+from vitlab.engine.events import RunCancelled, RunFailed, StepsLogged
 from vitlab.engine.runner import run_experiment, train_run
 from vitlab.engine.store import RunStore, read_run
 from vitlab.errors import StoreError
