@@ -10,9 +10,14 @@ from pathlib import Path
 from ..engine.store import read_run
 
 
+def vitlab_under_torchrun(nproc: int) -> list[str]:
+    """`vitlab` on nproc local processes; the caller appends the subcommand and its arguments."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "vitlab"]
+
+
 def torchrun_command(args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "-m", "vitlab", "run", str(args.preset), "--runs-dir", str(args.runs_dir)]
+    cmd = [*vitlab_under_torchrun(args.nproc), "run", str(args.preset), "--runs-dir", str(args.runs_dir)]
     for pair in args.overrides:
         cmd += ["--set", pair]
     if args.json:

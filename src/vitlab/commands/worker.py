@@ -86,8 +86,9 @@ class Control:
 
 
 def torchrun_command(experiment_json: Path, runs_dir: Path, nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "vitlab", NAME, "--experiment-json", str(experiment_json), "--runs-dir", str(runs_dir)]
+    from .launch import vitlab_under_torchrun
+
+    return [*vitlab_under_torchrun(nproc), NAME, "--experiment-json", str(experiment_json), "--runs-dir", str(runs_dir)]
 
 
 def launch(args: argparse.Namespace, experiment: str) -> int:

@@ -153,9 +153,9 @@ class Run:
 
         t = self.cfg.train
         reason = ineligible(t, self.device, self.data, self.dist, fault_from_env())
-        if t.cuda_graphs is False or reason is not None:
-            if t.cuda_graphs is True or (reason and self.device.type == "cuda"):
-                self.graphs_off = f"CUDA graphs off: {reason}" if reason else None
+        if t.cuda_graphs is False or reason:
+            if reason and (t.cuda_graphs is True or self.device.type == "cuda"):
+                self.graphs_off = f"CUDA graphs off: {reason}"
             return EagerSteps(self.forward, self.optimizer, self.scaler, t, self.device, self.dist, self.skipped)
         return GraphedSteps(self.forward, self.optimizer, self.data.train, t, self.device,
                             augment=self.cfg.data.use_augment, warn=lambda m: self.warn("cuda-graphs", m))

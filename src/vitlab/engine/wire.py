@@ -7,7 +7,7 @@ engine event: no run directory exists for it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .events import (EpochEvaluated, Event, Memory, RunCancelled, RunFailed, RunFinished, RunStarted, StepsLogged,
@@ -21,6 +21,8 @@ class RunNotStarted:
     run: str
     message: str
 
+    to_dict = Event.to_dict
+
 
 MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     RunStarted, StepsLogged, EpochEvaluated, WarningRaised, RunFinished, RunFailed, RunCancelled, RunNotStarted)}
@@ -28,12 +30,8 @@ MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
 WireMessage = Event | RunNotStarted
 
 
-def to_dict(message: WireMessage) -> dict[str, Any]:
-    return {"event": type(message).__name__, **asdict(message)}
-
-
 def from_dict(data: dict[str, Any]) -> WireMessage:
-    """The typed message back from `to_dict`'s output; a missing field raises, an unknown one is ignored."""
+    """The typed message back from its `to_dict()`; a missing field raises, an unknown one is ignored."""
     cls = MESSAGE_TYPES[data["event"]]
     values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
     if cls is StepsLogged:
@@ -42,7 +40,7 @@ def from_dict(data: dict[str, Any]) -> WireMessage:
 
 
 def encode(message: WireMessage) -> str:
-    return json.dumps(to_dict(message))  # NaN losses travel as NaN, as in metrics.jsonl
+    return json.dumps(message.to_dict())  # NaN losses travel as NaN, as in metrics.jsonl
 
 
 def decode(line: str | bytes) -> WireMessage:
