@@ -138,7 +138,9 @@ class TrainConfig(Strict):
     warmup_epochs: float = Field(0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
-    compile: bool = False
+    # torch.compile the model. auto: on CUDA for a single-process ViT run long enough to repay the
+    # compilation (see engine/runner.py compile_wanted); true/false force it.
+    compile: Literal["auto"] | bool = "auto"
     # CUDA only: capture each optimizer step (every micro-batch and the update) as one CUDA graph and
     # replay it. auto: whenever the run allows it (data on the GPU, adam/adamw, fp32/bf16, one process).
     cuda_graphs: Literal["auto"] | bool = "auto"

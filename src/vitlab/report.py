@@ -142,9 +142,10 @@ def to_csv(summaries: list[dict]) -> str:
 
 
 JSON_FIELDS = ("name", "experiment", "status", "model", "params", "trainable_params", "flops", "precision",
-               "batch_size", "accumulation_steps", "world_size", "effective_batch", "epochs", "epochs_planned", "train_time_s",
-               "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
-               "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "cuda_graphs", "device", "error", "run_dir", "config")
+               "batch_size", "accumulation_steps", "world_size", "effective_batch", "epochs", "epochs_planned",
+               "train_time_s", "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
+               "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "cuda_graphs", "compiled", "device",
+               "error", "run_dir", "config")
 
 
 def json_runs(summaries: list[dict]) -> list[dict]:

@@ -30,6 +30,27 @@ from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, 
                    windows)
 from .store import NullStore, RunStore, read_metrics
 
+# Horizontal fusion of independent small kernels (weight casts, bias-gradient sums): ViT-A's compiled
+# forward+backward at batch 64 took 1.53 ms instead of 1.76 ms on an H200. Triton (GPU) code only.
+COMPILE_OPTIONS = {"cuda": {"combo_kernels": True}}
+# Compiling costs about 25 s of a run (ViT-A on an H200) and then saves about 14 us an image (CUDA graphs
+# alone 22,300 img/s, compiled 32,100): it pays off from about two million training images.
+COMPILE_PAYS_OFF_IMAGES = 2_000_000
+
+
+def compile_wanted(cfg: RunConfig, device: torch.device, dist: distributed.Dist, train_samples: int) -> tuple[bool, str]:
+    """Whether to torch.compile the model, and why (for the run log)."""
+    setting = cfg.train.compile
+    if setting != "auto":
+        return setting, f"torch.compile {'on' if setting else 'off'} (train.compile: {str(setting).lower()})"
+    images = cfg.train.epochs * train_samples
+    if device.type != "cuda" or cfg.model.kind != "vit" or dist.enabled:
+        return False, "torch.compile off (auto: only single-process ViT runs on CUDA; train.compile: true forces it)"
+    if images < COMPILE_PAYS_OFF_IMAGES:
+        return False, (f"torch.compile off (auto): {images:,} training images, compilation pays off from "
+                       f"{COMPILE_PAYS_OFF_IMAGES:,}; train.compile: true forces it")
+    return True, f"torch.compile on (auto): {images:,} training images repay its start-up"
+
 OOM_ADVICE = ("Out of memory. Lower train.batch_size and raise train.accumulation_steps to keep the same "
               "effective batch, use precision bf16 (or fp16), or a smaller data.image_size.")
 NAN_ADVICE = ("The training loss became non-finite (NaN/inf). With fp16 this is usually an overflow: use "
@@ -135,7 +156,12 @@ class Run:
         self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         self.skipped = torch.zeros((), device=self.device, dtype=torch.int64)
-        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        self.compiled, why = compile_wanted(cfg, self.device, self.dist, self.data.train.num_samples)
+        self.store.log(why)
+        if self.compiled:
+            self.forward = torch.compile(self.model, options=COMPILE_OPTIONS.get(self.device.type))
+        else:
+            self.forward = self.model
         if self.dist.enabled:
             self.forward = distributed.wrap(self.forward, self.dist, self.device)
         self.steps = self.make_steps()
@@ -219,6 +245,7 @@ class Run:
             "train_loss": self.evals[-1]["train_loss"] if self.evals else None,
             "skipped_steps": int(self.skipped) if hasattr(self, "skipped") else 0,
             "cuda_graphs": bool(getattr(getattr(self, "steps", None), "graph", None)),
+            "compiled": getattr(self, "compiled", False),
             "device": devices.describe(self.device),
             "run_dir": str(self.store.dir), "started_at": self.started_at,
             "ended_at": dt.datetime.now().isoformat(timespec="seconds") if status != "running" else None,
