@@ -30,6 +30,8 @@ step 170 vit-a-accum1 python3 bench/bench.py --json --model vit-a --accum 1 --st
   --variants graphs,compile+graphs
 step 110 vit-a-accum2 python3 bench/bench.py --json --model vit-a --accum 2 --steps 300 --warmup 30 \
   --variants graphs,compile+graphs --no-plain
+# where ViT-A's step spends its time (the table goes to log.txt)
+step 80 profile python3 bench/profile_step.py --model vit-a --accum 1 --top 30
 # ViT-B at batch 512: how close to the hardware
 step 100 vit-b-512 python3 bench/bench.py --json --model vit-b --accum 1 --batch 512 --steps 60 --warmup 20 \
   --variants compile+graphs --no-plain

@@ -18,3 +18,17 @@ def test_bench_runs_both_loops_and_reports_the_ratio():
     assert result["plain_img_s"] > 0 and result["img_s"] > 0
     assert result["ratio"] == round(result["img_s"] / result["plain_img_s"], 2)
     assert result["flops"] > 0 and result["mfu"] is None  # no MFU without a GPU's peak
+
+
+def test_step_profile_lists_where_the_time_goes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    trace = tmp_path / "trace.json"
+    out = subprocess.run([sys.executable, str(BENCH.parent / "profile_step.py"), "--device", "cpu", "--model",
+                          "vit-c", "--warmup", "10", "--steps", "10", "--top", "5", "--trace", str(trace)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("vit-c eager fp32, micro 64 x 1") and "10 steps profiled" in lines[0]
+    assert lines[1].startswith("per step: wall") and "operators (self CPU time)" in lines[1]
+    assert len(lines) == 3 + 5 and any("aten::" in line for line in lines[3:])
+    assert json.loads(trace.read_text())["traceEvents"]
