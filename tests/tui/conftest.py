@@ -106,3 +106,13 @@ def pytest_pyfunc_call(pyfuncitem):
         asyncio.run(pyfuncitem.obj(**kwargs))
         return True
     return None
+
+
+async def form_ready(pilot) -> None:
+    """The form mounts its lower fields right after the first paint (see run_form.py): wait for them."""
+    for _ in range(200):
+        if pilot.app.setup.form.complete:
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the form's fields never finished mounting")

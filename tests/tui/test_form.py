@@ -7,7 +7,7 @@ from textual.widgets import Input, Select, Static
 from vitlab.config import RunConfig
 from vitlab.tui.formspec import SPECS, validate, values_from_config
 
-from .conftest import make_app
+from .conftest import form_ready, make_app
 
 FIELD_CASES = [
     # (widget id, value typed, expected words in the message beside it)
@@ -48,6 +48,7 @@ async def test_field_validation_beside_field(runs_dir):
     """For each field: a bad value puts the schema's message beside it, ctrl+r refuses, fixing it clears it."""
     app = make_app(runs_dir=runs_dir)
     async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         form = app.setup.form
         for i, (wid, value, words) in enumerate(FIELD_CASES):
@@ -74,6 +75,7 @@ async def test_field_validation_beside_field(runs_dir):
 async def test_typing_shows_message_and_run_refuses(runs_dir):
     app = make_app(runs_dir=runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         heads = app.setup.form.query_one("#f-vit-heads", Input)
         heads.focus()
@@ -92,6 +94,7 @@ async def test_typing_shows_message_and_run_refuses(runs_dir):
 async def test_kind_shows_only_its_fields(runs_dir):
     app = make_app(runs_dir=runs_dir)
     async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
         await settle_form(pilot)
         form = app.setup.form
         assert form.query_one("#row-f-vit-heads").display
@@ -115,6 +118,7 @@ async def test_kind_shows_only_its_fields(runs_dir):
 async def test_derived_values_follow_the_form(runs_dir):
     app = make_app(runs_dir=runs_dir)
     async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
         form = app.setup.form
         form.query_one("#f-train-batch_size", Input).value = "16"
         form.query_one("#f-train-accumulation_steps", Input).value = "4"

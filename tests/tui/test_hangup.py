@@ -16,7 +16,7 @@ from vitlab.config import RunConfig, ViTModel
 from vitlab.engine.store import RunStore
 from vitlab.presets import load_preset, save_preset
 
-from .conftest import make_app, wait_for
+from .conftest import form_ready, make_app, wait_for
 from .fakes import live_events
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "presets" / "quickstart.yaml"
@@ -59,6 +59,7 @@ async def test_hangup_kills_the_tui_not_the_training(tmp_path):
     os.kill(child, signal.SIGHUP)  # ...and a hang-up that reaches the training process is ignored
     app = make_app(None, runs_dir)  # a new session, while the run is still training
     async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
         await pilot.press("f3")
         await wait_for(pilot, lambda: app.results.history, timeout=10)
         row = app.results.history[0]
@@ -92,6 +93,7 @@ async def test_results_show_running_and_interrupted_runs(runs_dir):
     write_run(runs_dir, "died", alive=False)
     app = make_app(None, runs_dir)
     async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
         await pilot.press("f3")
         await wait_for(pilot, lambda: len(app.results.history) == 2, timeout=10)
         rows = {s["name"]: s for s in app.results.rows()}

@@ -7,12 +7,13 @@ from textual.widgets import Input, ListView
 from vitlab.presets import load_preset
 from vitlab.tui.settings import load_settings
 
-from .conftest import make_app, write_preset
+from .conftest import form_ready, make_app, write_preset
 
 
 async def test_open_with_preset_queues_its_runs(tiny_preset, runs_dir):
     app = make_app(tiny_preset, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         assert [r.name for r in app.setup.queue] == ["vit-a", "vit-b"]
         assert app.sub_title == "tiny"
@@ -25,6 +26,7 @@ async def test_bad_preset_is_reported_not_fatal(tmp_path, runs_dir):
     bad.write_text("name: bad\nruns:\n  - name: x\n    model: {kind: vit, heads: 5}\n")
     app = make_app(bad, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         assert app.setup.queue == []
         assert any("heads" in n.message for n in app._notifications)
@@ -36,6 +38,7 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, co
     write_preset(tmp_path / "presets" / "tiny.yaml")
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         await pilot.press("ctrl+o")  # the picker
         await pilot.pause()
@@ -66,6 +69,7 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, co
     # and a fresh app opened with it shows the same queue
     app2 = make_app(saved, runs_dir)
     async with app2.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         assert app2.setup.queue == queue
         assert app2.sub_title == "tiny-edited"
@@ -74,6 +78,7 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, co
 async def test_queue_add_edit_reorder_remove(runs_dir):
     app = make_app(None, runs_dir)
     async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         form = app.setup.form
         form.query_one("#f-run-name", Input).value = "first"
@@ -123,6 +128,7 @@ async def test_queue_add_edit_reorder_remove(runs_dir):
 async def test_themes_registered_switchable_and_remembered(runs_dir, config_home):
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         assert {"vitlab-dark", "vitlab-light"} <= set(app.available_themes)
         assert app.theme == "vitlab-dark"
@@ -132,12 +138,14 @@ async def test_themes_registered_switchable_and_remembered(runs_dir, config_home
     assert (config_home / "vitlab" / "settings.yaml").exists()
     app2 = make_app(None, runs_dir)
     async with app2.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         assert app2.theme == "vitlab-light"
 
 
 async def test_palette_lists_the_app_commands(runs_dir):
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         titles = {c.title for c in app.get_system_commands(app.screen)}
         for expected in ("Run", "Cancel run", "Save preset", "Load preset", "Export comparison as Markdown",

@@ -11,7 +11,7 @@ import pytest
 
 from vitlab.tui.bridge import EngineEvent
 
-from .conftest import make_app, write_preset
+from .conftest import form_ready, make_app, write_preset
 from .fakes import finished_event, live_events, write_history
 
 SIZES = [(80, 24), (120, 36)]
@@ -31,6 +31,7 @@ async def settle(pilot) -> None:
     from textual.widgets import Input
 
     app = pilot.app
+    await form_ready(pilot)
     for field in app.query(Input):
         field.cursor_blink = False  # a blinking cursor would make the snapshot flaky
     await pilot.pause()
@@ -54,6 +55,7 @@ def test_setup_view(snap_compare, workdir, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_setup_view_with_errors(snap_compare, workdir, size):
     async def type_errors(pilot):
+        await form_ready(pilot)
         form = pilot.app.setup.form
         form.query_one("#f-vit-heads").value = "5"
         form.query_one("#f-train-lr").value = "0"

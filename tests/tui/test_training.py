@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Input, ListView
 
 from vitlab.tui.bridge import outcome
 
-from .conftest import make_app, wait_for, write_preset
+from .conftest import form_ready, make_app, wait_for, write_preset
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "presets" / "quickstart.yaml"
 
@@ -25,6 +25,7 @@ def summaries(runs_dir: Path) -> dict[str, dict]:
 async def test_quickstart_through_the_ui_to_a_finished_run(runs_dir):
     app = make_app(QUICKSTART, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         assert app.sub_title == "quickstart"
         names = [r.name for r in app.setup.queue]
@@ -77,6 +78,7 @@ async def start_long_run(app, pilot) -> None:
 async def test_cancel_mid_run_asks_then_stops(tmp_path, runs_dir):
     app = make_app(write_preset(tmp_path / "long.yaml", epochs=300, log_every=1), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await start_long_run(app, pilot)
         await pilot.press("ctrl+x")
         await pilot.pause()
@@ -104,6 +106,7 @@ async def test_cancel_mid_run_asks_then_stops(tmp_path, runs_dir):
 async def test_quit_while_running_asks_cancels_and_exits(tmp_path, runs_dir):
     app = make_app(write_preset(tmp_path / "long.yaml", epochs=300, log_every=1), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await start_long_run(app, pilot)
         await pilot.press("ctrl+q")
         await pilot.pause()
@@ -125,6 +128,7 @@ async def test_quit_leaving_the_run_training(tmp_path, runs_dir):
     """The run goes on after the app is gone (its own process and session) and finishes on its own."""
     app = make_app(write_preset(tmp_path / "short.yaml", epochs=3, log_every=1), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await start_long_run(app, pilot)
         pid = app.child.pid
         await pilot.press("ctrl+q")
@@ -142,6 +146,7 @@ async def test_quit_leaving_the_run_training(tmp_path, runs_dir):
 async def test_killed_child_fails_the_run_naming_its_log(tmp_path, runs_dir):
     app = make_app(write_preset(tmp_path / "long.yaml", epochs=300, log_every=1), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await start_long_run(app, pilot)
         os.kill(app.child.pid, signal.SIGKILL)
         await wait_for(pilot, lambda: not app.running, timeout=30)
@@ -156,6 +161,7 @@ async def test_killed_child_fails_the_run_naming_its_log(tmp_path, runs_dir):
 async def test_quit_when_idle_needs_no_confirmation(runs_dir):
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running, timeout=5)
@@ -166,6 +172,7 @@ async def test_processes_field_is_validated(runs_dir):
 
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         limit, _ = max_processes()
         app.setup.query_one("#nproc", Input).value = str(limit + 1)
@@ -184,6 +191,7 @@ async def test_two_processes_from_the_tui(tmp_path, runs_dir):
     """Processes (GPUs) = 2 on the CPU: torchrun with gloo; rank 0's events stream back to the Live view."""
     app = make_app(write_preset(tmp_path / "ddp.yaml", epochs=2, log_every=2), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         app.setup.query_one("#nproc", Input).value = "2"
         await pilot.pause()
@@ -200,6 +208,7 @@ async def test_unwritable_runs_dir_is_one_message(tmp_path):
     blocker.write_text("")
     app = make_app(write_preset(tmp_path / "p.yaml"), blocker / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         await pilot.press("ctrl+r")
         await pilot.pause()
@@ -212,6 +221,7 @@ async def test_a_run_that_cannot_start_is_reported_and_stops_the_queue(tmp_path,
     (runs_dir / "tiny").write_text("")  # the experiment's directory cannot be created
     app = make_app(write_preset(tmp_path / "p.yaml"), runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: not app.running, timeout=60)
@@ -226,6 +236,7 @@ async def test_out_of_memory_fails_one_run_and_the_queue_goes_on(tmp_path, runs_
     preset.write_text(TINY_OOM)
     app = make_app(preset, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
         await pilot.pause()
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: not app.running and app.state.runs["vit-b"].status == "finished", timeout=90)

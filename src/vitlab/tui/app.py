@@ -81,6 +81,8 @@ class VitlabApp(App[int]):
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        # classed before mounting: switching it after the first resize would restyle the whole form
+        self._setup.set_class(self.size.width >= self.WIDE_COLUMNS, "-wide")
         yield Header(show_clock=False, icon="◆")
         with TabbedContent(id="views", initial="setup"):
             with TabPane("Setup F1", id="setup"):
