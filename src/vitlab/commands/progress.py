@@ -25,7 +25,8 @@ class ProgressPrinter:
             flops = f", {event.flops / 1e9:.3f} GFLOPs/img" if event.flops else ""
             c.print(f"[bold cyan]{event.run}[/] ({event.index + 1}/{event.total_runs}) {event.model_label}: "
                     f"{human_count(event.params)} params{flops}, {event.train_samples} train / {event.val_samples} "
-                    f"val samples, effective batch {event.effective_batch}, on {event.device}")
+                    f"val samples, effective batch {event.effective_batch}, on {event.device}"
+                    + (", compiling the model (the first steps take tens of seconds)" if event.compiled else ""))
             c.print(f"  run dir: {event.run_dir}", style="dim")
             self.progress.start()
             self.task = self.progress.add_task(event.run, total=event.epochs * event.steps_per_epoch,

@@ -51,6 +51,7 @@ class RunStarted(Event):
     val_samples: int
     num_classes: int
     effective_batch: int
+    compiled: bool = False  # torch.compile: the first steps compile the model (tens of seconds)
 
 
 @dataclass(frozen=True)

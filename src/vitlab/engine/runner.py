@@ -119,6 +119,7 @@ class Run:
         self.tensorboard = None
         self.steps: Steps | None = None
         self.graphs_off: str | None = None  # why CUDA graphs are not used, when they were asked for
+        self.compiled = False
 
     def emit(self, event: Event) -> None:
         self.store.record(event)
@@ -245,7 +246,7 @@ class Run:
             "train_loss": self.evals[-1]["train_loss"] if self.evals else None,
             "skipped_steps": int(self.skipped) if hasattr(self, "skipped") else 0,
             "cuda_graphs": bool(getattr(getattr(self, "steps", None), "graph", None)),
-            "compiled": getattr(self, "compiled", False),
+            "compiled": self.compiled,
             "device": devices.describe(self.device),
             "run_dir": str(self.store.dir), "started_at": self.started_at,
             "ended_at": dt.datetime.now().isoformat(timespec="seconds") if status != "running" else None,
@@ -262,7 +263,7 @@ class Run:
             cfg.name, self.experiment, str(self.store.dir), self.index, self.total_runs, cfg.resolved(),
             model_label(cfg.model), self.params, self.trainable, self.flops, devices.describe(self.device),
             t.epochs, self.epoch, self.steps_per_epoch, self.data.train.num_samples,
-            self.data.val.num_samples, self.data.num_classes, self.effective_batch))
+            self.data.val.num_samples, self.data.num_classes, self.effective_batch, self.compiled))
         for message in self.data.warnings:
             self.warn("data", message)
         for code, message in self.health.at_start(self.device):
