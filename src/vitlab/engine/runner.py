@@ -38,7 +38,8 @@ COMPILE_OPTIONS = {"cuda": {"combo_kernels": True}}
 COMPILE_PAYS_OFF_IMAGES = 2_000_000
 
 
-def compile_wanted(cfg: RunConfig, device: torch.device, dist: distributed.Dist, train_samples: int) -> tuple[bool, str]:
+def compile_wanted(cfg: RunConfig, device: torch.device, dist: distributed.Dist,
+                   train_samples: int) -> tuple[bool, str]:
     """Whether to torch.compile the model, and why (for the run log)."""
     setting = cfg.train.compile
     if setting != "auto":

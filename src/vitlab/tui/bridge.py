@@ -126,9 +126,9 @@ class LiveState:
             t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
             t.params, t.flops = ev.params, ev.flops
             t.steps, t.evals, t.last, t.summary = [], [], None, None
+            compiling = ", compiling the model (the first steps take tens of seconds)" if ev.compiled else ""
             self.add_log("bold", f"{ev.run}: started ({ev.index + 1}/{ev.total_runs}) {ev.model_label} on "
-                                 f"{ev.device}, {ev.train_samples} train / {ev.val_samples} val images"
-                                 + (", compiling the model (the first steps take tens of seconds)" if ev.compiled else ""))
+                                 f"{ev.device}, {ev.train_samples} train / {ev.val_samples} val images{compiling}")
         elif isinstance(ev, WarningRaised):
             self.add_log("warning", f"{ev.run}: warning [{ev.code}] {ev.message}")
         elif isinstance(ev, RunEnded):

@@ -6,6 +6,7 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select, Static
@@ -87,7 +88,11 @@ class RunForm(VerticalScroll):
             self.check()
 
     def _field(self, widget_id: str) -> Widget | None:
-        return next(iter(self.query(f"#{widget_id}")), None)
+        """The widget, or None while it is not mounted yet."""
+        try:
+            return self.query_one(f"#{widget_id}")  # query_one caches: values() runs on every keystroke
+        except NoMatches:
+            return None
 
     # -- values -------------------------------------------------------------------------------------
     def values(self) -> dict[str, Any]:
