@@ -62,12 +62,13 @@ def tiny_preset(tmp_path: Path) -> Path:
     return write_preset(tmp_path / "tiny.yaml")
 
 
-def make_app(preset: Path | None = None, runs_dir: Path = Path("runs"), profiler="fake"):
+def make_app(preset: Path | None = None, runs_dir: Path = Path("runs"), profiler="fake", standby: bool = False):
+    """The app; without the standby training process unless a test asks (each one loads torch: CPU)."""
     from vitlab.tui.app import VitlabApp
 
     if profiler == "fake":
         profiler = fake_profiler
-    return VitlabApp(preset, runs_dir, profiler=profiler)
+    return VitlabApp(preset, runs_dir, profiler=profiler, standby=standby)
 
 
 def fake_profiler(cfg):

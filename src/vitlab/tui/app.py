@@ -1,8 +1,9 @@
 """The vitlab TUI: set up runs (forms, presets, a queue), watch them train live, compare the results.
 
 Training runs in a child process (`vitlab worker`, see child.py): the UI never shares a GIL with torch,
-and a run outlives the TUI (hang-up, or quit with "leave it training"). A thread worker relays the child's
-events as messages (see bridge.py). The TUI itself imports torch only for the Setup view's profiler.
+and a run outlives the TUI (hang-up, or quit with "leave it training"). One such process is started ahead
+(`--standby`: it loads torch and the engine and waits), so ctrl+r trains at once. A thread worker relays the
+child's events as messages (see bridge.py). The TUI itself imports torch only for the Setup view's profiler.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .views.live import LiveView
 
 REFRESH_S = 1.0  # the Live view redraws at most once a second (charts, log: every 3 s): CPU for training
+STANDBY_AFTER_S = 1.0  # the standby training process starts this long after the first paint
 
 
 def default_profiler(cfg: RunConfig):
@@ -59,7 +61,7 @@ class VitlabApp(App[int]):
     ]
 
     def __init__(self, preset: Path | None = None, runs_dir: Path = Path("runs"), *,
-                 profiler: Callable[[RunConfig], Any] | None = default_profiler) -> None:
+                 profiler: Callable[[RunConfig], Any] | None = default_profiler, standby: bool = True) -> None:
         super().__init__()
         self.preset = preset
         self.runs_dir = Path(runs_dir)
@@ -69,6 +71,9 @@ class VitlabApp(App[int]):
         self.experiment_description = ""
         self.running = False
         self.child: TrainingChild | None = None  # the training process of the queue in progress
+        # a `vitlab worker --standby` with torch loaded, so ctrl+r trains at once instead of in ~4 s
+        self.standby_wanted = standby
+        self.standby: TrainingChild | None = None
         self._quit_pending = False
         themes, self.theme_problems = load_themes()
         for theme in themes:
@@ -108,6 +113,19 @@ class VitlabApp(App[int]):
 
         self._live = LiveView(self.state, id="live-view")
         self.query_one("TabPane#live").mount(self._live)
+        self.set_timer(STANDBY_AFTER_S, self._keep_standby)
+
+    def _keep_standby(self) -> None:
+        if not self.standby_wanted or self.running or (self.standby and self.standby.proc.poll() is None):
+            return
+        try:
+            self.standby = TrainingChild.standby(self.runs_dir)
+        except OSError:  # an unwritable runs dir: ctrl+r says so when it is pressed
+            self.standby = None
+
+    def on_unmount(self) -> None:
+        if self.standby is not None:
+            self.standby.dismiss()
 
     def on_resize(self, event) -> None:
         wide = event.size.width >= self.WIDE_COLUMNS
@@ -280,7 +298,8 @@ class VitlabApp(App[int]):
         from ..config import model_label
 
         try:
-            child = TrainingChild.start(exp, self.runs_dir, nproc)
+            child = self._take_standby(exp) if nproc == 1 else None
+            child = child or TrainingChild.start(exp, self.runs_dir, nproc)
         except OSError as e:
             self.notify(f"{self.runs_dir}: cannot write here ({e.strerror or e}); choose a writable --runs-dir",
                         title="Not started", severity="error", timeout=15)
@@ -294,6 +313,19 @@ class VitlabApp(App[int]):
             self.live.redraw(force=True)
             self.live.show_tab("tab-loss")
         self.train_queue(child, exp)
+
+    def _take_standby(self, exp: ExperimentConfig) -> TrainingChild | None:
+        standby, self.standby = self.standby, None
+        if standby is None:
+            return None
+        try:
+            if standby.take(exp, self.runs_dir):
+                return standby
+        except OSError:  # the experiment file cannot be written: no process will train
+            standby.dismiss()
+            raise
+        standby.dismiss()  # it died meanwhile: a fresh process trains
+        return None
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def train_queue(self, child: TrainingChild, exp: ExperimentConfig) -> None:
@@ -353,6 +385,7 @@ class VitlabApp(App[int]):
         if self._quit_pending:
             self.exit(0)
             return
+        self._keep_standby()  # ready for the next queue
         done = [t for t in self.state.runs.values() if t.summary is not None]
         if done and self.views.active != "results":
             self.views.active = "results"  # showing it reloads it

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,21 +34,50 @@ class TrainingChild:
     @classmethod
     def start(cls, exp: ExperimentConfig, runs_dir: Path, nproc: int = 1) -> "TrainingChild":
         """Spawn `vitlab worker` for the experiment; OSError when the runs directory is not writable."""
+        exp_path, log_path = experiment_files(exp, runs_dir)
+        return cls.spawn(["--experiment-json", str(exp_path), "--runs-dir", str(runs_dir), "--nproc", str(nproc)],
+                         log_path)
+
+    @classmethod
+    def standby(cls, runs_dir: Path) -> "TrainingChild":
+        """A worker that loads torch now and trains what `take` hands it later (OSError: runs dir not writable)."""
         folder = Path(runs_dir) / ".tui"
         folder.mkdir(parents=True, exist_ok=True)
-        stem = base = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{exp.name}"
-        n = 1
-        while (folder / f"{stem}.json").exists():  # two queues started within a second
-            n += 1
-            stem = f"{base}-{n}"
-        exp_path, log_path = folder / f"{stem}.json", folder / f"{stem}.log"
-        exp_path.write_text(exp.model_dump_json(indent=1), encoding="utf-8")
+        return cls.spawn(["--standby", "--runs-dir", str(runs_dir)], folder / f"standby-{os.getpid()}.log")
+
+    @classmethod
+    def spawn(cls, args: list[str], log_path: Path) -> "TrainingChild":
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "vitlab", "worker", "--experiment-json", str(exp_path),
-                 "--runs-dir", str(runs_dir), "--nproc", str(nproc)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+            proc = subprocess.Popen([sys.executable, "-m", "vitlab", "worker", *args], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         return cls(proc, log_path)
+
+    def take(self, exp: ExperimentConfig, runs_dir: Path) -> bool:
+        """Hand a standby worker its experiment; False when it is gone (start a fresh one then)."""
+        if self.proc.poll() is not None:
+            return False
+        exp_path, log_path = experiment_files(exp, runs_dir)
+        try:
+            self.proc.stdin.write(f"{exp_path}\n".encode())
+            self.proc.stdin.flush()
+        except OSError:
+            return False
+        with suppress(OSError):
+            self.log_path = self.log_path.rename(log_path)  # the open log follows its new name
+        return True
+
+    def dismiss(self) -> None:
+        """End an unused standby worker (it has nothing to lose); its log goes unless it says something."""
+        self.detach()
+        self.proc.terminate()  # it may still be loading torch: EOF alone would keep it busy for seconds
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with suppress(OSError):
+            if not self.log_path.stat().st_size:
+                self.log_path.unlink()
 
     @property
     def pid(self) -> int:
@@ -109,6 +139,20 @@ class TrainingChild:
             last = last_line(self.log_path)
             how = f"exited with code {code}" + (f": {last}" if last else "")
         return f"the training process {how} (log: {self.log_path})"
+
+
+def experiment_files(exp: ExperimentConfig, runs_dir: Path) -> tuple[Path, Path]:
+    """RUNS_DIR/.tui/<time>-<experiment>.json (written) and the .log path beside it."""
+    folder = Path(runs_dir) / ".tui"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = base = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{exp.name}"
+    n = 1
+    while (folder / f"{stem}.json").exists():  # two queues started within a second
+        n += 1
+        stem = f"{base}-{n}"
+    exp_path = folder / f"{stem}.json"
+    exp_path.write_text(exp.model_dump_json(indent=1), encoding="utf-8")
+    return exp_path, folder / f"{stem}.log"
 
 
 def last_line(path: Path, limit: int = 160) -> str:
