@@ -116,8 +116,13 @@ class VitlabApp(App[int]):
         self.set_timer(STANDBY_AFTER_S, self._keep_standby)
 
     def _keep_standby(self) -> None:
-        if not self.standby_wanted or self.running or (self.standby and self.standby.proc.poll() is None):
+        """Have a standby training process ready (not while a queue trains: its loading would slow training)."""
+        if not self.standby_wanted or self.running:
             return
+        if self.standby is not None:
+            if self.standby.proc.poll() is None:
+                return
+            self.standby.dismiss()  # it died: reap it (its log stays when it says why)
         try:
             self.standby = TrainingChild.standby(self.runs_dir)
         except OSError:  # an unwritable runs dir: ctrl+r says so when it is pressed
