@@ -112,6 +112,16 @@ def test_not_learning_fires_on_report_attention_and_not_on_the_correct_one(tmp_p
 
 # -- each health warning on a run built to trigger it -----------------------------------------------
 
+@pytest.mark.parametrize("accuracy, expected", [(0.211, set()), (0.10, {"not-learning", "chance-accuracy"})])
+def test_a_loss_near_ln_c_warns_only_with_chance_accuracy(accuracy, expected):
+    from vitlab.engine.health import HealthMonitor
+
+    codes = []
+    # the quickstart ViT after epoch 1 on digits: loss 2.286 (ln 10 = 2.303) but 21 % (it ends at 94 %)
+    HealthMonitor(10, "fp32").on_epoch(1, 2.286, accuracy, lambda code, message: codes.append(code))
+    assert set(codes) == expected
+
+
 def test_lr_too_small_to_learn_warns_not_learning_and_chance(tmp_path):
     summary, events = train(tmp_path, digits_run("frozen", lr=1e-9))  # 90 Adam steps of 1e-9: the init
     assert summary["status"] == "finished"
