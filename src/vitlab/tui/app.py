@@ -323,14 +323,13 @@ class VitlabApp(App[int]):
         standby, self.standby = self.standby, None
         if standby is None:
             return None
+        taken = False
         try:
-            if standby.take(exp, self.runs_dir):
-                return standby
-        except OSError:  # the experiment file cannot be written: no process will train
-            standby.dismiss()
-            raise
-        standby.dismiss()  # it died meanwhile: a fresh process trains
-        return None
+            taken = standby.take(exp, self.runs_dir)
+        finally:
+            if not taken:  # it died meanwhile (a fresh process trains), or the experiment file can't be written
+                standby.dismiss()
+        return standby if taken else None
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def train_queue(self, child: TrainingChild, exp: ExperimentConfig) -> None:

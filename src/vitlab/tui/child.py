@@ -41,9 +41,8 @@ class TrainingChild:
     @classmethod
     def standby(cls, runs_dir: Path) -> "TrainingChild":
         """A worker that loads torch now and trains what `take` hands it later (OSError: runs dir not writable)."""
-        folder = Path(runs_dir) / ".tui"
-        folder.mkdir(parents=True, exist_ok=True)
-        return cls.spawn(["--standby", "--runs-dir", str(runs_dir)], folder / f"standby-{os.getpid()}.log")
+        log_path = tui_folder(runs_dir) / f"standby-{os.getpid()}.log"
+        return cls.spawn(["--standby", "--runs-dir", str(runs_dir)], log_path)
 
     @classmethod
     def spawn(cls, args: list[str], log_path: Path) -> "TrainingChild":
@@ -141,10 +140,16 @@ class TrainingChild:
         return f"the training process {how} (log: {self.log_path})"
 
 
-def experiment_files(exp: ExperimentConfig, runs_dir: Path) -> tuple[Path, Path]:
-    """RUNS_DIR/.tui/<time>-<experiment>.json (written) and the .log path beside it."""
+def tui_folder(runs_dir: Path) -> Path:
+    """RUNS_DIR/.tui: the TUI's experiment files and training-process logs (OSError: not writable)."""
     folder = Path(runs_dir) / ".tui"
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def experiment_files(exp: ExperimentConfig, runs_dir: Path) -> tuple[Path, Path]:
+    """RUNS_DIR/.tui/<time>-<experiment>.json (written) and the .log path beside it."""
+    folder = tui_folder(runs_dir)
     stem = base = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{exp.name}"
     n = 1
     while (folder / f"{stem}.json").exists():  # two queues started within a second
