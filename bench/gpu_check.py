@@ -3,9 +3,10 @@
 Trains each case twice from the same seed, once eagerly (cuda_graphs: false) and once replaying
 graphs (auto), with accumulation and a short last window every epoch, and prints one JSON line per
 case: whether the graph was used, the final train loss of both, and the largest weight difference.
-fp32 (TF32 matmuls) should agree to float rounding; bf16 to its coarser rounding.
+The fp16 cases run GradScaler inside the graph; `vit-fp16-overflow` starts it at 2**24 so the first
+steps overflow and are skipped in replays too: both runs must skip the same steps (`skipped_steps`).
 
-usage: python bench/gpu_check.py [--cases vit-fp32,vit-bf16,vit-compile,resnet18,swin]
+usage: python bench/gpu_check.py [--cases vit-fp32,vit-bf16,vit-fp16,vit-fp16-overflow,vit-compile,resnet18,swin]
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import torch
 
@@ -21,10 +23,23 @@ VIT = {"kind": "vit", "patch_size": 4, "embed_dim": 64, "heads": 2, "layers": 2}
 CASES = {
     "vit-fp32": (VIT, {"precision": "fp32"}, 32),
     "vit-bf16": (VIT, {"precision": "bf16"}, 32),
+    "vit-fp16": (VIT, {"precision": "fp16"}, 32),
+    "vit-fp16-overflow": (VIT, {"precision": "fp16"}, 32),
     "vit-compile": (VIT, {"precision": "bf16", "compile": True}, 32),
     "resnet18": ({"kind": "resnet18"}, {"precision": "bf16"}, 32),
     "swin": ({"kind": "swin", "variant": "tiny", "pretrained": False}, {"precision": "bf16"}, 224),
 }
+
+
+INIT_SCALE = {"vit-fp16-overflow": 2.0 ** 24}
+
+
+def scaler_from(init_scale: float) -> type[torch.amp.GradScaler]:
+    class StartingScale(torch.amp.GradScaler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "init_scale": init_scale})
+
+    return StartingScale
 
 
 def run(model: dict, train: dict, size: int, graphs, runs: str) -> tuple[dict, dict]:
@@ -45,8 +60,10 @@ def run(model: dict, train: dict, size: int, graphs, runs: str) -> tuple[dict, d
 
 def check(name: str) -> dict:
     model, train, size = CASES[name]
+    # the runner builds torch.amp.GradScaler(...): this case's starts elsewhere
+    scaler = scaler_from(INIT_SCALE[name]) if name in INIT_SCALE else torch.amp.GradScaler
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as runs:
+    with tempfile.TemporaryDirectory() as runs, mock.patch.object(torch.amp, "GradScaler", scaler):
         eager, w_eager = run(model, train, size, False, runs)
         graphed, w_graphed = run(model, train, size, "auto", runs)
     diff = max((w_eager[k].float() - w_graphed[k].float()).abs().max().item() for k in w_eager
@@ -55,7 +72,8 @@ def check(name: str) -> dict:
     return {"case": name, "status": [eager["status"], graphed["status"]], "cuda_graphs": graphed["cuda_graphs"],
             "error": graphed["error"] or eager["error"], "train_loss": [eager["train_loss"], graphed["train_loss"]],
             "accuracy": [eager["accuracy"], graphed["accuracy"]], "max_weight_diff": diff, "max_weight": scale,
-            "steps": graphed["steps"], "seconds": round(time.perf_counter() - start, 1)}
+            "steps": graphed["steps"], "skipped_steps": [eager["skipped_steps"], graphed["skipped_steps"]],
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def main() -> int:

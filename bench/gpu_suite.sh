@@ -24,7 +24,7 @@ python3 -c "import torch; print('torch', torch.__version__)" >>"$log" 2>&1
 
 python3 -c "import vitlab.engine.runner, timm, pydantic, fvcore; print('imports ok', timm.__version__)" >>"$log" 2>&1
 # does a replayed graph take the eager step? (cheap cases first)
-step 100 check python3 bench/gpu_check.py --cases vit-fp32,vit-bf16,resnet18
+step 100 check python3 bench/gpu_check.py --cases vit-fp32,vit-bf16,vit-fp16,vit-fp16-overflow,resnet18
 # ViT-A at effective batch 64: the plain loop and vitlab, accumulation 1 then 2 at the same batch
 step 170 vit-a-accum1 python3 bench/bench.py --json --model vit-a --accum 1 --steps 300 --warmup 30 \
   --variants graphs,compile+graphs

@@ -142,7 +142,7 @@ class TrainConfig(Strict):
     # compilation (see engine/runner.py compile_wanted); true/false force it.
     compile: Literal["auto"] | bool = "auto"
     # CUDA only: capture each optimizer step (every micro-batch and the update) as one CUDA graph and
-    # replay it. auto: whenever the run allows it (data on the GPU, adam/adamw, fp32/bf16, one process).
+    # replay it. auto: whenever the run allows it (data on the GPU, adam/adamw, one process).
     cuda_graphs: Literal["auto"] | bool = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(10, ge=1)  # optimizer steps between host reads of the running loss

@@ -9,7 +9,9 @@ A step is capturable when its shapes and addresses are fixed: the window's sampl
 epoch's augmentation parameters are copied into fixed device buffers, the learning rate is a device
 tensor that the scheduler fills, the optimizer is
 fused Adam/AdamW, and the loss is summed into a fixed device scalar that the loop reads on its logging
-cadence. The first windows run eagerly on a side stream (cuBLAS, allocator and torch.compile warm up),
+cadence. fp16 fits too: a fused optimizer takes GradScaler's scale and overflow flag as device tensors and
+skips the update itself, and the scale's update is a device op, so skip-or-step happens inside the replay
+(the pattern of torch's own test_graph_scaling_fused_optimizers). The first windows run eagerly on a side stream (cuBLAS, allocator and torch.compile warm up),
 and an epoch's short last window, which has another shape, runs eagerly. Every path runs the same
 `_window`, so a replay is the eager step, op for op.
 
@@ -29,7 +31,7 @@ import torch
 from ..config import TrainConfig
 from .data import Data, Split, TensorSplit, to_device
 from .distributed import Dist
-from .loop import Fault, Steps, Window, micro_step
+from .loop import Fault, Steps, Window, micro_step, optimizer_step
 
 WARMUP_WINDOWS = 3  # eager steps on a side stream before the capture, as torch's CUDA-graph notes ask
 
@@ -43,8 +45,6 @@ def ineligible(cfg: TrainConfig, device: torch.device, data: Data, dist: Dist, f
         return "they need a CUDA device"
     if dist.enabled:
         return "DistributedDataParallel all-reduces from gradient hooks outside the graph"
-    if cfg.precision == "fp16":
-        return "fp16's GradScaler checks for overflow on the host every step; use bf16"
     if cfg.optimizer not in ("adam", "adamw"):
         return f"optimizer {cfg.optimizer} has no capturable fused step; use adam or adamw"
     if not resident(data.train):
@@ -61,17 +61,17 @@ def resident(split: Split) -> bool:
 class GraphedSteps(Steps):
     """Optimizer steps replayed from one CUDA graph per full window (eager where a graph can't apply)."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, split: TensorSplit,
-                 cfg: TrainConfig, device: torch.device, *, augment: bool, warn: Callable[[str], None],
-                 capture: bool | None = None):
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                 skipped: torch.Tensor, split: TensorSplit, cfg: TrainConfig, device: torch.device, *, augment: bool,
+                 warn: Callable[[str], None], capture: bool | None = None):
         super().__init__(device)
         self.warn = warn
         self.model, self.optimizer, self.split, self.cfg, self.device = model, optimizer, split, cfg, device
+        self.scaler, self.skipped = scaler, skipped
         self.capture = device.type == "cuda" if capture is None else capture  # False: same steps, never captured
         self.window_samples = cfg.batch_size * cfg.accumulation_steps
         self.idx = torch.zeros(self.window_samples, dtype=torch.long, device=device)
         self.params = torch.zeros(split.num_samples, 3, dtype=torch.long, device=device) if augment else None
-        self.scaler = torch.amp.GradScaler(device.type, enabled=False)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = 0
@@ -118,7 +118,7 @@ class GraphedSteps(Steps):
             # no autocast weight cache: a capture must not keep casts made outside it
             self.loss += micro_step(self.model, x, y, len(idx), self.cfg, self.device, self.scaler, cache=False)
             self._add_back(held)
-        self.optimizer.step()
+        optimizer_step(self.optimizer, self.scaler, self.skipped)
 
     def _take_grads(self) -> list[torch.Tensor | None]:
         held = [p.grad for p in self.trainable]

@@ -109,6 +109,17 @@ def micro_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, window_
     return loss_sum.detach()
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, skipped: torch.Tensor) -> None:
+    """The window's update. With fp16, GradScaler skips it on overflow and adapts its scale; `skipped` counts
+    the skips. No host sync with a fused optimizer (it takes the scale and the overflow flag as device tensors),
+    so the whole step can be captured in a CUDA graph."""
+    scale_before = scaler._scale.clone() if scaler.is_enabled() else None
+    scaler.step(optimizer)
+    scaler.update()
+    if scale_before is not None:  # GradScaler lowers its scale exactly when it skipped the step
+        skipped += (scaler._scale < scale_before).to(skipped.dtype)
+
+
 class Steps:
     """Takes optimizer steps, one window each, summing the sample losses into `loss` on the device."""
 
@@ -148,12 +159,7 @@ class EagerSteps(Steps):
             with self.model.no_sync() if sync else contextlib.nullcontext():
                 self.loss += micro_step(self.model, x, y, window.samples, self.cfg, self.device, self.scaler,
                                         world=self.dist.world, weight=window.weight, poison=poison)
-        scaler = self.scaler
-        scale_before = scaler._scale.clone() if scaler.is_enabled() else None
-        scaler.step(self.optimizer)
-        scaler.update()
-        if scale_before is not None:  # GradScaler lowers its scale exactly when it skipped the step
-            self.skipped += (scaler._scale < scale_before).to(self.skipped.dtype)
+        optimizer_step(self.optimizer, self.scaler, self.skipped)
         self.optimizer.zero_grad(set_to_none=True)
 
 

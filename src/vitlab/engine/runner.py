@@ -185,7 +185,7 @@ class Run:
             if reason and (t.cuda_graphs is True or self.device.type == "cuda"):
                 self.graphs_off = f"CUDA graphs off: {reason}"
             return EagerSteps(self.forward, self.optimizer, self.scaler, t, self.device, self.dist, self.skipped)
-        return GraphedSteps(self.forward, self.optimizer, self.data.train, t, self.device,
+        return GraphedSteps(self.forward, self.optimizer, self.scaler, self.skipped, self.data.train, t, self.device,
                             augment=self.cfg.data.use_augment, warn=lambda m: self.warn("cuda-graphs", m))
 
     # -- checkpoints ------------------------------------------------------------------------------
