@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from vitlab.config import ExperimentConfig, RunConfig
 from vitlab.engine.models import build_model, classifier_head, count_params
 from vitlab.engine.profile import classes_for, profile_run, vit_flops_analytic
 from vitlab.presets import list_presets, load_preset
@@ -71,6 +73,14 @@ def test_preset_validates_and_profiles_without_data_or_weights(path, profiles):
         params, trainable, flops = profiles[path.stem][run.name]
         assert params > 0 and 0 < trainable <= params
         assert flops is None if (path.stem, run.name) in HEAVY else flops > 0
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_preset_survives_the_hand_over_to_the_worker_and_config_yaml(path):
+    exp = load_preset(path)
+    assert ExperimentConfig.model_validate_json(exp.model_dump_json()) == exp  # TUI -> `vitlab worker`
+    for run in exp.runs:  # config.yaml -> `vitlab resume`
+        assert RunConfig.model_validate(yaml.safe_load(yaml.safe_dump(run.resolved()))) == run
 
 
 @pytest.mark.slow

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from vitlab.config import ExperimentConfig, RunConfig
 from vitlab.engine.events import RunCancelled, RunFailed, StepsLogged
-from vitlab.engine.runner import run_experiment, train_run
+from vitlab.engine.runner import resume_run, run_experiment, train_run
 from vitlab.engine.store import RunStore, read_run
-from vitlab.errors import StoreError
+from vitlab.errors import StoreError, VitlabError
 
 MODEL = {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1}
 
@@ -149,6 +150,23 @@ def test_sigkill_then_resume_matches_uninterrupted_run_bit_for_bit(tmp_path):
     evals = [json.loads(l)["epoch"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
              if '"EpochEvaluated"' in l]
     assert evals == [1, 2, 3, 4, 5]  # no epoch logged twice
+
+
+def test_resume_reads_config_yaml_of_older_versions_and_names_a_bad_field(tmp_path):
+    cfg = RunConfig.model_validate({"name": "m", "model": {**MODEL, "mlp_dim": 48}, "data": SMALL_DATA,
+                                    "train": {"epochs": 2, "batch_size": 64}})
+    run_dir = Path(train_run(cfg, experiment="e", runs_dir=tmp_path, should_stop=lambda: True)["run_dir"])
+    assert read_run(run_dir)["status"] == "cancelled"
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["model"]["mlp_dim"] == 48 and "mlp_ratio" not in resolved["model"]  # the one that decides
+    resolved["model"]["mlp_ratio"] = 4.0  # as vitlab wrote it before 2026-11-26
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved))
+    assert resume_run(run_dir)["status"] == "finished"
+    resolved["train"]["epochs"] = "many"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved))
+    with pytest.raises(VitlabError) as e:
+        resume_run(run_dir)
+    assert str(e.value).startswith(f"{run_dir}/config.yaml: train.epochs: ") and "\n" not in str(e.value)
 
 
 def test_names_cannot_escape_runs_dir(tmp_path):

@@ -9,7 +9,8 @@ import math
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -65,6 +66,13 @@ class ViTModel(Strict):
                 f"the conv stem reaches the patch stride with stride-2 convs, so patch_size must be a power of 2 >= 2 (got {self.patch_size})",
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _one_width(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if self.mlp_dim is not None:  # mlp_dim decides; writing the default ratio too would not validate again
+            data.pop("mlp_ratio", None)
+        return data
 
     @property
     def hidden_dim(self) -> int:

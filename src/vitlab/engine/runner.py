@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 
 from ..config import ExperimentConfig, RunConfig, model_label
 from ..errors import StoreError, VitlabError
@@ -410,7 +411,16 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
         raw = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError) as e:
         raise VitlabError(f"{run_dir}: not a vitlab run directory (no readable config.yaml: {e})") from None
-    cfg = RunConfig.model_validate(raw)
+    model = raw.get("model") if isinstance(raw, dict) else None
+    if isinstance(model, dict) and model.get("mlp_dim") is not None:
+        model.pop("mlp_ratio", None)  # vitlab before 2026-11-26 wrote the default ratio beside mlp_dim
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as e:
+        from ..presets import describe_error
+
+        loc, msg = describe_error(e.errors()[0], raw if isinstance(raw, dict) else {})
+        raise VitlabError(f"{run_dir}/config.yaml: {'.'.join(map(str, loc))}: {msg}") from None
     summary = {}
     try:
         summary = json.loads((run_dir / "summary.json").read_text())

@@ -15,6 +15,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.lazy import Lazy
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -83,6 +84,12 @@ class VitlabApp(App[int]):
         self._results = ResultsView(self.runs_dir, id="results-view")
         self.saved_theme = load_settings().get("theme")
         self.theme = self.saved_theme if self.saved_theme in self.available_themes else DEFAULT_THEME
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Plain text, always (widgets' notify asks for markup too): vitlab's messages quote run names, paths
+        and errors, whose brackets are not markup (`[type=...]` in an error used to crash the app)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:

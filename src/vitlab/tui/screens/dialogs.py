@@ -24,7 +24,7 @@ class Choice(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.message, classes="dialog-message")
+            yield Static(self.message, classes="dialog-message", markup=False)  # it quotes names and paths
             with Horizontal(classes="dialog-buttons"):
                 for result, label, variant in self.answers:
                     yield Button(label, variant=variant, id=f"answer-{result}")
@@ -59,7 +59,7 @@ class PathPrompt(ModalScreen[dict | None]):
             for key, label, value in self.fields:
                 yield Label(label, classes="dialog-label")
                 yield Input(value, id=f"in-{key}", classes="dialog-input", compact=True)
-            yield Static(self.note, id="dialog-note", classes="dialog-message")
+            yield Static(self.note, id="dialog-note", classes="dialog-message", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.ok, variant="primary", id="ok")
                 yield Button("Cancel", id="cancel")

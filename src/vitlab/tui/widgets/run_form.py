@@ -71,7 +71,7 @@ class RunForm(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="form-target")
-        yield Static("", id="form-general", classes="field-error")
+        yield Static("", id="form-general", classes="field-error", markup=False)  # errors quote input
         yield from field_rows(SPECS[:FIRST_PAINT_FIELDS])
 
     def on_mount(self) -> None:
@@ -162,7 +162,7 @@ class RunForm(VerticalScroll):
                 continue
             err = next(iter(row.query(f"#{wid}-err")), None)
             if err is None:
-                err = Static("", classes="field-error", id=f"{wid}-err")
+                err = Static("", classes="field-error", id=f"{wid}-err", markup=False)
                 row.mount(err)
             err.update(message)
             err.display = bool(message)
