@@ -93,6 +93,15 @@ def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
     assert fragment in out.stderr and "Traceback" not in out.stderr
 
 
+def test_missing_dataset_stops_the_queue_before_it_starts(tmp_path, tiny):
+    out = vitlab("run", tiny, "--set", "data.dataset=cifar100", "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    [line] = out.stderr.strip().splitlines()  # once for the queue, not once per run
+    assert line.startswith("vitlab: CIFAR-100 not found under data/") and "cifar-100-python.tar.gz" in line
+    assert line.endswith("Needed by vit, vit-acc.")
+    assert not (tmp_path / "runs").exists()  # no run was started, so none is left failed on disk
+
+
 def test_failed_run_exits_1_and_keeps_summary(tmp_path, tiny):
     out = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--json", env={"VITLAB_INJECT_FAULT": "nan:2"})
     assert out.returncode == 1

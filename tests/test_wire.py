@@ -74,3 +74,19 @@ def test_control_words_arrive_on_stdin():
 def test_worker_is_not_in_the_help():
     out = subprocess.run([sys.executable, "-m", "vitlab", "--help"], capture_output=True, text=True).stdout
     assert "worker" not in out and "run" in out
+
+
+def test_worker_reports_missing_data_once_before_any_run(tmp_path):
+    from vitlab.config import ExperimentConfig
+
+    runs = [{"name": n, "model": {"kind": "resnet18"}, "data": {"dataset": "cifar10", "root": str(tmp_path)}}
+            for n in ("a", "b")]
+    path = tmp_path / "queue.json"
+    path.write_text(ExperimentConfig.model_validate({"name": "q", "runs": runs}).model_dump_json())
+    out = subprocess.run([sys.executable, "-m", "vitlab", "worker", "--experiment-json", str(path), "--runs-dir",
+                          str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    [message] = [wire.decode(line) for line in out.stdout.splitlines()]
+    assert isinstance(message, wire.RunNotStarted) and message.run == "a"
+    assert "CIFAR-10 not found" in message.message and message.message.endswith("Needed by a, b.")
+    assert not (tmp_path / "runs").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, ListView
+from textual.widgets._toast import Toast
 
 from vitlab.tui.bridge import outcome
 
@@ -265,3 +266,32 @@ runs:
     model: {kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1, mlp_ratio: 2}
     data: {limit_train: 64}
 """
+
+
+async def test_missing_data_stops_the_queue_with_one_message_shown_as_written(tmp_path, runs_dir):
+    root = tmp_path / "[draft] data"  # brackets in a path are not markup: shown as they are, never a crash
+    preset = tmp_path / "cifar.yaml"
+    preset.write_text(f"""\
+name: cifar
+defaults:
+  data: {{dataset: cifar10, root: "{root}"}}
+  train: {{epochs: 1}}
+runs:
+  - name: vit-a
+    model: {{kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1}}
+  - name: vit-b
+    model: {{kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1, mlp_dim: 48}}
+""")
+    app = make_app(preset, runs_dir)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await form_ready(pilot)
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.running, timeout=60)
+        await pilot.pause()
+        assert app.state.runs["vit-a"].status == "failed" and app.state.runs["vit-b"].status == "skipped"
+        [note] = [n for n in app._notifications if "not found" in n.message]
+        assert note.message.startswith(f"CIFAR-10 not found under {root}/") and "Needed by vit-a, vit-b." in note.message
+        shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))
+        assert "[draft] data" in shown.replace("\n", " ")
+    assert not (runs_dir / "cifar").exists()  # no run started, so none is left failed on disk

@@ -18,10 +18,12 @@ class ProgressPrinter:
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console, transient=True)
         self.task = None
+        self.started: str | None = None  # the last run that got as far as RunStarted
 
     def __call__(self, event: Event) -> None:
         c = self.console
         if isinstance(event, RunStarted):
+            self.started = event.run
             flops = f", {event.flops / 1e9:.3f} GFLOPs/img" if event.flops else ""
             c.print(f"[bold cyan]{event.run}[/] ({event.index + 1}/{event.total_runs}) {event.model_label}: "
                     f"{human_count(event.params)} params{flops}, {event.train_samples} train / {event.val_samples} "
@@ -45,6 +47,8 @@ class ProgressPrinter:
             self.stop()
             s = event.summary
             if isinstance(event, RunFailed):
+                if event.run != self.started:  # it failed while loading data or weights: name it
+                    c.print(f"[bold cyan]{event.run}[/]")
                 c.print(f"  [red]failed:[/] {event.error}")
             elif isinstance(event, RunCancelled):
                 c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with: vitlab resume {s['run_dir']}")

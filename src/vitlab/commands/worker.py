@@ -162,9 +162,13 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, control.on_signal)
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
+    from ..engine.data import missing_on_disk
     from ..engine.runner import train_run  # torch loads here
 
     try:
+        if missing := missing_on_disk(exp.runs):  # one message for the queue, not one failed run each
+            stream(wire.RunNotStarted(*missing))
+            return 1
         for i, cfg in enumerate(exp.runs):
             if queue_stops(control):
                 break

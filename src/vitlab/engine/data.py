@@ -15,13 +15,13 @@ import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import NATIVE_SIZE, DataConfig
+from ..config import NATIVE_SIZE, DataConfig, RunConfig
 from ..errors import DataError
 
 PRERESIZE_BYTES = 512 * 2**20  # resize once at load when the resized uint8 set is smaller than this
@@ -340,32 +340,77 @@ def cifar_split(batches: list[tuple[Path, dict[str, Any]]], label_key: str, clas
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 
-def load_cifar(cfg: DataConfig) -> Arrays:
+class CifarFiles(NamedTuple):
+    tv: Any  # torchvision's CIFAR10/CIFAR100 class: file names, checksums, URL
+    title: str
+    folder: Path
+    files: list[list[str]]  # [name, md5] of every file, the meta file last
+    expected: str  # "CIFAR-100 not found under ...": the start of every missing-file message
+    by_hand: str  # how to get them
+
+
+def cifar_files(cfg: DataConfig) -> CifarFiles:
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    tv, title, label_key, classes = ((CIFAR100, "CIFAR-100", "fine_labels", 100) if cfg.dataset == "cifar100"
-                                     else (CIFAR10, "CIFAR-10", "labels", 10))
+    tv, title = (CIFAR100, "CIFAR-100") if cfg.dataset == "cifar100" else (CIFAR10, "CIFAR-10")
     root = Path(cfg.root)
     folder = root / tv.base_folder
-    meta = [tv.meta["filename"], tv.meta["md5"]]
-    files = tv.train_list + tv.test_list + [meta]
+    files = tv.train_list + tv.test_list + [[tv.meta["filename"], tv.meta["md5"]]]
     expected = f"{title} not found under {root}/: expected {folder}/{{{','.join(name for name, _ in files)}}}."
-    by_hand = f"Download {tv.url} and extract it into {root}/ (or set data.root)"
+    return CifarFiles(tv, title, folder, files, expected, f"Download {tv.url} and extract it into {root}/ "
+                      "(or set data.root)")
 
-    def missing() -> list[str]:
-        return [name for name, _ in files if not (folder / name).is_file()]
 
-    if missing() and cfg.download:
+def cifar_missing(cfg: DataConfig) -> str | None:
+    """Why the CIFAR files can't be read (the message says how to get them), or None when all are there."""
+    c = cifar_files(cfg)
+    if absent := [name for name, _ in c.files if not (c.folder / name).is_file()]:
+        return (f"{c.expected} {c.by_hand}, or set data.download: true on a machine with internet."
+                + (f" (present: {c.folder}, missing: {', '.join(absent)})" if c.folder.is_dir() else ""))
+    return None
+
+
+def missing_data(cfg: DataConfig) -> str | None:
+    """Why a dataset's files are not on disk, or None. Looks at paths only, so a queue can check every run's
+    data before the first one trains; reading the files (and what can go wrong there) is the loader's job."""
+    if cfg.dataset in ("cifar10", "cifar100") and not cfg.download:
+        return cifar_missing(cfg)
+    if cfg.dataset == "imagefolder":
+        root = Path(cfg.root)
+        for name in ("train", "val"):
+            if not (root / name).is_dir():
+                return (f"image folder {root / name} not found; expected {root}/train/<class>/<image> and "
+                        f"{root}/val/<class>/<image> with the same class folders (data.root)")
+    return None
+
+
+def missing_on_disk(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
+    """(the first run whose dataset is not on disk, one message for every missing dataset naming its runs), or
+    None. A queue checks this before its first run: one clear message, not one failed run each."""
+    problems: dict[str, list[str]] = {}
+    for cfg in runs:
+        if problem := missing_data(cfg.data):
+            problems.setdefault(problem, []).append(cfg.name)
+    if not problems:
+        return None
+    first = next(iter(problems.values()))[0]
+    return first, " ".join(f"{problem} Needed by {', '.join(names)}." for problem, names in problems.items())
+
+
+def load_cifar(cfg: DataConfig) -> Arrays:
+    tv, title, folder, files, expected, by_hand = cifar_files(cfg)
+    label_key, classes = ("fine_labels", 100) if cfg.dataset == "cifar100" else ("labels", 10)
+    meta = files[-1]
+    if cifar_missing(cfg) and cfg.download:
         from torchvision.datasets.utils import download_and_extract_archive
 
         try:  # only download and check the archive; the files are read below, through the safe unpickler
-            download_and_extract_archive(tv.url, str(root), filename=tv.filename, md5=tv.tgz_md5)
+            download_and_extract_archive(tv.url, str(Path(cfg.root)), filename=tv.filename, md5=tv.tgz_md5)
         except Exception as e:
             raise DataError(f"{expected} data.download is on, but the download failed ({type(e).__name__}: {e}). "
                             f"{by_hand}.") from e
-    if absent := missing():
-        raise DataError(f"{expected} {by_hand}, or set data.download: true on a machine with internet."
-                        + (f" (present: {folder}, missing: {', '.join(absent)})" if folder.is_dir() else ""))
+    if problem := cifar_missing(cfg):
+        raise DataError(problem)
 
     mismatched: list[str] = []
 
