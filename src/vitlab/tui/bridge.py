@@ -44,6 +44,8 @@ class RunTrack:
     epochs: int = 0
     steps_per_epoch: int = 1
     device: str = ""
+    log_every: int = 1  # optimizer steps between figures
+    compiled: bool = False
     params: int | None = None
     flops: int | None = None
     steps: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss)
@@ -125,6 +127,7 @@ class LiveState:
             t.status, t.model, t.epochs = "running", ev.model_label, ev.epochs
             t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
             t.params, t.flops = ev.params, ev.flops
+            t.log_every, t.compiled = ev.config.get("train", {}).get("log_every", 1), ev.compiled
             t.steps, t.evals, t.last, t.summary = [], [], None, None
             compiling = ", compiling the model (the first steps take tens of seconds)" if ev.compiled else ""
             self.add_log("bold", f"{ev.run}: started ({ev.index + 1}/{ev.total_runs}) {ev.model_label} on "

@@ -118,6 +118,9 @@ class ProgressPane(Vertical, Pane):
             text.append(f"epoch {last.epoch}/{t.epochs}  step {last.step}/{last.total_steps}  "
                         f"elapsed {human_duration(last.elapsed_s)}  ETA {human_duration(last.eta_s)}  "
                         f"lr {last.lr:.2e}")
+        elif t.status == "running":  # started; its first figures come with the first logged steps
+            first = f"the first figures after {t.log_every} optimizer step{'s' if t.log_every > 1 else ''}"
+            text.append(f"training: {'compiling the model, then ' if t.compiled else ''}{first}…", style="dim")
         else:
             text.append("setting up (loading data, building the model)…", style="dim")
         text_pane.show(text)
