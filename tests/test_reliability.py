@@ -169,6 +169,22 @@ def test_resume_reads_config_yaml_of_older_versions_and_names_a_bad_field(tmp_pa
     assert str(e.value).startswith(f"{run_dir}/config.yaml: train.epochs: ") and "\n" not in str(e.value)
 
 
+def test_a_fresh_heartbeat_of_a_dead_process_on_this_machine_is_interrupted_at_once(tmp_path):
+    import socket
+
+    store = RunStore.create(tmp_path, "e", "r")
+    store.write_summary({"name": "r", "status": "running"})
+    store.heartbeat()
+    assert read_run(store.dir)["status"] == "running"  # this process: alive
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    beat = store.dir / "heartbeat"
+    beat.write_text(f"{gone.pid} {time.time():.0f} {socket.gethostname()}\n")
+    assert read_run(store.dir)["status"] == "interrupted"
+    beat.write_text(f"{gone.pid} {time.time():.0f} another-host\n")  # a shared disk: trust the fresh beat
+    assert read_run(store.dir)["status"] == "running"
+
+
 def test_names_cannot_escape_runs_dir(tmp_path):
     for experiment, run in (("../up", "r"), ("e", "../../x"), ("/abs", "r"), ("e", "a/b")):
         with pytest.raises(StoreError):

@@ -205,6 +205,16 @@ class RunConfig(Strict):
         """The fully resolved config, as written to config.yaml."""
         return self.model_dump(mode="json")
 
+    @classmethod
+    def from_resolved(cls, raw: Any) -> "RunConfig":
+        """A config.yaml read back, also as older versions wrote it (before 2026-11-26 the default mlp_ratio
+        was written beside mlp_dim, which does not validate)."""
+        model = raw.get("model") if isinstance(raw, dict) else None
+        if isinstance(model, dict) and model.get("mlp_dim") is not None:
+            model = {k: v for k, v in model.items() if k != "mlp_ratio"}
+            raw = {**raw, "model": model}
+        return cls.model_validate(raw)
+
 
 class ExperimentConfig(Strict):
     name: str

@@ -361,9 +361,8 @@ def cifar_files(cfg: DataConfig) -> CifarFiles:
                       "(or set data.root)")
 
 
-def cifar_missing(cfg: DataConfig) -> str | None:
+def cifar_missing(c: CifarFiles) -> str | None:
     """Why the CIFAR files can't be read (the message says how to get them), or None when all are there."""
-    c = cifar_files(cfg)
     if absent := [name for name, _ in c.files if not (c.folder / name).is_file()]:
         return (f"{c.expected} {c.by_hand}, or set data.download: true on a machine with internet."
                 + (f" (present: {c.folder}, missing: {', '.join(absent)})" if c.folder.is_dir() else ""))
@@ -374,7 +373,7 @@ def missing_data(cfg: DataConfig) -> str | None:
     """Why a dataset's files are not on disk, or None. Looks at paths only, so a queue can check every run's
     data before the first one trains; reading the files (and what can go wrong there) is the loader's job."""
     if cfg.dataset in ("cifar10", "cifar100") and not cfg.download:
-        return cifar_missing(cfg)
+        return cifar_missing(cifar_files(cfg))
     if cfg.dataset == "imagefolder":
         root = Path(cfg.root)
         for name in ("train", "val"):
@@ -398,18 +397,18 @@ def missing_on_disk(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
 
 
 def load_cifar(cfg: DataConfig) -> Arrays:
-    tv, title, folder, files, expected, by_hand = cifar_files(cfg)
+    c = cifar_files(cfg)
+    tv, title, folder, meta = c.tv, c.title, c.folder, c.files[-1]
     label_key, classes = ("fine_labels", 100) if cfg.dataset == "cifar100" else ("labels", 10)
-    meta = files[-1]
-    if cifar_missing(cfg) and cfg.download:
+    if cifar_missing(c) and cfg.download:
         from torchvision.datasets.utils import download_and_extract_archive
 
         try:  # only download and check the archive; the files are read below, through the safe unpickler
             download_and_extract_archive(tv.url, str(Path(cfg.root)), filename=tv.filename, md5=tv.tgz_md5)
         except Exception as e:
-            raise DataError(f"{expected} data.download is on, but the download failed ({type(e).__name__}: {e}). "
-                            f"{by_hand}.") from e
-    if problem := cifar_missing(cfg):
+            raise DataError(f"{c.expected} data.download is on, but the download failed ({type(e).__name__}: "
+                            f"{e}). {c.by_hand}.") from e
+    if problem := cifar_missing(c):
         raise DataError(problem)
 
     mismatched: list[str] = []

@@ -7,13 +7,13 @@ not each micro-batch, is what keeps accumulation cheap: a second micro-batch cos
 
 A step is capturable when its shapes and addresses are fixed: the window's sample indices and the
 epoch's augmentation parameters are copied into fixed device buffers, the learning rate is a device
-tensor that the scheduler fills, the optimizer is
-fused Adam/AdamW, and the loss is summed into a fixed device scalar that the loop reads on its logging
-cadence. fp16 fits too: a fused optimizer takes GradScaler's scale and overflow flag as device tensors and
-skips the update itself, and the scale's update is a device op, so skip-or-step happens inside the replay
-(the pattern of torch's own test_graph_scaling_fused_optimizers). The first windows run eagerly on a side stream (cuBLAS, allocator and torch.compile warm up),
-and an epoch's short last window, which has another shape, runs eagerly. Every path runs the same
-`_window`, so a replay is the eager step, op for op.
+tensor that the scheduler fills, the optimizer is fused Adam/AdamW, and the loss is summed into a fixed
+device scalar that the loop reads on its logging cadence. fp16 fits too: a fused optimizer takes
+GradScaler's scale and overflow flag as device tensors and skips the update itself, and the scale's update
+is a device op, so skip-or-step happens inside the replay (the pattern of torch's own
+test_graph_scaling_fused_optimizers). The first windows run eagerly on a side stream (cuBLAS, allocator
+and torch.compile warm up), and an epoch's short last window, which has another shape, runs eagerly.
+Every path runs the same `_window`, so a replay is the eager step, op for op.
 
 Gradients cost no zeroing and no per-parameter adds: the window's first backward writes them fresh
 (they start as None; inside a capture they come from the graph's own memory pool, so every replay

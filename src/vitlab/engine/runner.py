@@ -411,11 +411,8 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
         raw = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError) as e:
         raise VitlabError(f"{run_dir}: not a vitlab run directory (no readable config.yaml: {e})") from None
-    model = raw.get("model") if isinstance(raw, dict) else None
-    if isinstance(model, dict) and model.get("mlp_dim") is not None:
-        model.pop("mlp_ratio", None)  # vitlab before 2026-11-26 wrote the default ratio beside mlp_dim
     try:
-        cfg = RunConfig.model_validate(raw)
+        cfg = RunConfig.from_resolved(raw)
     except ValidationError as e:
         from ..presets import describe_error
 

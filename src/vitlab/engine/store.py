@@ -14,6 +14,7 @@ import datetime as dt
 import errno
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -114,7 +115,7 @@ class RunStore:
 
     def heartbeat(self) -> None:
         try:
-            (self.dir / "heartbeat").write_text(f"{os.getpid()} {time.time():.0f}\n")
+            (self.dir / "heartbeat").write_text(f"{os.getpid()} {time.time():.0f} {socket.gethostname()}\n")
         except OSError:
             pass  # a missed heartbeat only makes a live run look stale; never fail training for it
 
@@ -189,10 +190,20 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _heartbeat_alive(run_dir: Path) -> bool:
+    """A fresh heartbeat, unless it names a process of this machine that is gone (killed, OOM-killed): then the
+    run is known dead at once instead of after HEARTBEAT_STALE_S. Another machine's (a shared disk) is trusted."""
     try:
-        return time.time() - (run_dir / "heartbeat").stat().st_mtime < HEARTBEAT_STALE_S
+        path = run_dir / "heartbeat"
+        if time.time() - path.stat().st_mtime >= HEARTBEAT_STALE_S:
+            return False
+        pid, _, host = (path.read_text().split() + ["", "", ""])[:3]
     except OSError:
         return False
+    if host == socket.gethostname() and pid.isdigit():
+        import psutil
+
+        return psutil.pid_exists(int(pid))
+    return True
 
 
 def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
@@ -210,7 +221,7 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     train = config.get("train", {})
     label = "?"
     try:
-        label = model_label(RunConfig.model_validate(config).model)
+        label = model_label(RunConfig.from_resolved(config).model)
     except Exception:
         pass
     return {
