@@ -30,6 +30,9 @@ step 170 vit-a-accum1 python3 bench/bench.py --json --model vit-a --accum 1 --st
   --variants graphs,compile+graphs
 step 110 vit-a-accum2 python3 bench/bench.py --json --model vit-a --accum 2 --steps 300 --warmup 30 \
   --variants graphs,compile+graphs --no-plain
+# fp16 + GradScaler inside the graph, as the seed-problem1 preset trains (micro-batch 32 x 2, like `plain`)
+step 110 vit-a-fp16 python3 bench/bench.py --json --model vit-a --accum 2 --precision fp16 --steps 300 --warmup 30 \
+  --variants graphs,compile+graphs --no-plain
 # where ViT-A's step spends its time (the table goes to log.txt)
 step 80 profile python3 bench/profile_step.py --model vit-a --accum 1 --top 30
 # ViT-B at batch 512: how close to the hardware
