@@ -277,6 +277,9 @@ class Run:
         eval_times: list[float] = []
         start_step, start_time = self.step, self.train_time  # ETA from this process's pace (resume-safe)
         self.start_step = start_step
+        # The pace is measured from the first logged steps on: the steps before them pay the warm-up (torch.compile,
+        # CUDA-graph capture, cuDNN autotuning), tens of seconds that would inflate the ETA of a long run for hours.
+        pace_from: list[tuple[int, float]] = []
         fault = fault_from_env()
         while self.epoch < t.epochs:
             epoch_start = time.perf_counter()
@@ -292,7 +295,10 @@ class Run:
                 self.train_time = phase_train + (time.perf_counter() - phase_start)
                 self.images += log.samples
                 mean_eval = sum(eval_times) / len(eval_times) if eval_times else 0.0
-                per_step = (self.train_time - start_time) / max(1, step - start_step)
+                if not pace_from:
+                    pace_from.append((step, self.train_time))
+                since_step, since_time = pace_from[0] if step > pace_from[0][0] else (start_step, start_time)
+                per_step = (self.train_time - since_time) / max(1, step - since_step)
                 eta = per_step * (total_steps - step) + mean_eval * (t.epochs - self.epoch)
                 self.emit(StepsLogged(
                     cfg.name, self.experiment, self.epoch + 1, step, total_steps, log.loss,

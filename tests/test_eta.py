@@ -1,0 +1,43 @@
+"""The ETA a run reports while it trains follows its pace after the warm-up, not the warm-up itself."""
+import time
+
+from vitlab.config import RunConfig
+from vitlab.engine import runner
+from vitlab.engine.events import StepsLogged
+from vitlab.engine.runner import train_run
+
+WARM_UP_S = 1.0  # the first step's extra time, as torch.compile or a CUDA-graph capture would cost
+
+
+class SlowFirstStep:
+    """The run's steps, the first one WARM_UP_S slower."""
+
+    def __init__(self, steps):
+        self.steps, self.taken = steps, 0
+
+    def __call__(self, window, poison):
+        if not self.taken:
+            time.sleep(WARM_UP_S)
+        self.taken += 1
+        self.steps(window, poison)
+
+    def __getattr__(self, name):
+        return getattr(self.steps, name)
+
+
+def test_eta_leaves_out_the_warm_up_of_the_first_steps(tmp_path, monkeypatch):
+    make_steps = runner.Run.make_steps
+    monkeypatch.setattr(runner.Run, "make_steps", lambda self: SlowFirstStep(make_steps(self)))
+    cfg = RunConfig.model_validate({
+        "name": "eta", "model": {"kind": "vit", "patch_size": 4, "embed_dim": 16, "heads": 2, "layers": 1},
+        "data": {"dataset": "digits", "limit_train": 384, "limit_val": 64},
+        "train": {"epochs": 1, "batch_size": 32, "log_every": 2}})
+    events = []
+    train_run(cfg, experiment="e", runs_dir=tmp_path, emit=events.append)
+    logs = [e for e in events if isinstance(e, StepsLogged)]
+    assert [e.step for e in logs] == [2, 4, 6, 8, 10, 12]
+    first, middle = logs[0], logs[2]  # step 2 knows only the warm-up's pace; step 6 the steady one
+    assert first.eta_s > WARM_UP_S  # ten more steps at the pace of two slow ones
+    steady = (middle.elapsed_s - first.elapsed_s) / (middle.step - first.step)
+    assert abs(middle.eta_s - steady * (12 - middle.step)) < 0.05
+    assert middle.eta_s < WARM_UP_S / 2  # the warm-up spread over every step would say ~1 s
