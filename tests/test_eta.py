@@ -1,4 +1,4 @@
-"""The ETA a run reports while it trains follows its pace after the warm-up, not the warm-up itself."""
+"""The ETA and img/s a run reports follow its pace after the warm-up, not the warm-up itself (train time keeps it)."""
 import time
 
 from vitlab.config import RunConfig
@@ -25,7 +25,7 @@ class SlowFirstStep:
         return getattr(self.steps, name)
 
 
-def test_eta_leaves_out_the_warm_up_of_the_first_steps(tmp_path, monkeypatch):
+def test_eta_and_throughput_leave_out_the_warm_up_of_the_first_steps(tmp_path, monkeypatch):
     make_steps = runner.Run.make_steps
     monkeypatch.setattr(runner.Run, "make_steps", lambda self: SlowFirstStep(make_steps(self)))
     cfg = RunConfig.model_validate({
@@ -33,7 +33,7 @@ def test_eta_leaves_out_the_warm_up_of_the_first_steps(tmp_path, monkeypatch):
         "data": {"dataset": "digits", "limit_train": 384, "limit_val": 64},
         "train": {"epochs": 1, "batch_size": 32, "log_every": 2}})
     events = []
-    train_run(cfg, experiment="e", runs_dir=tmp_path, emit=events.append)
+    summary = train_run(cfg, experiment="e", runs_dir=tmp_path, emit=events.append)
     logs = [e for e in events if isinstance(e, StepsLogged)]
     assert [e.step for e in logs] == [2, 4, 6, 8, 10, 12]
     first, middle = logs[0], logs[2]  # step 2 knows only the warm-up's pace; step 6 the steady one
@@ -41,3 +41,6 @@ def test_eta_leaves_out_the_warm_up_of_the_first_steps(tmp_path, monkeypatch):
     steady = (middle.elapsed_s - first.elapsed_s) / (middle.step - first.step)
     assert abs(middle.eta_s - steady * (12 - middle.step)) < 0.05
     assert middle.eta_s < WARM_UP_S / 2  # the warm-up spread over every step would say ~1 s
+    overall = 384 / summary["train_time_s"]
+    assert summary["train_time_s"] > WARM_UP_S and summary["throughput_img_s"] > 3 * overall
+    assert logs[-1].mean_images_per_s > 3 * overall  # the Live view's "mean" is the same steady figure

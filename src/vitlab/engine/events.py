@@ -64,7 +64,7 @@ class StepsLogged(Event):
     loss: float  # mean train loss per sample over the logged steps
     lr: float
     images_per_s: float  # over the logged steps
-    mean_images_per_s: float  # over the run's training time so far
+    mean_images_per_s: float  # since the warm-up (the first logged steps), as the summary's throughput
     elapsed_s: float  # training time so far (eval excluded)
     eta_s: float  # until the end of the run, eval included, estimated
     memory: Memory

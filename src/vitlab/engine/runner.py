@@ -113,6 +113,7 @@ class Run:
         self.summary: dict[str, Any] = {}
         self.train_time = 0.0
         self.images = 0
+        self.steady_from: tuple[int, float, int] | None = None  # (step, train time, images) at the first log
         self.epoch = 0
         self.step = 0
         self.evals: list[dict[str, float]] = []
@@ -227,7 +228,7 @@ class Run:
     # -- summary --------------------------------------------------------------------------------
     def make_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg.train
-        ips = self.images / self.train_time if self.train_time else None
+        ips = self.throughput()
         peak = self.memory.read() if hasattr(self, "memory") else None
         return {
             "name": cfg.name, "experiment": self.experiment, "status": status, "model": model_label(cfg.model),
@@ -277,9 +278,6 @@ class Run:
         eval_times: list[float] = []
         start_step, start_time = self.step, self.train_time  # ETA from this process's pace (resume-safe)
         self.start_step = start_step
-        # The pace is measured from the first logged steps on: the steps before them pay the warm-up (torch.compile,
-        # CUDA-graph capture, cuDNN autotuning), tens of seconds that would inflate the ETA of a long run for hours.
-        pace_from: list[tuple[int, float]] = []
         fault = fault_from_env()
         while self.epoch < t.epochs:
             epoch_start = time.perf_counter()
@@ -295,15 +293,16 @@ class Run:
                 self.train_time = phase_train + (time.perf_counter() - phase_start)
                 self.images += log.samples
                 mean_eval = sum(eval_times) / len(eval_times) if eval_times else 0.0
-                if not pace_from:
-                    pace_from.append((step, self.train_time))
-                since_step, since_time = pace_from[0] if step > pace_from[0][0] else (start_step, start_time)
+                if self.steady_from is None:
+                    self.steady_from = (step, self.train_time, self.images)
+                since_step, since_time, _ = (self.steady_from if step > self.steady_from[0]
+                                             else (start_step, start_time, 0))
                 per_step = (self.train_time - since_time) / max(1, step - since_step)
                 eta = per_step * (total_steps - step) + mean_eval * (t.epochs - self.epoch)
                 self.emit(StepsLogged(
                     cfg.name, self.experiment, self.epoch + 1, step, total_steps, log.loss,
                     float(self.scheduler.get_last_lr()[0]), log.samples / max(log.seconds, 1e-9),
-                    self.images / max(self.train_time, 1e-9), self.train_time, eta, self.memory.read(),
+                    self.throughput() or 0.0, self.train_time, eta, self.memory.read(),
                     int(self.skipped)))
                 self.health.on_steps(step, int(self.skipped), self.warn)
 
@@ -328,6 +327,15 @@ class Run:
             self.health.on_epoch(self.epoch, train_loss, accuracy, self.warn)
             if self.should_stop():
                 raise Cancelled()
+
+    def throughput(self) -> float | None:
+        """Training images per second after the warm-up: from this process's first logged steps on, since the
+        steps before them pay torch.compile, CUDA-graph capture and cuDNN autotuning (tens of seconds, which
+        train_time keeps); over everything until a second log point exists."""
+        if self.steady_from is not None and self.images > self.steady_from[2]:
+            _, since_time, since_images = self.steady_from
+            return (self.images - since_images) / max(self.train_time - since_time, 1e-9)
+        return self.images / self.train_time if self.train_time else None
 
     @property
     def effective_batch(self) -> int:
