@@ -125,3 +125,21 @@ def test_quickstart_vit_reaches_90_percent(tmp_path):
     vit = next(r for r in exp.runs if r.model.kind == "vit")
     summary = train_run(vit, experiment=exp.name, runs_dir=tmp_path)
     assert summary["status"] == "finished" and summary["accuracy"] >= 0.90
+
+
+def test_brackets_in_names_paths_and_errors_are_printed_as_written(tmp_path):
+    """Rich reads `[...]` as markup: text from outside must be escaped, or `[/x]` crashes and `[draft]` vanishes."""
+    (tmp_path / "presets").mkdir()
+    preset = tmp_path / "presets" / "br.yaml"
+    preset.write_text(textwrap.dedent("""\
+        name: br
+        description: "[draft] brackets [/x] in a description"
+        runs:
+          - name: r
+            model: {kind: resnet18, weights: "w[/x].pt"}
+        """))
+    out = vitlab("run", preset, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "model.weights w[/x].pt: no such file" in " ".join(out.stderr.split())
+    out = vitlab("presets", cwd=tmp_path)
+    assert out.returncode == 0 and "[draft] brackets [/x]" in out.stdout

@@ -109,6 +109,7 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
 
 
 def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str, ...] = ()):
+    from rich.markup import escape
     from rich.table import Table
 
     columns = tuple(c for c in visible_columns(summaries) if c.key not in hide)
@@ -116,7 +117,7 @@ def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str,
     for c in columns:
         table.add_column(c.header, justify="right" if c.numeric else "left")
     for s in summaries:
-        cells = format_row(s, columns)
+        cells = [escape(cell) for cell in format_row(s, columns)]  # names and paths: brackets are not markup
         style = STATUS_STYLE.get(s.get("status", ""), "")
         cells[-1] = f"[{style}]{cells[-1]}[/]" if style else cells[-1]
         table.add_row(*cells)

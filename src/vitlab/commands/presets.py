@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..presets import list_presets, preset_dirs
@@ -24,8 +25,9 @@ def main(args: argparse.Namespace) -> int:
     table.add_column("Description")
     table.add_column("File", style="dim")
     for info in list_presets():
-        desc = f"[red]invalid: {info.error.splitlines()[0]}[/]" if info.error else info.description
-        table.add_row(info.name, str(info.runs), desc, str(info.path))
+        desc = f"[red]invalid: {escape(info.error.splitlines()[0])}[/]" if info.error else escape(info.description)
+        table.add_row(escape(info.name), str(info.runs), desc, escape(str(info.path)))
     console.print(table)
-    console.print(f"searched: {', '.join(str(d) for d in preset_dirs()) or '(no preset directories)'}", style="dim")
+    console.print(f"searched: {escape(', '.join(str(d) for d in preset_dirs())) or '(no preset directories)'}",
+                  style="dim")
     return 0

@@ -1,7 +1,10 @@
-"""Headless progress: the engine's events as Rich output on stderr (stdout stays for --json)."""
+"""Headless progress: the engine's events as Rich output on stderr (stdout stays for --json).
+
+Text from outside (errors, warnings, paths, names) is escaped: its brackets are not Rich markup."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..engine.events import (EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
@@ -25,11 +28,12 @@ class ProgressPrinter:
         if isinstance(event, RunStarted):
             self.started = event.run
             flops = f", {event.flops / 1e9:.3f} GFLOPs/img" if event.flops else ""
-            c.print(f"[bold cyan]{event.run}[/] ({event.index + 1}/{event.total_runs}) {event.model_label}: "
+            c.print(f"[bold cyan]{escape(event.run)}[/] ({event.index + 1}/{event.total_runs}) "
+                    f"{escape(event.model_label)}: "
                     f"{human_count(event.params)} params{flops}, {event.train_samples} train / {event.val_samples} "
-                    f"val samples, effective batch {event.effective_batch}, on {event.device}"
+                    f"val samples, effective batch {event.effective_batch}, on {escape(event.device)}"
                     + (", compiling the model (the first steps take tens of seconds)" if event.compiled else ""))
-            c.print(f"  run dir: {event.run_dir}", style="dim")
+            c.print(f"  run dir: {escape(event.run_dir)}", style="dim")
             self.progress.start()
             self.task = self.progress.add_task(event.run, total=event.epochs * event.steps_per_epoch,
                                                completed=event.start_epoch * event.steps_per_epoch, status="")
@@ -42,16 +46,17 @@ class ProgressPrinter:
             c.print(f"  epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f}, "
                     f"eval loss {event.eval_loss:.4f}, accuracy {event.accuracy:.2%} ({event.epoch_time_s:.1f}s)")
         elif isinstance(event, WarningRaised):
-            c.print(f"  [yellow]warning ({event.code}):[/] {event.message}")
+            c.print(f"  [yellow]warning ({event.code}):[/] {escape(event.message)}")
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
             self.stop()
             s = event.summary
             if isinstance(event, RunFailed):
                 if event.run != self.started:  # it failed while loading data or weights: name it
-                    c.print(f"[bold cyan]{event.run}[/]")
-                c.print(f"  [red]failed:[/] {event.error}")
+                    c.print(f"[bold cyan]{escape(event.run)}[/]")
+                c.print(f"  [red]failed:[/] {escape(event.error)}")
             elif isinstance(event, RunCancelled):
-                c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with: vitlab resume {s['run_dir']}")
+                c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with: "
+                        f"vitlab resume {escape(s['run_dir'])}")
             else:
                 acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
                 c.print(f"  [green]finished[/]: accuracy {acc} in {s['train_time_s']:.1f}s of training")
