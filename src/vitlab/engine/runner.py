@@ -293,10 +293,11 @@ class Run:
                 self.train_time = phase_train + (time.perf_counter() - phase_start)
                 self.images += log.samples
                 mean_eval = sum(eval_times) / len(eval_times) if eval_times else 0.0
-                if self.steady_from is None:
+                if self.steady_from is None:  # the warm-up ends with the first logged steps (see throughput)
                     self.steady_from = (step, self.train_time, self.images)
-                since_step, since_time, _ = (self.steady_from if step > self.steady_from[0]
-                                             else (start_step, start_time, 0))
+                since_step, since_time, _ = self.steady_from
+                if step == since_step:  # no pace after the warm-up yet: the pace so far
+                    since_step, since_time = start_step, start_time
                 per_step = (self.train_time - since_time) / max(1, step - since_step)
                 eta = per_step * (total_steps - step) + mean_eval * (t.epochs - self.epoch)
                 self.emit(StepsLogged(
