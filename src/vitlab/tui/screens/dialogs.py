@@ -12,9 +12,11 @@ from textual.widgets import Button, Input, Label, Static
 
 
 class Choice(ModalScreen[str | None]):
-    """A question with a few answers, each a button with a key. Escape answers None."""
+    """A question with a few answers, each a button with a key (its first letter). Escape answers None; the
+    arrow keys move between the answers, as a row of buttons invites."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Back"), Binding("left", "app.focus_previous", show=False),
+                Binding("right", "app.focus_next", show=False)]
 
     def __init__(self, title: str, message: str, answers: list[tuple[str, str, str]]) -> None:
         """answers: (result, label, variant); the first is focused."""

@@ -1,0 +1,28 @@
+"""The question dialog: answered by its buttons, their first letters, the arrow keys and enter, or escape."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vitlab.tui.screens.dialogs import Choice
+
+from .conftest import form_ready, make_app
+
+ANSWERS = [("leave", "Leave it training", "primary"), ("cancel", "Cancel it and quit", "error"),
+           ("stay", "Stay", "default")]
+
+
+@pytest.mark.parametrize("keys, answer", [(["enter"], "leave"), (["right", "enter"], "cancel"),
+                                          (["right", "right", "left", "enter"], "cancel"), (["s"], "stay"),
+                                          (["escape"], None)])
+async def test_choice_answers_by_arrows_letters_and_escape(keys, answer):
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        answers = []
+        app.push_screen(Choice("Quit vitlab?", "A run is training.", ANSWERS), answers.append)
+        await pilot.pause()
+        await pilot.press(*keys)
+        await pilot.pause()
+        assert answers == [answer]
