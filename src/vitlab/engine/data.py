@@ -378,8 +378,7 @@ def missing_data(cfg: DataConfig) -> str | None:
         root = Path(cfg.root)
         for name in ("train", "val"):
             if not (root / name).is_dir():
-                return (f"image folder {root / name} not found; expected {root}/train/<class>/<image> and "
-                        f"{root}/val/<class>/<image> with the same class folders (data.root)")
+                return f"image folder {root / name} not found; {imagefolder_layout(root)} (data.root)"
     return None
 
 
@@ -430,11 +429,15 @@ def load_cifar(cfg: DataConfig) -> Arrays:
 
 
 # -- image folders ----------------------------------------------------------------------------------------
+def imagefolder_layout(root: Path) -> str:
+    return f"expected {root}/train/<class>/<image> and {root}/val/<class>/<image> with the same class folders"
+
+
 def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
     from torchvision.datasets import ImageFolder
 
     root, size = Path(cfg.root), cfg.size
-    layout = f"expected {root}/train/<class>/<image> and {root}/val/<class>/<image> with the same class folders"
+    layout = imagefolder_layout(root)
     folders = {}
     for name in ("train", "val"):
         try:
