@@ -48,6 +48,16 @@ def test_cancel_mid_run_keeps_everything(tmp_path):
     assert summary["steps"] >= 6 and summary["train_time_s"] > 0
 
 
+def test_cancel_is_heard_between_the_micro_batches_of_a_window(tmp_path):
+    """A long accumulation window (a CPU at 224 px: minutes) must not have to finish before a cancel lands."""
+    asked = []
+    stop = lambda: asked.append(1) or True
+    summary = train_run(config(batch_size=16, accumulation_steps=4), experiment="c", runs_dir=tmp_path,
+                        should_stop=stop)
+    assert summary["status"] == "cancelled"
+    assert summary["steps"] == 0 and len(asked) == 1  # heard after the first micro-batch; no update was taken
+
+
 @pytest.mark.parametrize("fault, reason, advice", [("oom:3", "oom", "accumulation_steps"),
                                                    ("nan:3", "non-finite", "bf16")])
 def test_oom_and_nan_fail_cleanly_and_queue_goes_on(tmp_path, monkeypatch, fault, reason, advice):

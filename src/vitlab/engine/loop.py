@@ -143,10 +143,12 @@ class EagerSteps(Steps):
     """Op by op: any device, DDP (gradients all-reduced once per window), fp16 with GradScaler, any window."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                 cfg: TrainConfig, device: torch.device, dist: Dist, skipped: torch.Tensor):
+                 cfg: TrainConfig, device: torch.device, dist: Dist, skipped: torch.Tensor,
+                 should_stop: Callable[[], bool]):
         super().__init__(device)
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.cfg, self.device, self.dist, self.skipped = cfg, device, dist, skipped
+        self.should_stop = should_stop
 
     def begin_epoch(self, order: torch.Tensor, epoch: int, batches) -> None:
         self.batches = batches  # iterator of (x, y), one per micro-batch, in window order
@@ -159,6 +161,10 @@ class EagerSteps(Steps):
             with self.model.no_sync() if sync else contextlib.nullcontext():
                 self.loss += micro_step(self.model, x, y, window.samples, self.cfg, self.device, self.scaler,
                                         world=self.dist.world, weight=window.weight, poison=poison)
+            # a long window (accumulation on a CPU) hears a cancel between micro-batches; ranks of a DDP
+            # run must agree on when they stop, which costs a sync, so they hear it at log points only
+            if not self.dist.enabled and i < len(window.micro) - 1 and self.should_stop():
+                raise Cancelled()
         optimizer_step(self.optimizer, self.scaler, self.skipped)
         self.optimizer.zero_grad(set_to_none=True)
 

@@ -186,7 +186,8 @@ class Run:
         if t.cuda_graphs is False or reason:
             if reason and (t.cuda_graphs is True or self.device.type == "cuda"):
                 self.graphs_off = f"CUDA graphs off: {reason}"
-            return EagerSteps(self.forward, self.optimizer, self.scaler, t, self.device, self.dist, self.skipped)
+            return EagerSteps(self.forward, self.optimizer, self.scaler, t, self.device, self.dist, self.skipped,
+                              self.should_stop)
         return GraphedSteps(self.forward, self.optimizer, self.scaler, self.skipped, self.data.train, t, self.device,
                             augment=self.cfg.data.use_augment, warn=lambda m: self.warn("cuda-graphs", m))
 
