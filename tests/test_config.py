@@ -149,3 +149,15 @@ def test_effective_batch_and_mlp_rules():
 def test_experiment_requires_runs():
     with pytest.raises(Exception):
         ExperimentConfig(name="x", runs=[])
+
+
+def test_home_in_paths_is_expanded_as_in_a_shell(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = RunConfig.model_validate({"name": "x", "model": {"kind": "swin", "pretrained": True, "weights": "~/swin"},
+                                    "data": {"dataset": "cifar100", "root": "~/data", "image_size": 224}})
+    assert (cfg.data.root, cfg.model.weights) == (str(tmp_path / "data"), str(tmp_path / "swin"))
+    hub = RunConfig.model_validate({"name": "x", "model": {"kind": "swin", "weights": "microsoft/swin-base"},
+                                    "data": {"image_size": 224}})
+    assert hub.model.weights == "microsoft/swin-base" and hub.data.root == "data"  # ids and relative paths as given
+    assert RunConfig.model_validate({"name": "x", "model": {"kind": "resnet18", "weights": "~/r.pt"}}).model.weights \
+        == str(tmp_path / "r.pt")

@@ -6,11 +6,12 @@ cross-field rule names the field it is about so messages can point at it.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator,
+                      model_serializer, model_validator)
 from pydantic_core import PydanticCustomError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -29,6 +30,10 @@ SWIN_HUB_IDS = {
 def cross_field(field: str, message: str) -> PydanticCustomError:
     """A rule that involves several fields, reported against `field` (a dotted path in the run)."""
     return PydanticCustomError("cross_field", "{message}", {"field": field, "message": message})
+
+
+# A path typed in a preset or form: '~' is the user's home, as in a shell (the resolved config keeps it expanded).
+UserPath = Annotated[str, AfterValidator(os.path.expanduser)]
 
 
 class Strict(BaseModel):
@@ -83,7 +88,7 @@ class SwinModel(Strict):
     kind: Literal["swin"] = "swin"
     variant: Literal["tiny", "small", "base"] = "tiny"
     pretrained: bool = False
-    weights: str | None = None  # local save_pretrained dir or hub id (read from the local HF cache)
+    weights: UserPath | None = None  # local save_pretrained dir or hub id (read from the local HF cache)
 
     @property
     def weights_source(self) -> str:
@@ -92,7 +97,7 @@ class SwinModel(Strict):
 
 class ResNet18Model(Strict):
     kind: Literal["resnet18"] = "resnet18"
-    weights: str | None = None  # a local state-dict file, loaded with weights_only=True
+    weights: UserPath | None = None  # a local state-dict file, loaded with weights_only=True
 
 
 ModelConfig = Annotated[Union[ViTModel, SwinModel, ResNet18Model], Field(discriminator="kind")]
@@ -101,7 +106,7 @@ MODEL_CLASSES = {"vit": ViTModel, "swin": SwinModel, "resnet18": ResNet18Model}
 
 class DataConfig(Strict):
     dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
-    root: str = "data"
+    root: UserPath = "data"
     image_size: int | None = Field(None, ge=4)  # None: the dataset's native size
     augment: bool | None = None  # None: on for CIFAR (random crop + flip), off otherwise
     num_workers: int = Field(2, ge=0)  # DataLoader workers (imagefolder only)
