@@ -138,8 +138,10 @@ def test_brackets_in_names_paths_and_errors_are_printed_as_written(tmp_path):
           - name: r
             model: {kind: resnet18, weights: "w[/x].pt"}
         """))
+    (tmp_path / "w[/x].pt").parent.mkdir()
+    (tmp_path / "w[/x].pt").write_bytes(b"not a checkpoint")
     out = vitlab("run", preset, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "model.weights w[/x].pt: no such file" in " ".join(out.stderr.split())
+    assert "model.weights w[/x].pt: not a loadable state dict" in " ".join(out.stderr.split())
     out = vitlab("presets", cwd=tmp_path)
     assert out.returncode == 0 and "[draft] brackets [/x]" in out.stdout

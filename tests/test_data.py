@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from datagen import CIFAR10_NAMES, write_cifar, write_imagefolder, write_malicious_pickle
 
-from vitlab.config import DataConfig, RunConfig
+from vitlab.config import DataConfig
 from vitlab.engine import data as data_module
-from vitlab.engine.data import load_data, missing_on_disk
+from vitlab.engine.data import load_data
 from vitlab.errors import DataError
 
 CPU = torch.device("cpu")
@@ -113,24 +113,6 @@ def test_missing_cifar_says_what_to_download_and_where(tmp_path):
     (folder / "data_batch_3").unlink()
     with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz.*missing: data_batch_3"):
         load(dataset="cifar10", root=str(tmp_path))
-
-
-def test_a_queue_finds_every_missing_dataset_before_its_first_run(tmp_path):
-    def run(name, **data):
-        return RunConfig.model_validate({"name": name, "model": {"kind": "resnet18"}, "data": data})
-
-    write_cifar(tmp_path / "here", "cifar10", n_train=10, n_test=5)
-    runs = [run("digits"), run("c10", dataset="cifar10", root=str(tmp_path / "here")),
-            run("c100-a", dataset="cifar100", root=str(tmp_path)),
-            run("folder", dataset="imagefolder", root=str(tmp_path / "pics")),
-            run("c100-b", dataset="cifar100", root=str(tmp_path)),
-            run("fetch", dataset="cifar100", root=str(tmp_path / "net"), download=True)]
-    first, message = missing_on_disk(runs)
-    assert first == "c100-a"
-    assert message.count("not found") == 2 and "Needed by c100-a, c100-b." in message
-    assert f"image folder {tmp_path / 'pics' / 'train'} not found" in message and "Needed by folder." in message
-    assert "c10," not in message and "fetch" not in message  # present, or to be downloaded by the loader
-    assert missing_on_disk(runs[:2]) is None
 
 
 def test_malicious_pickle_is_refused_and_not_executed(tmp_path):

@@ -1,9 +1,12 @@
 """The model factory builds the libraries' own models: params equal timm / torchvision / transformers, and
 weights load from the formats those libraries write."""
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from hub_cache import add_to_hub_cache
 from torch import nn
 
 from vitlab.config import RunConfig
@@ -127,6 +130,24 @@ def test_pretrained_swin_from_save_pretrained_dir(tiny_swin_dir, capfd):
     # the profiler reads the checkpoint's shapes from its config.json, not the variant's
     shapes_only = build_model(run({"kind": "swin", "pretrained": True, "weights": str(path)}), 10, load_weights=False)
     assert count_params(shapes_only) == count_params(built)
+
+
+@pytest.fixture
+def tiny_swin_as_hub_tiny(tiny_swin_dir):
+    """The tiny Swin in the Hugging Face cache under the id vitlab uses for `variant: tiny`."""
+    from huggingface_hub import constants
+
+    repo = add_to_hub_cache(Path(constants.HF_HUB_CACHE), "microsoft/swin-tiny-patch4-window7-224", tiny_swin_dir[0])
+    yield tiny_swin_dir[1]
+    shutil.rmtree(repo)
+
+
+def test_pretrained_swin_from_the_hugging_face_cache(tiny_swin_as_hub_tiny):
+    built = build_model(run({"kind": "swin", "variant": "tiny", "pretrained": True}, 224), 10)
+    name = "swin.encoder.layers.1.blocks.0.attention.q_proj.weight"
+    assert torch.equal(built.model.get_parameter(name), tiny_swin_as_hub_tiny.get_parameter(name))
+    shapes_only = build_model(run({"kind": "swin", "variant": "tiny", "pretrained": True}, 224), 10, load_weights=False)
+    assert count_params(shapes_only) == count_params(built)  # the profile reads the cached config.json
 
 
 def test_swin_checkpoint_with_unmatched_weights_is_refused(tiny_swin_dir):

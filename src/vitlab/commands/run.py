@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import DataError
+from ..errors import NotOnDisk
 from ..presets import load_preset
 from .progress import ProgressPrinter
 
@@ -76,11 +76,11 @@ def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
     exp = load_preset(args.preset, overrides)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from ..engine.data import missing_on_disk
+        from ..engine.preflight import missing_on_disk
         from .launch import launch_torchrun
 
         if missing := missing_on_disk(exp.runs):  # said once here, not by every rank
-            raise DataError(missing[1])
+            raise NotOnDisk(missing[1])
         return launch_torchrun(args, exp.name)
     console = Console(stderr=True, highlight=False)
     if int(os.environ.get("RANK", "0")) != 0:

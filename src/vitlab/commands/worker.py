@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, control.on_signal)
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
-    from ..engine.data import missing_on_disk
+    from ..engine.preflight import missing_on_disk
     from ..engine.runner import train_run  # torch loads here
 
     try:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import NATIVE_SIZE, DataConfig, RunConfig
+from ..config import NATIVE_SIZE, DataConfig
 from ..errors import DataError
 
 PRERESIZE_BYTES = 512 * 2**20  # resize once at load when the resized uint8 set is smaller than this
@@ -380,19 +380,6 @@ def missing_data(cfg: DataConfig) -> str | None:
             if not (root / name).is_dir():
                 return f"image folder {root / name} not found; {imagefolder_layout(root)} (data.root)"
     return None
-
-
-def missing_on_disk(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
-    """(the first run whose dataset is not on disk, one message for every missing dataset naming its runs), or
-    None. A queue checks this before its first run: one clear message, not one failed run each."""
-    problems: dict[str, list[str]] = {}
-    for cfg in runs:
-        if problem := missing_data(cfg.data):
-            problems.setdefault(problem, []).append(cfg.name)
-    if not problems:
-        return None
-    first = next(iter(problems.values()))[0]
-    return first, " ".join(f"{problem} Needed by {', '.join(names)}." for problem, names in problems.items())
 
 
 def load_cifar(cfg: DataConfig) -> Arrays:

@@ -128,15 +128,13 @@ def load_pretrained_swin(m: SwinModel, image_size: int, num_classes: int) -> nn.
     from transformers import SwinForImageClassification
 
     source = m.weights_source
-    local = Path(source).expanduser()
     try:
         with quiet_transformers():
             model, info = SwinForImageClassification.from_pretrained(
-                str(local) if local.is_dir() else source, num_labels=num_classes, image_size=image_size,
-                ignore_mismatched_sizes=True, local_files_only=True, trust_remote_code=False,
-                output_loading_info=True)
+                source, num_labels=num_classes, image_size=image_size, ignore_mismatched_sizes=True,
+                local_files_only=True, trust_remote_code=False, output_loading_info=True)
     except (OSError, ValueError) as e:
-        if local.is_dir():
+        if Path(source).is_dir():
             raise ModelError(f"model.weights {source}: cannot load Swin weights from it ({e}).") from None
         raise ModelError(swin_weights_help(source, m.variant)) from None
     # Only the classifier may be new; anything else missing would silently train from random init.
@@ -148,16 +146,16 @@ def load_pretrained_swin(m: SwinModel, image_size: int, num_classes: int) -> nn.
 
 
 def swin_config(m: SwinModel, image_size: int, num_classes: int) -> SwinConfig:
-    """The shapes of model.weights when its config is on this machine (a save_pretrained dir or the local
-    HF cache), so a profile matches the run; otherwise the variant's."""
+    """The shapes of the weights the run loads (model.weights, or the variant's hub id when pretrained) when
+    their config is on this machine (a save_pretrained dir or the local HF cache), so a profile matches the
+    run; otherwise the variant's."""
     from transformers import SwinConfig
 
-    if m.weights:
-        local = Path(m.weights).expanduser()
+    if source := m.weights or (m.weights_source if m.pretrained else None):
         try:
             with quiet_transformers():
-                return SwinConfig.from_pretrained(str(local) if local.is_dir() else m.weights, local_files_only=True,
-                                                  num_labels=num_classes, image_size=image_size)
+                return SwinConfig.from_pretrained(source, local_files_only=True, num_labels=num_classes,
+                                                  image_size=image_size)
         except (OSError, ValueError):
             pass  # not here: the variant's shapes are the best guess
     return SwinConfig(image_size=image_size, patch_size=4, window_size=7, num_labels=num_classes,
@@ -187,22 +185,28 @@ def build_swin(m: SwinModel, image_size: int, num_classes: int, load_weights: bo
     return LogitsOnly(model)
 
 
+def resnet18_weights_help() -> str:
+    return ("expected a ResNet-18 state dict saved with torch.save(model.state_dict(), PATH), e.g. the "
+            "resnet18-f37072fd.pth that torchvision.models.resnet18(weights='IMAGENET1K_V1') downloads into "
+            "~/.cache/torch/hub/checkpoints/ on a machine with internet")
+
+
 def build_resnet18(weights: str | None, num_classes: int, load_weights: bool) -> nn.Module:
     import torchvision
 
     model = torchvision.models.resnet18(num_classes=num_classes)
     if not (weights and load_weights):
         return model
-    how = "a ResNet-18 state dict saved with torch.save(model.state_dict(), PATH)"
+    how = resnet18_weights_help()
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ModelError(f"model.weights {weights}: no such file (expected {how}).") from None
+        raise ModelError(f"model.weights {weights}: no such file ({how}).") from None
     except Exception as e:  # torch's own message suggests weights_only=False, which we never do
         raise ModelError(f"model.weights {weights}: not a loadable state dict ({type(e).__name__}); "
-                         f"expected {how}.") from None
+                         f"{how}.") from None
     if not isinstance(state, dict):
-        raise ModelError(f"model.weights {weights}: holds a {type(state).__name__}, not a state dict; expected {how}.")
+        raise ModelError(f"model.weights {weights}: holds a {type(state).__name__}, not a state dict; {how}.")
     head = state.get("fc.weight")
     if isinstance(head, torch.Tensor) and head.shape[0] != num_classes:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # a new head for these classes
@@ -213,7 +217,7 @@ def build_resnet18(weights: str | None, num_classes: int, load_weights: bool) ->
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise ModelError(f"model.weights {weights}: not a ResNet-18 state dict "
-                         f"({len(missing)} missing, {len(unexpected)} unexpected keys); expected {how}.")
+                         f"({len(missing)} missing, {len(unexpected)} unexpected keys); {how}.")
     return model
 
 

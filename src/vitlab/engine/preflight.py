@@ -1,0 +1,57 @@
+"""What a queue checks before its first run: every run's dataset and weights are on disk.
+
+Paths only, no loading, so it is fast and a four-run preset does not train three runs for hours before
+the fourth finds its weights missing. Reading the files (and what can go wrong there) stays with the
+loaders, which give the same messages.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+from ..config import ResNet18Model, RunConfig, SwinModel
+from .data import missing_data
+from .models import resnet18_weights_help, swin_weights_help
+
+
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # 'name' or 'owner/name'; anything else can only be a path
+
+
+def swin_weights_cached(source: str) -> bool:
+    """A save_pretrained directory, or a hub id whose config is in the local Hugging Face cache (where
+    from_pretrained(local_files_only=True) looks). When in doubt, True: the loader decides."""
+    if Path(source).is_dir():
+        return True
+    if not HUB_ID.match(source):
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(source, "config.json"), str)
+    except Exception:  # an id the hub library rejects: the loader's message covers it
+        return True
+
+
+def missing_weights(cfg: RunConfig) -> str | None:
+    """Why a run's pretrained weights are not on disk (the message says how to get them), or None."""
+    m = cfg.model
+    if isinstance(m, SwinModel) and m.pretrained and not swin_weights_cached(m.weights_source):
+        return swin_weights_help(m.weights_source, m.variant)
+    if isinstance(m, ResNet18Model) and m.weights and not Path(m.weights).is_file():
+        return f"model.weights {m.weights}: no such file ({resnet18_weights_help()})."
+    return None
+
+
+def missing_on_disk(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
+    """(the first run that can't start, one message for every missing dataset and weights naming the runs
+    that need each), or None."""
+    problems: dict[str, list[str]] = {}
+    for cfg in runs:
+        for problem in (missing_data(cfg.data), missing_weights(cfg)):
+            if problem:
+                problems.setdefault(problem, []).append(cfg.name)
+    if not problems:
+        return None
+    first = next(iter(problems.values()))[0]
+    return first, " ".join(f"{problem} Needed by {', '.join(names)}." for problem, names in problems.items())
