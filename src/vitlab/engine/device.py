@@ -48,9 +48,24 @@ def _nvml_total_mb(device: torch.device) -> float | None:
         return torch.cuda.get_device_properties(device).total_memory / MB
 
 
+def reset_peak_rss() -> None:
+    """Start this run's peak RSS from the current RSS (Linux: '5' to clear_refs resets VmHWM). Without it the
+    peak would be the process's: the runs before this one in a queue, or, in a child forked from the ~1 GB
+    TUI, the parent's image before exec."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux, or not permitted: the process's peak, an upper bound
+
+
 def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / MB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # kB
+    except (OSError, StopIteration, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / MB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 class MemoryProbe:
@@ -64,6 +79,7 @@ class MemoryProbe:
         else:
             import psutil
 
+            reset_peak_rss()
             self.process = psutil.Process()
             self.total_mb = psutil.virtual_memory().total / MB
 
