@@ -1,12 +1,10 @@
 """The model factory builds the libraries' own models: params equal timm / torchvision / transformers, and
 weights load from the formats those libraries write."""
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from hub_cache import add_to_hub_cache
+from hub_cache import in_hub_cache
 from torch import nn
 
 from vitlab.config import RunConfig
@@ -135,11 +133,8 @@ def test_pretrained_swin_from_save_pretrained_dir(tiny_swin_dir, capfd):
 @pytest.fixture
 def tiny_swin_as_hub_tiny(tiny_swin_dir):
     """The tiny Swin in the Hugging Face cache under the id vitlab uses for `variant: tiny`."""
-    from huggingface_hub import constants
-
-    repo = add_to_hub_cache(Path(constants.HF_HUB_CACHE), "microsoft/swin-tiny-patch4-window7-224", tiny_swin_dir[0])
-    yield tiny_swin_dir[1]
-    shutil.rmtree(repo)
+    with in_hub_cache("microsoft/swin-tiny-patch4-window7-224", tiny_swin_dir[0]):
+        yield tiny_swin_dir[1]
 
 
 def test_pretrained_swin_from_the_hugging_face_cache(tiny_swin_as_hub_tiny):

@@ -1,11 +1,9 @@
 """A queue checks every run's data and weights on disk before its first run: one message for all that is
 missing, naming the runs that need it and saying how to get it, and nothing trains."""
-from pathlib import Path
-
 import pytest
 import torch
 from datagen import write_cifar
-from hub_cache import add_to_hub_cache
+from hub_cache import in_hub_cache
 
 from vitlab.config import ExperimentConfig, RunConfig
 from vitlab.engine.preflight import missing_on_disk
@@ -37,12 +35,10 @@ def test_every_missing_dataset_is_named_with_its_runs(tmp_path):
 
 def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
     from transformers import SwinConfig, SwinForImageClassification
-    from huggingface_hub import constants
 
     saved = tmp_path / "small"
     SwinForImageClassification(SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
                                           window_size=4)).save_pretrained(saved)
-    add_to_hub_cache(Path(constants.HF_HUB_CACHE), "microsoft/swin-small-patch4-window7-224", saved)
     torch.save(torch.nn.Linear(1, 1).state_dict(), tmp_path / "r18.pt")
     runs = [run("scratch", {"kind": "swin"}),
             run("cached", {"kind": "swin", "variant": "small", "pretrained": True}),
@@ -52,7 +48,9 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
             run("r18-gone", {"kind": "resnet18", "weights": str(tmp_path / "gone.pt")}),
             run("tiny-b", {"kind": "swin", "variant": "tiny", "pretrained": True}),
             run("base-dir", {"kind": "swin", "variant": "base", "pretrained": True, "weights": str(tmp_path / "no")})]
-    first, message = missing_on_disk(runs)
+    with in_hub_cache("microsoft/swin-small-patch4-window7-224", saved):
+        first, message = missing_on_disk(runs)
+        assert missing_on_disk(runs[:4]) is None
     assert first == "tiny-a"
     assert ("huggingface-cli download microsoft/swin-tiny-patch4-window7-224" in message
             and "Needed by tiny-a, tiny-b." in message)
@@ -60,7 +58,6 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
     assert f"'{tmp_path / 'no'}' are neither a directory here" in message and "Needed by base-dir." in message
     for fine in ("scratch", "cached", "saved-dir", "r18-file"):  # present (a bad file is the loader's to judge)
         assert fine not in message
-    assert missing_on_disk(runs[:4]) is None
 
 
 def test_a_queue_needing_missing_weights_trains_nothing(tmp_path):
