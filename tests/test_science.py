@@ -217,6 +217,9 @@ def test_check_accumulation_catches_broken_loss_scaling(tmp_path, monkeypatch, c
     assert not result.ok
     # 4 micro-batches of 16 each weighted 1/16 instead of 1/64: every gradient comes out 4x, a relative error of 3.
     assert result.max_rel_diff == pytest.approx(3.0, rel=1e-3)
+    # a run without accumulation is checked split in two, not compared with itself (which always passes)
+    single = check_accumulation(cfg.model_copy(update={"train": cfg.train.model_copy(update={"accumulation_steps": 1})}))
+    assert single.split and single.micro_batches == [8, 8] and single.max_rel_diff == pytest.approx(1.0, rel=1e-3)
 
     assert cli_main(["check", "accumulation", str(path)]) == 1
     out = capsys.readouterr().out

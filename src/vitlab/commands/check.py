@@ -36,6 +36,9 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"{run.name}: one pass of {sum(result.micro_batches)} vs accumulated {split}: "
                       f"max relative gradient difference {result.max_rel_diff:.2e} "
                       f"(tolerance {TOLERANCE:.0e}) {verdict}")
+        if result.split:
+            console.print("  note: this run does not accumulate (accumulation_steps 1), so its batch was checked "
+                          "split into two micro-batches.", style="dim")
         if result.batchnorm:
             console.print("  note: BatchNorm held at running statistics for the check; in training it normalises "
                           "each micro-batch by its own statistics, so accumulation is not exactly the large batch.",

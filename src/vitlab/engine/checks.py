@@ -26,6 +26,7 @@ class AccumulationCheck:
     max_rel_diff: float
     worst_param: str
     batchnorm: bool  # BN layers were held in eval mode: in training they see per-micro-batch statistics
+    split: bool  # the run has no accumulation: its batch was split in two, or the check would compare it to itself
 
     @property
     def ok(self) -> bool:
@@ -42,6 +43,9 @@ def check_accumulation(cfg: RunConfig, device: torch.device | None = None) -> Ac
 
     device = device or torch.device("cpu")
     t = cfg.train.model_copy(update={"precision": "fp32"})
+    split = t.accumulation_steps == 1 and t.batch_size >= 2
+    if split:
+        t = t.model_copy(update={"batch_size": (t.batch_size + 1) // 2, "accumulation_steps": 2})
     torch.manual_seed(t.seed)
     data = load_data(cfg.data, device, seed=t.seed)
     model = build_model(cfg, data.num_classes).to(device)
@@ -70,4 +74,4 @@ def check_accumulation(cfg: RunConfig, device: torch.device | None = None) -> Ac
         diff = (accumulated[name] - ref).abs().max().item() / max(ref.abs().max().item(), floor, 1e-12)
         if diff > worst:
             worst, worst_name = diff, name
-    return AccumulationCheck(cfg.name, [len(i) for i in window], worst, worst_name, has_bn)
+    return AccumulationCheck(cfg.name, [len(i) for i in window], worst, worst_name, has_bn, split)
