@@ -1,4 +1,4 @@
-"""A queue checks every run's data and weights on disk before its first run: one message for all that is
+"""A queue checks every run's data, weights and device before its first run: one message for all that is
 missing, naming the runs that need it and saying how to get it, and nothing trains."""
 import pytest
 import torch
@@ -6,9 +6,9 @@ from datagen import write_cifar
 from hub_cache import in_hub_cache
 
 from vitlab.config import ExperimentConfig, RunConfig
-from vitlab.engine.preflight import missing_on_disk
+from vitlab.engine.preflight import queue_blockers
 from vitlab.engine.runner import run_experiment
-from vitlab.errors import NotOnDisk
+from vitlab.errors import CannotStart
 
 
 def run(name, model=None, **data):
@@ -25,12 +25,12 @@ def test_every_missing_dataset_is_named_with_its_runs(tmp_path):
             run("folder", dataset="imagefolder", root=str(tmp_path / "pics")),
             run("c100-b", dataset="cifar100", root=str(tmp_path)),
             run("fetch", dataset="cifar100", root=str(tmp_path / "net"), download=True)]
-    first, message = missing_on_disk(runs)
+    first, message = queue_blockers(runs)
     assert first == "c100-a"
     assert message.count("not found") == 2 and "Needed by c100-a, c100-b." in message
     assert f"image folder {tmp_path / 'pics' / 'train'} not found" in message and "Needed by folder." in message
     assert "c10," not in message and "fetch" not in message  # present, or to be downloaded by the loader
-    assert missing_on_disk(runs[:2]) is None
+    assert queue_blockers(runs[:2]) is None
 
 
 def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
@@ -49,8 +49,8 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
             run("tiny-b", {"kind": "swin", "variant": "tiny", "pretrained": True}),
             run("base-dir", {"kind": "swin", "variant": "base", "pretrained": True, "weights": str(tmp_path / "no")})]
     with in_hub_cache("microsoft/swin-small-patch4-window7-224", saved):
-        first, message = missing_on_disk(runs)
-        assert missing_on_disk(runs[:4]) is None
+        first, message = queue_blockers(runs)
+        assert queue_blockers(runs[:4]) is None
     assert first == "tiny-a"
     assert ("huggingface-cli download microsoft/swin-tiny-patch4-window7-224" in message
             and "Needed by tiny-a, tiny-b." in message)
@@ -63,6 +63,13 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
 def test_a_queue_needing_missing_weights_trains_nothing(tmp_path):
     vit = {"kind": "vit", "patch_size": 4, "embed_dim": 16, "heads": 1, "layers": 1}
     exp = ExperimentConfig(name="p", runs=[run("first", vit), run("pretrained", {"kind": "swin", "pretrained": True})])
-    with pytest.raises(NotOnDisk, match=r"huggingface-cli download .* Needed by pretrained\.$"):
+    with pytest.raises(CannotStart, match=r"huggingface-cli download .* Needed by pretrained\.$"):
         run_experiment(exp, runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()  # the first run did not train and leave its directory
+
+
+def test_a_run_asking_for_a_gpu_that_is_not_here_blocks_the_queue():
+    runs = [run("cpu"), RunConfig.model_validate({"name": "gpu", "model": {"kind": "resnet18"},
+                                                  "train": {"device": "cuda"}})]
+    assert queue_blockers(runs) == ("gpu", "train.device: cuda was asked for but no CUDA GPU is visible; use "
+                                           "device: auto or cpu. Needed by gpu.")

@@ -17,8 +17,9 @@ class ModelError(VitlabError):
     """A model cannot be built, e.g. pretrained weights are not on disk."""
 
 
-class NotOnDisk(VitlabError):
-    """Data or weights a queue needs are missing; the message names each, how to get it and the runs that need it."""
+class CannotStart(VitlabError):
+    """A queue's runs need data, weights or a GPU that are not here; the message names each, how to get it and
+    the runs that need it."""
 
 
 class StoreError(VitlabError):

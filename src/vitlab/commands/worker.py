@@ -28,6 +28,7 @@ from pathlib import Path
 from ..config import ExperimentConfig
 from ..engine import wire
 from ..errors import VitlabError
+from . import user_path
 
 NAME = "worker"
 # What a standby worker loads before it has an experiment: torch, timm and torchvision (models), fvcore (FLOPs)
@@ -39,9 +40,9 @@ WARM_MODULES = ("vitlab.engine.runner", "vitlab.engine.models", "vitlab.engine.p
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME)  # no help=: internal, so `vitlab --help` does not list it
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--experiment-json", type=Path, help="ExperimentConfig as JSON")
+    what.add_argument("--experiment-json", type=user_path, help="ExperimentConfig as JSON")
     what.add_argument("--standby", action="store_true", help="load torch, then read the JSON's path from stdin")
-    p.add_argument("--runs-dir", type=Path, required=True)
+    p.add_argument("--runs-dir", type=user_path, required=True)
     p.add_argument("--nproc", type=int, default=1, help="local processes (GPUs), launched with torchrun")
     p.set_defaults(handler=main)
 
@@ -162,11 +163,11 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, control.on_signal)
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
-    from ..engine.preflight import missing_on_disk
+    from ..engine.preflight import queue_blockers
     from ..engine.runner import train_run  # torch loads here
 
     try:
-        if missing := missing_on_disk(exp.runs):  # one message for the queue, not one failed run each
+        if missing := queue_blockers(exp.runs):  # one message for the queue, not one failed run each
             stream(wire.RunNotStarted(*missing))
             return 1
         for i, cfg in enumerate(exp.runs):

@@ -23,9 +23,15 @@ PEAK_TFLOPS = {
 }
 
 
-def pick_device(choice: str) -> torch.device:
+def missing_device(choice: str) -> str | None:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise VitlabError("train.device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu")
+        return "train.device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu."
+    return None
+
+
+def pick_device(choice: str) -> torch.device:
+    if problem := missing_device(choice):
+        raise VitlabError(problem)
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda", torch.cuda.current_device())

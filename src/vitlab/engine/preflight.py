@@ -1,4 +1,4 @@
-"""What a queue checks before its first run: every run's dataset and weights are on disk.
+"""What a queue checks before its first run: every run's dataset and weights are on disk, and its device here.
 
 Paths only, no loading, so it is fast and a four-run preset does not train three runs for hours before
 the fourth finds its weights missing. Reading the files (and what can go wrong there) stays with the
@@ -12,6 +12,7 @@ from typing import Sequence
 
 from ..config import ResNet18Model, RunConfig, SwinModel
 from .data import missing_data
+from .device import missing_device
 from .models import resnet18_weights_help, swin_weights_help
 
 
@@ -43,12 +44,12 @@ def missing_weights(cfg: RunConfig) -> str | None:
     return None
 
 
-def missing_on_disk(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
-    """(the first run that can't start, one message for every missing dataset and weights naming the runs
-    that need each), or None."""
+def queue_blockers(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
+    """(the first run that can't start, one message for every missing dataset, weights and device naming the
+    runs that need each), or None."""
     problems: dict[str, list[str]] = {}
     for cfg in runs:
-        for problem in (missing_data(cfg.data), missing_weights(cfg)):
+        for problem in (missing_device(cfg.train.device), missing_data(cfg.data), missing_weights(cfg)):
             if problem:
                 problems.setdefault(problem, []).append(cfg.name)
     if not problems:

@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..config import ExperimentConfig, RunConfig, model_label
-from ..errors import NotOnDisk, StoreError, VitlabError
+from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
@@ -464,10 +464,10 @@ def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
 def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore,
                    should_stop: ShouldStop = never) -> list[dict[str, Any]]:
     """Every run of the experiment in order; a failed run does not stop the queue, a cancel does."""
-    from .preflight import missing_on_disk
+    from .preflight import queue_blockers
 
-    if missing := missing_on_disk(exp.runs):
-        raise NotOnDisk(missing[1])
+    if missing := queue_blockers(exp.runs):
+        raise CannotStart(missing[1])
     summaries = []
     for i, cfg in enumerate(exp.runs):
         summary = train_run(cfg, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
