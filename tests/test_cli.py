@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vitlab.cli import build_parser
+from vitlab.cli import main as cli_main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = """
@@ -145,3 +148,13 @@ def test_brackets_in_names_paths_and_errors_are_printed_as_written(tmp_path):
     assert "model.weights w[/x].pt: not a loadable state dict" in " ".join(out.stderr.split())
     out = vitlab("presets", cwd=tmp_path)
     assert out.returncode == 0 and "[draft] brackets [/x]" in out.stdout
+
+
+def test_usage_errors_name_the_command_once_and_paths_expand_home(monkeypatch, tmp_path, capsys):
+    assert cli_main(["compare", "--sort", "nope", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitlab: compare: argument --sort: invalid choice") and "vitlab: vitlab" not in err
+    assert err.rstrip().endswith("(see vitlab compare --help)")
+    monkeypatch.setenv("HOME", str(tmp_path))  # bash leaves the '~' of '--runs-dir=~/r' to the program
+    assert build_parser().parse_args(["run", "p.yaml", "--runs-dir=~/r"]).runs_dir == tmp_path / "r"
+    assert build_parser().parse_args(["compare", "~/runs", "--plot", "~/c.png"]).plot == tmp_path / "c.png"

@@ -93,10 +93,12 @@ def test_accumulation_and_lr_bounds(tmp_path):
 
 
 def test_run_names_unique_and_safe(tmp_path):
-    assert "used twice" in problem(tmp_path, VALID.replace("name: b", "name: A"))
+    # the line of the second run's name, not the experiment's
+    assert problem(tmp_path, VALID.replace("name: b", "name: A")).startswith(f"{tmp_path / 'p.yaml'}:10: runs.1.name: "
+                                                                            "run name 'A' is used twice")
     for bad in ("../escape", "/abs", "a/b", ".."):
         msg = problem(tmp_path, VALID.replace("name: b", f"name: '{bad}'"))
-        assert "not a safe name" in msg
+        assert "not a safe name" in msg and "Value error" not in msg
 
 
 def test_model_kind_unknown(tmp_path):

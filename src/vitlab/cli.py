@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .commands import user_path
 from .errors import VitlabError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
@@ -22,7 +23,8 @@ def _subcommands():
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's default is usage + exit 2; keep exit 2, one line
-        raise VitlabError(f"{self.prog}: {message} (see {self.prog} --help)")
+        command = self.prog.partition(" ")[2]  # main() says "vitlab: " before every error
+        raise VitlabError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def tui_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vitlab", description="Open the vitlab TUI, optionally with a preset's runs queued. "
                     "Headless commands: run, profile, compare, presets, resume, check (vitlab COMMAND --help).")
-    parser.add_argument("preset", nargs="?", type=Path, help="a preset YAML to queue")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default ./runs)")
+    parser.add_argument("preset", nargs="?", type=user_path, help="a preset YAML to queue")
+    parser.add_argument("--runs-dir", type=user_path, default=Path("runs"), help="where runs are written (default ./runs)")
     return parser
 
 

@@ -234,9 +234,10 @@ class ExperimentConfig(Strict):
     @model_validator(mode="after")
     def _unique(self) -> "ExperimentConfig":
         seen: set[str] = set()
-        for run in self.runs:
+        for i, run in enumerate(self.runs):
             if run.name.lower() in seen:
-                raise cross_field("name", f"run name {run.name!r} is used twice (names must be unique, case-insensitively)")
+                raise cross_field(f"runs.{i}.name",
+                                  f"run name {run.name!r} is used twice (names must be unique, case-insensitively)")
             seen.add(run.name.lower())
         return self
 

@@ -39,7 +39,7 @@ def user_preset_dir() -> Path:
 
 def resolve_preset_path(name_or_path: str | Path) -> Path:
     """A path as given, or a bare name (`quickstart`) looked up in the preset directories."""
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
         return path
     for d in preset_dirs():
@@ -122,7 +122,7 @@ def describe_error(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str
     """The dotted field path (inside a run) and a one-line message for one pydantic error."""
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in MODEL_CLASSES))
     if err["type"] == "cross_field":
-        return tuple(err["ctx"]["field"].split(".")), err["ctx"]["message"]
+        return tuple(int(p) if p.isdigit() else p for p in err["ctx"]["field"].split(".")), err["ctx"]["message"]
     if err["type"] == "extra_forbidden":
         section = loc[0] if len(loc) > 1 else ""
         kind = run.get("model", {}).get("kind") if isinstance(run.get("model"), dict) else None
@@ -130,7 +130,7 @@ def describe_error(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str
         return loc, f"unknown key; allowed: {', '.join(allowed)}"
     if err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
         return loc + ("kind",), f"must be one of: {', '.join(MODEL_CLASSES)}"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a ValueError raised in a validator
     if "input" in err and err["type"] not in ("missing",):
         msg = f"{msg} (got {err['input']!r})"
     return loc, msg

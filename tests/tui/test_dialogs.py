@@ -26,3 +26,14 @@ async def test_choice_answers_by_arrows_letters_and_escape(keys, answer):
         await pilot.press(*keys)
         await pilot.pause()
         assert answers == [answer]
+
+
+async def test_ctrl_c_says_how_to_quit_in_plain_words():
+    """vitlab's toasts are plain text; Textual's own ctrl+c hint is markup, and showed as '[b]ctrl+q[/b]'."""
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await form_ready(pilot)
+        app.set_focus(None)  # in a text field ctrl+c copies
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert [n.message for n in app._notifications] == ["Press ctrl+q to quit the app"]

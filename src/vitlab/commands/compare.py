@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from rich.console import Console
 
 from ..errors import VitlabError
 from ..report import COLUMN_KEYS, rich_table, sort_summaries, to_csv, to_json, to_markdown
+from . import user_path
 
 NAME = "compare"
 FORMATS = ("table", "md", "csv", "json")
@@ -16,11 +16,11 @@ FORMATS = ("table", "md", "csv", "json")
 
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help="compare runs: a run directory or any directory above run directories")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("paths", nargs="+", type=user_path, metavar="PATH")
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), md, csv or json")
     p.add_argument("--sort", choices=COLUMN_KEYS, metavar="COLUMN",
                    help=f"sort by a column: {', '.join(COLUMN_KEYS)} (default: newest first)")
-    p.add_argument("--plot", type=Path, metavar="FILE", help="also draw loss and accuracy curves to FILE (.png or .svg)")
+    p.add_argument("--plot", type=user_path, metavar="FILE", help="also draw loss and accuracy curves to FILE (.png or .svg)")
     p.set_defaults(handler=main)
 
 

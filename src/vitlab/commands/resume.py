@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rich.console import Console
 
+from . import user_path
 from .progress import ProgressPrinter
 from .run import StopRequest, install_signals, run_and_report
 
@@ -14,7 +14,7 @@ NAME = "resume"
 
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help="continue a run from its last checkpoint, in its own directory")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=user_path)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(handler=main)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import NotOnDisk
+from ..errors import CannotStart
 from ..presets import load_preset
+from . import user_path
 from .progress import ProgressPrinter
 
 NAME = "run"
@@ -20,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("preset", help="a preset YAML file, or the name of a shipped preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field in every run, e.g. --set train.batch_size=16 (repeatable)")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default ./runs)")
+    p.add_argument("--runs-dir", type=user_path, default=Path("runs"), help="where runs are written (default ./runs)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout (human text on stderr)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
@@ -76,11 +77,11 @@ def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
     exp = load_preset(args.preset, overrides)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from ..engine.preflight import missing_on_disk
+        from ..engine.preflight import queue_blockers
         from .launch import launch_torchrun
 
-        if missing := missing_on_disk(exp.runs):  # said once here, not by every rank
-            raise NotOnDisk(missing[1])
+        if missing := queue_blockers(exp.runs):  # said once here, not by every rank
+            raise CannotStart(missing[1])
         return launch_torchrun(args, exp.name)
     console = Console(stderr=True, highlight=False)
     if int(os.environ.get("RANK", "0")) != 0:

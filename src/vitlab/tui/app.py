@@ -24,7 +24,7 @@ from ..config import ExperimentConfig, RunConfig
 from ..engine.events import RunEnded, RunStarted
 from ..engine.wire import RunNotStarted
 from ..errors import PresetError
-from ..presets import load_preset, save_preset, user_preset_dir
+from ..presets import describe_error, load_preset, save_preset, user_preset_dir
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
 from .child import TrainingChild, lost_run
 from .screens.dialogs import Choice, PathPrompt, default_preset_path
@@ -90,6 +90,12 @@ class VitlabApp(App[int]):
         """Plain text, always (widgets' notify asks for markup too): vitlab's messages quote run names, paths
         and errors, whose brackets are not markup (`[type=...]` in an error used to crash the app)."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def action_help_quit(self) -> None:
+        """ctrl+c, pressed to quit out of habit: say which key quits (Textual's hint is markup, see notify)."""
+        keys = [key for key, active in self.active_bindings.items() if active.binding.action in ("quit", "app.quit")]
+        if keys:
+            self.notify(f"Press {keys[0]} to quit the app", title="Do you want to quit?")
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -250,7 +256,8 @@ class VitlabApp(App[int]):
             exp = self.setup.experiment(name, description)
             save_preset(exp, path)
         except ValidationError as e:
-            msg = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'experiment'}: {err['msg']}" for err in e.errors())
+            msg = "; ".join(f"{'.'.join(map(str, loc)) or 'experiment'}: {text}"
+                            for loc, text in (describe_error(err, {}) for err in e.errors()))
             self.notify(msg, title="Not saved", severity="error", timeout=10)
             return None
         except OSError as e:
