@@ -65,6 +65,24 @@ def test_table_shows_every_status(runs):
         assert word in out.stdout
 
 
+@pytest.mark.parametrize("width, shown, hidden", [
+    (200, ("Experiment", "Epochs", "Precision", "Peak memory"), ()),
+    (80, ("Experiment", "Run", "Model", "Best acc", "Final acc", "Status"), ("Epochs", "Precision", "Batch")),
+])
+def test_a_narrow_terminal_drops_whole_columns_rather_than_cutting_cells(runs, width, shown, hidden):
+    from rich.console import Console
+
+    from vitlab.report import rich_table
+
+    console = Console(width=width, record=True, color_system=None)
+    console.print(rich_table(find_runs([runs]), width=width))
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= width
+    header = text.splitlines()[1]
+    assert all(h in header for h in shown) and not any(h in header for h in hidden)
+    assert ("Hidden to fit" in text) == bool(hidden)
+
+
 def test_formats_parse_back(runs):
     md = vitlab("compare", runs / "study", runs / "broken", "--format", "md").stdout
     assert md.splitlines()[0].startswith("| Experiment | Run |") and len(md.splitlines()) == 2 + 4

@@ -58,13 +58,22 @@ def _field(name: str) -> Callable[[dict], Any]:
     return lambda s: s.get(name)
 
 
+# Who and what first, then the answer (accuracy), then what it cost, then how it was trained: at 80 columns the
+# TUI shows the first six, and a narrow `vitlab run` / `compare` drops columns from the end of NARROW_DROPS.
 COLUMNS: tuple[Column, ...] = (
     Column("experiment", "Experiment", lambda s: s.get("experiment") or "-", _field("experiment")),
     Column("run", "Run", lambda s: s.get("name") or "-", _field("name")),
     Column("model", "Model", lambda s: s.get("model") or "-", _field("model")),
+    Column("best_accuracy", "Best acc", lambda s: _pct(s.get("best_accuracy")), _field("best_accuracy"), True),
+    Column("accuracy", "Final acc", lambda s: _pct(s.get("accuracy")), _field("accuracy"), True),
+    Column("status", "Status", lambda s: s.get("status") or "-", _field("status")),
     Column("params", "Params", lambda s: human_count(s.get("params")), _field("params"), True),
     Column("gflops", "GFLOPs/img", lambda s: _num(s["flops"] / 1e9 if s.get("flops") else None, ".3g"),
            lambda s: s["flops"] / 1e9 if s.get("flops") else None, True),
+    Column("time", "Train time", lambda s: human_duration(s.get("train_time_s")), _field("train_time_s"), True),
+    Column("throughput", "img/s", lambda s: _num(s.get("throughput_img_s"), ",.0f"), _field("throughput_img_s"), True),
+    Column("mfu", "MFU", lambda s: _pct(s.get("mfu")), _field("mfu"), True),
+    Column("memory", "Peak memory", _memory, _field("peak_memory_mb"), True),
     Column("precision", "Precision", lambda s: s.get("precision") or "-", _field("precision")),
     Column("batch", "Batch",
            lambda s: (f"{s['batch_size']}x{s['accumulation_steps']}" + (f"x{s['world_size']}" if (s.get("world_size") or 1) > 1 else ""))
@@ -73,13 +82,6 @@ COLUMNS: tuple[Column, ...] = (
     Column("epochs", "Epochs",
            lambda s: f"{s.get('epochs', 0)}/{s['epochs_planned']}" if s.get("epochs_planned") else _num(s.get("epochs"), "d"),
            _field("epochs"), True),
-    Column("time", "Train time", lambda s: human_duration(s.get("train_time_s")), _field("train_time_s"), True),
-    Column("throughput", "img/s", lambda s: _num(s.get("throughput_img_s"), ",.0f"), _field("throughput_img_s"), True),
-    Column("mfu", "MFU", lambda s: _pct(s.get("mfu")), _field("mfu"), True),
-    Column("memory", "Peak memory", _memory, _field("peak_memory_mb"), True),
-    Column("best_accuracy", "Best acc", lambda s: _pct(s.get("best_accuracy")), _field("best_accuracy"), True),
-    Column("accuracy", "Final acc", lambda s: _pct(s.get("accuracy")), _field("accuracy"), True),
-    Column("status", "Status", lambda s: s.get("status") or "-", _field("status")),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -108,18 +110,44 @@ def sort_summaries(summaries: list[dict], key: str | None) -> list[dict]:
 STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "interrupted": "magenta"}
 
 
-def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str, ...] = ()):
+# What a terminal too narrow for the whole table gives up, first to last; run, model, accuracy and status stay,
+# and so does the experiment where runs of several are compared (it tells their runs apart).
+NARROW_DROPS = ("epochs", "precision", "batch", "mfu", "gflops", "memory", "params", "time", "throughput")
+
+
+def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int) -> tuple[Column, ...]:
+    """The columns whose cells fit `width` characters uncut (each takes its widest cell, 2 of padding and 1 of
+    rule), dropping NARROW_DROPS in order: a table of cut cells ('qu…', '0.…') tells nothing."""
+    need = {c.key: max([len(c.header)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)}
+    keys = [c.key for c in columns]
+    one_experiment = "experiment" in keys and len({r[keys.index("experiment")] for r in rows}) <= 1
+    kept = list(columns)
+    for key in ("experiment",) * one_experiment + NARROW_DROPS:
+        if sum(need[c.key] for c in kept) + 1 <= width:
+            break
+        kept = [c for c in kept if c.key != key]
+    return tuple(kept)
+
+
+def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str, ...] = (), width: int | None = None):
     from rich.markup import escape
     from rich.table import Table
 
     columns = tuple(c for c in visible_columns(summaries) if c.key not in hide)
-    table = Table(title=title, header_style="bold")
+    if width:
+        fitted = fit_columns(columns, [format_row(s, columns) for s in summaries], width)
+        hidden = [c.header for c in columns if c not in fitted]
+        columns = fitted
+    table = Table(title=title, header_style="bold", caption_justify="left",
+                  caption=f"Hidden to fit {width} columns: {', '.join(hidden)} (a wider terminal shows them)"
+                  if width and hidden else None)
     for c in columns:
         table.add_column(c.header, justify="right" if c.numeric else "left")
+    status = [c.key for c in columns].index("status")
     for s in summaries:
         cells = [escape(cell) for cell in format_row(s, columns)]  # names and paths: brackets are not markup
-        style = STATUS_STYLE.get(s.get("status", ""), "")
-        cells[-1] = f"[{style}]{cells[-1]}[/]" if style else cells[-1]
+        if style := STATUS_STYLE.get(s.get("status", ""), ""):
+            cells[status] = f"[{style}]{cells[status]}[/]"
         table.add_row(*cells)
     return table
 

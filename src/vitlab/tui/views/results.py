@@ -96,7 +96,7 @@ class ResultsView(Vertical):
             styled = [Text(cell, justify="right" if c.numeric else "left") for c, cell in zip(columns, cells)]
             status = s.get("status", "")
             if status in STATUS_STYLE:
-                styled[-1].stylize(STATUS_STYLE[status])
+                styled[[c.key for c in columns].index("status")].stylize(STATUS_STYLE[status])
             if run_key(s) in self.session:
                 styled[1].stylize("bold")
             table.add_row(*styled, key=run_key(s))
