@@ -40,7 +40,8 @@ def tui_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vitlab", description="Open the vitlab TUI, optionally with a preset's runs queued. "
                     "Headless commands: run, profile, compare, presets, resume, check (vitlab COMMAND --help).")
     parser.add_argument("preset", nargs="?", type=user_path, help="a preset YAML to queue")
-    parser.add_argument("--runs-dir", type=user_path, default=Path("runs"), help="where runs are written (default ./runs)")
+    parser.add_argument("--runs-dir", type=user_path, default=Path("runs"),
+                        help="where runs are written (default ./runs)")
     return parser
 
 

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), md, csv or json")
     p.add_argument("--sort", choices=COLUMN_KEYS, metavar="COLUMN",
                    help=f"sort by a column: {', '.join(COLUMN_KEYS)} (default: newest first)")
-    p.add_argument("--plot", type=user_path, metavar="FILE", help="also draw loss and accuracy curves to FILE (.png or .svg)")
+    p.add_argument("--plot", type=user_path, metavar="FILE",
+                   help="also draw loss and accuracy curves to FILE (.png or .svg)")
     p.set_defaults(handler=main)
 
 

@@ -235,7 +235,8 @@ class VitlabApp(App[int]):
             return
         name = self.experiment_name or "my-experiment"
         initial_path = default_preset_path(user_preset_dir(), name)
-        what = f"the queue ({len(setup.queue)} run{'s' if len(setup.queue) > 1 else ''})" if setup.queue else "the form (one run)"
+        n = len(setup.queue)
+        what = f"the queue ({n} run{'s' if n > 1 else ''})" if n else "the form (one run)"
         prompt = PathPrompt("Save as a preset", [("name", "Experiment name", name),
                                                  ("description", "Description", self.experiment_description),
                                                  ("path", "File", initial_path)],
