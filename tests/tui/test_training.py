@@ -226,7 +226,11 @@ async def test_a_run_that_cannot_start_is_reported_and_stops_the_queue(tmp_path,
         await pilot.pause()
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: not app.running, timeout=60)
-        assert app.state.runs["vit-a"].status == "failed" and app.state.runs["vit-b"].status == "skipped"
+        assert app.state.runs["vit-a"].status == "not started" and app.state.runs["vit-b"].status == "skipped"
+        app.live.redraw(force=True)
+        await pilot.pause()
+        progress = str(app.live.query_one("#progress-text").render())
+        assert "did not start" in progress and "setting up" not in progress  # not left as if it were still loading
         assert "tiny" in app.state.runs["vit-a"].error and "\n" not in app.state.runs["vit-a"].error
 
 
@@ -289,7 +293,11 @@ runs:
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: not app.running, timeout=60)
         await pilot.pause()
-        assert app.state.runs["vit-a"].status == "failed" and app.state.runs["vit-b"].status == "skipped"
+        assert app.state.runs["vit-a"].status == "not started" and app.state.runs["vit-b"].status == "skipped"
+        app.live.redraw(force=True)
+        await pilot.pause()
+        progress = str(app.live.query_one("#progress-text").render())
+        assert "did not start" in progress and "setting up" not in progress  # not left as if it were still loading
         [note] = [n for n in app._notifications if "not found" in n.message]
         assert note.message.startswith(f"CIFAR-10 not found under {root}/") and "Needed by vit-a, vit-b." in note.message
         shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))

@@ -299,9 +299,8 @@ class VitlabApp(App[int]):
             return
         result = setup.form.check()
         if result.config is None:
-            field = setup.form.first_error_field()
-            first = next(iter(result.errors.values()), None) or "; ".join(result.general)
-            self.notify(f"The form has errors: {first}", title="Not started", severity="error")
+            field = (setup.form.first_error() or (None, ""))[0]
+            self.notify(f"The form has errors: {setup.form_problem()}", title="Not started", severity="error")
             self.views.active = "setup"
             if field is not None:
                 field.focus()

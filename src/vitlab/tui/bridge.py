@@ -40,7 +40,7 @@ class QueueProblem(Message):
 class RunTrack:
     name: str
     model: str = ""
-    status: str = "queued"  # queued, starting, running, finished, failed, cancelled, skipped
+    status: str = "queued"  # queued, starting, running, finished, failed, cancelled, skipped, not started
     epochs: int = 0
     steps_per_epoch: int = 1
     device: str = ""
@@ -147,7 +147,7 @@ class LiveState:
 
     def problem(self, run: str, message: str) -> None:
         t = self.track(run)
-        t.status, t.error = "failed", message
+        t.status, t.error = "not started", message  # no run directory was made: nothing failed on disk
         self.add_log("error", f"{run}: could not start: {message}")
 
 

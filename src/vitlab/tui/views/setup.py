@@ -132,18 +132,23 @@ class SetupView(Horizontal):
         if self.nproc_problem:
             hint.append(self.nproc_problem, style="bold red")
         elif not valid:
-            hint.append("Fix the marked fields to run.", style="bold red")
+            hint.append(f"Fix the form to run: {self.form_problem()}", style="bold red")
         elif self.queue:
             hint.append(f"ctrl+r trains the queue ({len(self.queue)} run{'s' if len(self.queue) > 1 else ''})")
         else:
             hint.append("ctrl+r trains this run (queue empty)")
         self.query_one("#run-hint", Static).update(hint)
 
+    def form_problem(self) -> str:
+        """The first problem of the form, naming its field (it may be below the fold)."""
+        first = self.form.first_error()
+        return first[1] if first else "; ".join(self.form.result.general)
+
     def action_add(self) -> None:
         form = self.form
         cfg = form.check().config
         if cfg is None:
-            self.notify("Fix the marked fields before adding the run.", severity="error")
+            self.notify(f"Fix the form before adding the run: {self.form_problem()}", severity="error")
             return
         if any(r.name.lower() == cfg.name.lower() for r in self.queue):
             cfg = cfg.model_copy(update={"name": next_name(cfg.name, {r.name.lower() for r in self.queue})})

@@ -15,7 +15,7 @@ from ...report import human_duration
 from ..bridge import LiveState, RunTrack, outcome
 
 STATUS_ICON = {"queued": "·", "starting": "…", "running": "▶", "finished": "✔", "failed": "✘",
-               "cancelled": "■", "skipped": "-", "interrupted": "?"}
+               "cancelled": "■", "skipped": "-", "interrupted": "?", "not started": "✘"}
 STATUS_STYLE = {"finished": "$success", "failed": "$error", "cancelled": "$warning", "running": "$accent"}
 
 
@@ -23,6 +23,13 @@ def mib(mb: float | None) -> str:
     if mb is None:
         return "-"
     return f"{mb / 1024:.2f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
+def no_figures_yet(t: RunTrack | None, waiting: str) -> str:
+    """A chart's title before it has data: what it waits for, or that the run ended without any."""
+    if t is not None and t.status not in ("queued", "starting", "running"):
+        return f"no figures: {t.name} {t.status}"
+    return waiting
 
 
 CHART_S = 3.0  # charts (costly repaints) redraw at most every 3 s, or at once when forced
@@ -114,6 +121,9 @@ class ProgressPane(Vertical, Pane):
                 text.append(f"  in {human_duration(t.summary['train_time_s'])}")
             if t.error:
                 text.append(f"\n{t.error}", style="red")
+        elif t.status == "not started":  # the queue stopped before this run: data, weights or a GPU are missing
+            text.append("did not start", style="bold red")
+            text.append(f"\n{t.error}", style="red")
         elif last is not None:
             text.append(f"epoch {last.epoch}/{t.epochs}  step {last.step}/{last.total_steps}  "
                         f"elapsed {human_duration(last.elapsed_s)}  ETA {human_duration(last.eta_s)}  "
@@ -145,7 +155,7 @@ class LossChart(Chart):
             plt.plot(xs, [loss for _, loss in t.steps], label="train", marker="braille")
         if t is not None and t.evals:
             plt.scatter([e for e, _, _ in t.evals], [loss for _, loss, _ in t.evals], label="eval", marker="●")
-        plt.title("waiting for the first logged steps" if t is None or not (t.steps or t.evals) else "")
+        plt.title("" if t is not None and (t.steps or t.evals) else no_figures_yet(t, "waiting for the first logged steps"))
 
 
 class AccuracyChart(Chart):
@@ -163,7 +173,7 @@ class AccuracyChart(Chart):
             plt.scatter(xs, ys, label="val acc", marker="●")
             plt.title(f"last {100 * t.evals[-1][2]:.2f}%  best {100 * (t.best_accuracy or 0):.2f}%")
         else:
-            plt.title("after the first epoch")
+            plt.title(no_figures_yet(t, "after the first epoch"))
 
 
 class MemoryPane(TextPane, Pane):
@@ -214,7 +224,8 @@ class RunsPane(TextPane, Pane):
         text = Text()
         for i, name in enumerate(state.order):
             t: RunTrack = state.runs[name]
-            style = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "bold"}.get(t.status, "")
+            style = {"finished": "green", "failed": "red", "not started": "red", "cancelled": "yellow",
+                     "running": "bold"}.get(t.status, "")
             if i:
                 text.append("\n")
             text.append(f"{STATUS_ICON.get(t.status, '?')} {name} ", style=style)

@@ -174,10 +174,12 @@ class RunForm(VerticalScroll):
         self.post_message(self.Validated(self.result))
         return self.result
 
-    def first_error_field(self) -> Widget | None:
+    def first_error(self) -> tuple[Widget | None, str] | None:
+        """The first marked field in form order and '<its label>: <its error>' (at 80x24 it may be below the
+        fold, so a message must name it)."""
         for spec in SPECS:
             if spec.widget_id in self.result.errors:
-                return self._field(spec.widget_id)
+                return self._field(spec.widget_id), f"{spec.label}: {self.result.errors[spec.widget_id]}"
         return None
 
     def set_target(self, text: str) -> None:
