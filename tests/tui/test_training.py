@@ -46,8 +46,12 @@ async def test_quickstart_through_the_ui_to_a_finished_run(runs_dir):
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert app.running and app.views.active == "live"
+        # the child has its copy of the queue: the form says edits made now are for the next ctrl+r
+        assert "edits here apply to the next ctrl+r" in str(app.setup.query_one("#run-hint").render())
+        assert "this queue is training" in str(form.query_one("#form-target").render())
         await wait_for(pilot, lambda: not app.running, timeout=90)
         await pilot.pause(0.3)
+        assert "ctrl+r trains the queue (1 run)" in str(app.setup.query_one("#run-hint").render())
         track = app.state.runs["vit-tiny"]
         assert track.status == "finished"
         assert len(track.evals) == 2 and track.steps

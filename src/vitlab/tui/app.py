@@ -324,6 +324,7 @@ class VitlabApp(App[int]):
                         title="Not started", severity="error", timeout=15)
             return
         self.running, self.child, self._quit_pending = True, child, False
+        self.setup.refresh_target()
         self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
         self.state.add_log("dim", f"training process {child.pid}" + (f" ({nproc} processes)" if nproc > 1 else "")
                            + f", log {child.log_path}")
@@ -392,6 +393,7 @@ class VitlabApp(App[int]):
                                                                  WorkerState.CANCELLED):
             return
         self.running = False
+        self.setup.refresh_target()
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             self.state.add_log("error", f"lost the training process's stream: {type(error).__name__}: {error}")

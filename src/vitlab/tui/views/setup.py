@@ -117,19 +117,27 @@ class SetupView(Horizontal):
         lst = self.query_one(QueueList)
         lst.show(self.queue, self.editing)
         lst.border_title = f"Queue ({len(self.queue)})"
-        form = self.form
-        form.taken_names = {r.name for i, r in enumerate(self.queue) if i != self.editing}
+        self.form.taken_names = {r.name for i, r in enumerate(self.queue) if i != self.editing}
+        self.refresh_target()
+
+    def refresh_target(self) -> None:
+        """What the form edits and what ctrl+r will do; also when training starts or ends (the training child
+        has its copy of the queue, so edits made meanwhile are for the next ctrl+r, and must say so)."""
         if self.editing is None:
-            form.set_target(Text.assemble(("New run", "bold"), ("  (ctrl+n: add to queue)", "dim")))
+            self.form.set_target(Text.assemble(("New run", "bold"), ("  (ctrl+n: add to queue)", "dim")))
         else:
-            form.set_target(Text.assemble((f"Editing queued run {self.editing + 1}/{len(self.queue)}", "bold"),
-                                          ("  (saved as you type)", "dim")))
+            self.form.set_target(Text.assemble(
+                (f"Editing queued run {self.editing + 1}/{len(self.queue)}", "bold"),
+                ("  (saved for the next ctrl+r: this queue is training)", "yellow") if self.app.running
+                else ("  (saved as you type)", "dim")))
         self.update_hint()
 
     def update_hint(self) -> None:
         hint = Text()
         valid = self.form.result.config is not None
-        if self.nproc_problem:
+        if self.app.running:
+            hint.append("Training (F2 to watch, ctrl+x to cancel); edits here apply to the next ctrl+r.", style="bold")
+        elif self.nproc_problem:
             hint.append(self.nproc_problem, style="bold red")
         elif not valid:
             hint.append(f"Fix the form to run: {self.form_problem()}", style="bold red")
