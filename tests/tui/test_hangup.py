@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import signal
 import subprocess
 import sys
@@ -103,3 +104,37 @@ async def test_results_show_running_and_interrupted_runs(runs_dir):
         table = app.results.query_one("#results-table")
         cells = {str(c) for i in range(table.row_count) for c in table.get_row_at(i)}
         assert {"running", "interrupted"} <= cells
+
+
+# Stands in for a `vitlab worker` left training: its command line names vitlab, SIGINT is its stop.
+LEFT_TRAINING = textwrap.dedent("""
+    import signal, sys, time
+    from pathlib import Path
+    signal.signal(signal.SIGINT, lambda *_: (Path(sys.argv[1]).write_text("stopped"), sys.exit(0)))
+    print("ready", flush=True)
+    time.sleep(120)
+""")
+
+
+async def test_a_new_session_can_stop_a_run_left_training(runs_dir, tmp_path):
+    run_dir = write_run(runs_dir, "going", alive=True)
+    marker = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "-c", LEFT_TRAINING, str(marker), "vitlab-worker-stand-in"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        (run_dir / "heartbeat").write_text(f"{proc.pid} {time.time():.0f} {socket.gethostname()}\n")
+        app = make_app(None, runs_dir)
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
+            await form_ready(pilot)
+            await wait_for(pilot, lambda: app.results.history, timeout=10)
+            await pilot.pause()
+            assert any("Still training, from an earlier vitlab: demo/going" in n.message for n in app._notifications)
+            await pilot.press("ctrl+x")
+            await pilot.pause()
+            assert "going is training in process" in str(app.screen.query_one(".dialog-message").render())
+            await pilot.press("s")  # Stop it
+            await pilot.pause()
+            assert proc.wait(timeout=10) == 0 and marker.read_text() == "stopped"
+    finally:
+        proc.kill()

@@ -189,21 +189,43 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _heartbeat_alive(run_dir: Path) -> bool:
-    """A fresh heartbeat, unless it names a process of this machine that is gone (killed, OOM-killed): then the
-    run is known dead at once instead of after HEARTBEAT_STALE_S. Another machine's (a shared disk) is trusted."""
+def _fresh_heartbeat(run_dir: Path) -> tuple[str, str] | None:
+    """(pid, host) of a heartbeat younger than HEARTBEAT_STALE_S, or None."""
     try:
         path = run_dir / "heartbeat"
         if time.time() - path.stat().st_mtime >= HEARTBEAT_STALE_S:
-            return False
+            return None
         pid, _, host = (path.read_text().split() + ["", "", ""])[:3]
     except OSError:
+        return None
+    return pid, host
+
+
+def _heartbeat_alive(run_dir: Path) -> bool:
+    """A fresh heartbeat, unless it names a process of this machine that is gone (killed, OOM-killed): then the
+    run is known dead at once instead of after HEARTBEAT_STALE_S. Another machine's (a shared disk) is trusted."""
+    if (beat := _fresh_heartbeat(run_dir)) is None:
         return False
+    pid, host = beat
     if host == socket.gethostname() and pid.isdigit():
         import psutil
 
         return psutil.pid_exists(int(pid))
     return True
+
+
+def training_process(run_dir: Path) -> int | None:
+    """The pid of the vitlab process of this machine training the run (its heartbeat names it), or None: so a
+    new TUI can stop a run an earlier one left training."""
+    beat = _fresh_heartbeat(run_dir)
+    if beat is None or beat[1] != socket.gethostname() or not beat[0].isdigit():
+        return None
+    import psutil
+
+    try:  # a recycled pid would be another program: only a vitlab (or torchrun'd vitlab) process qualifies
+        return int(beat[0]) if "vitlab" in " ".join(psutil.Process(int(beat[0])).cmdline()) else None
+    except (psutil.Error, OSError):
+        return None
 
 
 def summary_from_metrics(run_dir: Path) -> dict[str, Any]:

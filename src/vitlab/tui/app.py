@@ -7,6 +7,8 @@ child's events as messages (see bridge.py). The TUI itself imports torch only fo
 """
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -415,7 +417,7 @@ class VitlabApp(App[int]):
 
     def action_cancel(self) -> None:
         if not self.running:
-            self.notify("Nothing is training.", severity="warning")
+            self.stop_left_training()
             return
         t = self.state.current_track
         remaining = sum(1 for tr in self.state.runs.values() if tr.status in ("queued", "starting"))
@@ -438,6 +440,36 @@ class VitlabApp(App[int]):
                 self.state.add_log("warning", f"cancel requested: {name}")
 
         self.push_screen(Choice("Cancel the run?", message, answers), done)
+
+    def stop_left_training(self) -> None:
+        """ctrl+x with nothing training here: offer to stop a run that an earlier vitlab left training (its
+        stdin went with that vitlab; SIGINT is a stop for `vitlab worker` and a first Ctrl-C for `vitlab run`)."""
+        from ..engine.store import training_process
+
+        left = [(s, pid) for s in self.results.history if s.get("status") == "running" and s.get("run_dir")
+                and (pid := training_process(Path(s["run_dir"])))]
+        if not left:
+            self.notify("Nothing is training.", severity="warning")
+            return
+        summary, pid = left[0]
+        name = f"{summary.get('experiment')}/{summary.get('name')}"
+
+        def done(answer: str | None) -> None:
+            if answer != "stop":
+                return
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError as e:  # it ended meanwhile
+                self.notify(f"process {pid}: {e.strerror or e}", title="Not stopped", severity="warning")
+                return
+            self.notify(f"Asked process {pid} to stop {name}; it ends after the current step.", title="Stopping")
+            self.set_timer(5, self.results.reload)
+
+        message = (f"{name} is training in process {pid}, left by an earlier vitlab. It ends as cancelled after the "
+                   "current step, keeping its metrics and checkpoint (`vitlab resume RUN_DIR` continues it); the "
+                   "rest of its queue does not start.")
+        self.push_screen(Choice("Stop the run left training?", message,
+                                [("stop", "Stop it", "error"), ("keep", "Keep training", "default")]), done)
 
     async def action_quit(self) -> None:
         if not self.running:

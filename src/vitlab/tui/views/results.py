@@ -36,6 +36,7 @@ class ResultsView(Vertical):
         self.session: dict[str, dict[str, Any]] = {}  # run key -> summary, this session's runs
         self.history: list[dict[str, Any]] = []
         self.sort_key: str | None = None
+        self.loads = 0  # history loads so far
 
     def compose(self) -> ComposeResult:
         yield Static("", id="results-title")
@@ -58,8 +59,14 @@ class ResultsView(Vertical):
         self.reload()
 
     def _set_history(self, runs: list[dict[str, Any]]) -> None:
+        first_load = self.loads == 0
+        self.loads += 1
         self.history = runs
         self.render_table()
+        left = [f"{s.get('experiment')}/{s.get('name')}" for s in runs if s.get("status") == "running"]
+        if first_load and left:  # an earlier vitlab was quit with "leave it training", or lost its terminal
+            self.app.notify(f"Still training, from an earlier vitlab: {', '.join(left)}. Results (F3) follows it; "
+                            "ctrl+x stops it.", title="Training in the background", timeout=15)
         if any(s.get("status") == "running" for s in runs):
             self.set_timer(LIVE_RELOAD_S, self._reload_if_shown)
 
