@@ -276,8 +276,9 @@ class VitlabApp(App[int]):
         if fmt:
             self.export_results(self.runs_dir / f"comparison.{fmt}")
             return
-        prompt = PathPrompt("Export the comparison", [("path", "File (.md or .csv)", str(self.runs_dir / "comparison.md"))],
-                            ok="Export", note="Markdown table, or CSV with raw numbers when the file ends in .csv")
+        prompt = PathPrompt("Export the comparison", [("path", "File (.md, .csv or .json)",
+                                                       str(self.runs_dir / "comparison.md"))],
+                            ok="Export", note="A Markdown table; CSV or JSON (as `vitlab compare`) with raw numbers")
         self.push_screen(prompt, lambda v: v and self.export_results(Path(v["path"]).expanduser()))
 
     def export_results(self, path: Path) -> None:
@@ -285,6 +286,9 @@ class VitlabApp(App[int]):
             self.results.export(path)
         except OSError as e:
             self.notify(f"{path}: {e.strerror or e}", title="Not exported", severity="error")
+            return
+        except ValueError as e:  # an extension it cannot write
+            self.notify(str(e), title="Not exported", severity="error")
             return
         self.notify(f"Wrote {path}", title="Comparison exported")
 

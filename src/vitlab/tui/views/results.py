@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ...report import COLUMNS, STATUS_STYLE, format_row, sort_summaries, to_csv, to_markdown, visible_columns
+from ...report import COLUMNS, STATUS_STYLE, format_row, sort_summaries, to_csv, to_json, to_markdown, visible_columns
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -21,6 +21,8 @@ def run_key(summary: dict[str, Any]) -> str:
     path = summary.get("run_dir")
     return str(Path(path).resolve()) if path else f"{summary.get('experiment')}/{summary.get('name')}"
 
+
+EXPORTS = {".md": to_markdown, ".csv": to_csv, ".json": to_json}  # by file extension
 
 class ResultsView(Vertical):
     BINDINGS = [
@@ -162,8 +164,12 @@ class ResultsView(Vertical):
         self.render_table()
 
     def export(self, path: Path) -> Path:
+        """Writes the table in the format the file's extension names (.md, .csv, .json)."""
         rows = self.rows()
-        text = to_csv(rows) if path.suffix.lower() == ".csv" else to_markdown(rows)
+        render = EXPORTS.get(path.suffix.lower())
+        if render is None:
+            raise ValueError(f"{path.name}: name a .md, .csv or .json file")
+        text = render(rows)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return path
