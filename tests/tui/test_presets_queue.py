@@ -63,6 +63,27 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, co
         saved = config_home / "vitlab" / "presets" / "tiny-edited.yaml"
         assert saved.exists(), list((config_home / "vitlab").rglob("*"))
         queue = list(app.setup.queue)
+        # a bad name keeps the dialog and what was typed; another file is replaced only on a second Save
+        other = tmp_path / "other.yaml"
+        other.write_text("keep me")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        dialog = app.screen
+        dialog.query_one("#in-name", Input).value = "my exp/1"
+        dialog.query_one("#in-path", Input).value = str(other)
+        await pilot.click("#ok")
+        await pilot.pause()
+        assert app.screen is dialog and "not a safe name" in str(dialog.query_one("#dialog-note").render())
+        assert "Value error" not in str(dialog.query_one("#dialog-note").render())
+        dialog.query_one("#in-name", Input).value = "my-exp"
+        dialog.query_one("#in-path", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog and "exists: Save again to replace it" in str(dialog.query_one("#dialog-note").render())
+        assert other.read_text() == "keep me"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is not dialog and load_preset(other).name == "my-exp"
     exp = load_preset(saved)
     assert exp.name == "tiny-edited"
     assert exp.runs == queue  # loads back identically

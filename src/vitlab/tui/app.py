@@ -72,6 +72,7 @@ class VitlabApp(App[int]):
         self.state = LiveState()
         self.experiment_name = ""
         self.experiment_description = ""
+        self.saved_paths: set[Path] = set()  # presets this session wrote: saving again replaces them unasked
         self.running = False
         self.child: TrainingChild | None = None  # the training process of the queue in progress
         # a `vitlab worker --standby` with torch loaded, so ctrl+r trains at once instead of in ~4 s
@@ -239,20 +240,33 @@ class VitlabApp(App[int]):
         initial_path = default_preset_path(user_preset_dir(), name)
         n = len(setup.queue)
         what = f"the queue ({n} run{'s' if n > 1 else ''})" if n else "the form (one run)"
-        prompt = PathPrompt("Save as a preset", [("name", "Experiment name", name),
-                                                 ("description", "Description", self.experiment_description),
-                                                 ("path", "File", initial_path)],
-                            note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.")
-
-        def done(values: dict | None) -> None:
-            if values is None:
-                return
+        def target(values: dict) -> Path:
             path = values["path"] or initial_path
             if path == initial_path and values["name"] != name:
                 path = default_preset_path(user_preset_dir(), values["name"])
-            self.save_queue(Path(path).expanduser(), values["name"], values["description"])
+            return Path(path).expanduser()
 
-        self.push_screen(prompt, done)
+        warned: set[Path] = set()
+
+        def check(values: dict) -> str | None:
+            """Wrong input keeps the dialog and what was typed; replacing a file takes a second Save."""
+            try:
+                self.setup.experiment(values["name"], values["description"])
+            except ValidationError as e:
+                return "; ".join(f"{'.'.join(map(str, loc)) or 'experiment'}: {text}"
+                                 for loc, text in (describe_error(err, {}) for err in e.errors()))
+            path = target(values)
+            if path.exists() and path not in self.saved_paths | warned:
+                warned.add(path)
+                return f"{path} exists: Save again to replace it."
+            return None
+
+        prompt = PathPrompt("Save as a preset", [("name", "Experiment name", name),
+                                                 ("description", "Description", self.experiment_description),
+                                                 ("path", "File", initial_path)],
+                            note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.", check=check)
+        self.push_screen(prompt, lambda values: values and self.save_queue(target(values), values["name"],
+                                                                         values["description"]))
 
     def save_queue(self, path: Path, name: str, description: str = "") -> Path | None:
         try:
@@ -268,6 +282,7 @@ class VitlabApp(App[int]):
             return None
         self.experiment_name, self.experiment_description = exp.name, exp.description
         self.sub_title = exp.name
+        self.saved_paths.add(path)
         self.notify(f"Saved {len(exp.runs)} run(s) to {path}", title="Preset saved")
         return path
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -46,14 +47,16 @@ class Choice(ModalScreen[str | None]):
 
 
 class PathPrompt(ModalScreen[dict | None]):
-    """Ask for a few text values (e.g. preset name and file). Enter in the last field confirms."""
+    """Ask for a few text values (e.g. preset name and file). Enter in the last field confirms. `check` sees the
+    values first: a message it returns is shown in the dialog, which stays open with what was typed."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
 
-    def __init__(self, title: str, fields: list[tuple[str, str, str]], ok: str = "Save", note: str = "") -> None:
+    def __init__(self, title: str, fields: list[tuple[str, str, str]], ok: str = "Save", note: str = "",
+                 check: Callable[[dict], str | None] | None = None) -> None:
         """fields: (key, label, initial value)."""
         super().__init__(classes="dialog-screen")
-        self.title_text, self.fields, self.ok, self.note = title, fields, ok, note
+        self.title_text, self.fields, self.ok, self.note, self.check = title, fields, ok, note, check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -79,14 +82,24 @@ class PathPrompt(ModalScreen[dict | None]):
         if i + 1 < len(inputs):
             inputs[i + 1].focus()
         else:
-            self.dismiss(self.values())
+            self.confirm()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(self.values() if event.button.id == "ok" else None)
+        if event.button.id == "ok":
+            self.confirm()
+        else:
+            self.dismiss(None)
 
-    def set_note(self, text: str) -> None:
-        self.query_one("#dialog-note", Static).update(text)
+    def confirm(self) -> None:
+        values = self.values()
+        problem = self.check(values) if self.check else None
+        if problem:
+            note = self.query_one("#dialog-note", Static)
+            note.update(problem)
+            note.add_class("dialog-problem")
+            return
+        self.dismiss(values)
 
 
 def default_preset_path(directory: Path, name: str) -> str:
