@@ -105,11 +105,15 @@ async def test_kind_shows_only_its_fields(runs_dir):
         await settle_form(pilot)
         assert not form.query_one("#row-f-vit-heads").display
         assert form.query_one("#row-f-swin-variant").display
-        # digits are 8 px: Swin needs a multiple of 32, reported beside the image size
+        # digits are 8 px, which Swin cannot run: choosing it sets its smallest size, 224
+        assert form.query_one("#f-data-image_size", Input).value == "224"
+        assert form.result.config is not None and form.result.config.model.kind == "swin"
+        # a size it cannot run is reported beside the image size
+        form.query_one("#f-data-image_size", Input).value = "200"
+        await settle_form(pilot)
         assert "multiple of 32" in str(form.query_one("#f-data-image_size-err", Static).render())
         form.query_one("#f-data-image_size", Input).value = "224"
         await settle_form(pilot)
-        assert form.result.config is not None and form.result.config.model.kind == "swin"
         form.query_one("#f-model-kind", Select).value = "resnet18"
         await settle_form(pilot)
         assert form.query_one("#row-f-resnet18-weights").display
@@ -132,6 +136,9 @@ async def test_derived_values_follow_the_form(runs_dir):
         assert "64 = 16x4" in text
         assert "17 (incl. cls)" in text  # (8/2)^2 patches + class token
         assert "1.05k" in text and "0.123" in text  # the (fake) profiler's params and GFLOPs
+        app.setup.query_one("#nproc", Input).value = "2"  # every process takes its own batches
+        await pilot.pause()
+        assert "128 = 16x4x2" in str(app.setup.query_one("#derived", Static).render())
 
 
 def test_form_round_trips_every_shipped_preset_run():

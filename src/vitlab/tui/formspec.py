@@ -66,6 +66,9 @@ SPECS: tuple[Spec, ...] = (
          tooltip="Resize images to this many pixels a side"),
     Spec("data", "augment", "Augment", "tristate", ("auto", "on", "off"),
          tooltip="auto: random crop + flip for CIFAR, none otherwise"),
+    Spec("data", "limit_train", "Train images", "opt_int", placeholder="all",
+         tooltip="Use the first N training images: a quick try before the real run"),
+    Spec("data", "limit_val", "Val images", "opt_int", placeholder="all"),
     # train
     Spec("train", "epochs", "Epochs", "int"),
     Spec("train", "batch_size", "Batch size", "int", tooltip="Micro-batch through the model at once"),
@@ -74,9 +77,14 @@ SPECS: tuple[Spec, ...] = (
     Spec("train", "optimizer", "Optimizer", "select", _options(TrainConfig, "optimizer")),
     Spec("train", "lr", "Learning rate", "float"),
     Spec("train", "weight_decay", "Weight decay", "float"),
+    Spec("train", "momentum", "Momentum", "float", tooltip="SGD only"),
     Spec("train", "scheduler", "Scheduler", "select", _options(TrainConfig, "scheduler")),
     Spec("train", "warmup_epochs", "Warmup epochs", "float"),
+    Spec("train", "label_smoothing", "Label smooth.", "float", tooltip="0 = plain cross-entropy"),
+    Spec("train", "freeze", "Freeze", "select", _options(TrainConfig, "freeze"),
+         tooltip="backbone: train the classifier head only (a linear probe of pretrained weights)"),
     Spec("train", "seed", "Seed", "int"),
+    Spec("train", "log_every", "Log every", "int", tooltip="Optimizer steps between figures (each read is a sync)"),
     Spec("train", "compile", "torch.compile", "autobool", ("auto", "on", "off"),
          tooltip="auto: on CUDA for ViT runs of 2M+ training images, which repay its ~25 s start-up"),
     Spec("train", "cuda_graphs", "CUDA graphs", "autobool", ("auto", "on", "off"),
@@ -233,10 +241,12 @@ def validate(values: dict[str, Any], base: dict[str, Any] | None = None,
     return result
 
 
-def derived(cfg: RunConfig) -> dict[str, str]:
-    """Figures that follow from the config alone (params and FLOPs need the profiler)."""
+def derived(cfg: RunConfig, nproc: int = 1) -> dict[str, str]:
+    """Figures that follow from the config and the process count (params and FLOPs need the profiler)."""
     size = cfg.data.size
-    out = {"Eff. batch": f"{cfg.train.effective_batch} = {cfg.train.batch_size}x{cfg.train.accumulation_steps}",
+    t = cfg.train
+    out = {"Eff. batch": f"{t.effective_batch * nproc} = {t.batch_size}x{t.accumulation_steps}"
+                         + (f"x{nproc}" if nproc > 1 else ""),
            "Image": f"{size} px" + ("" if cfg.data.image_size else " (native)")}
     m = cfg.model
     if isinstance(m, ViTModel):

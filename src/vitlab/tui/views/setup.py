@@ -100,6 +100,7 @@ class SetupView(Horizontal):
     @on(Input.Changed, "#nproc")
     def _nproc_changed(self) -> None:
         self.update_hint()
+        self.show_derived()  # the effective batch counts every process
 
     # -- queue ------------------------------------------------------------------------------------
     def load_experiment(self, exp: ExperimentConfig) -> None:
@@ -244,7 +245,7 @@ class SetupView(Horizontal):
         if cfg is None:
             text.append("(the form has errors)", style="dim")
         else:
-            for label, value in derived(cfg).items():
+            for label, value in derived(cfg, self.nproc or 1).items():
                 text.append(f"{label:<12}", style="dim")
                 text.append(f"{value}\n")
             params, flops, problem = self.profiles.get(profile_key(cfg), (None, None, ""))

@@ -127,6 +127,13 @@ class RunForm(VerticalScroll):
             for row in self.query(f".kind-{other}"):
                 row.display = other == kind
 
+    def _swin_size(self, kind: str) -> None:
+        """Choosing Swin with the image size left native (8 or 32 px, which Swin cannot run) sets it to 224,
+        Swin's smallest, rather than greeting the choice with an error."""
+        size, weights = self._field("f-data-image_size"), self._field("f-swin-weights")
+        if kind == "swin" and size is not None and not size.value and weights is not None and not weights.value:
+            size.value = "224"  # type: ignore[attr-defined]
+
     def _native_hint(self, dataset: str) -> None:
         if (size := self._field("f-data-image_size")) is not None:
             size.placeholder = f"native ({native_size(dataset)})"  # type: ignore[attr-defined]
@@ -139,6 +146,7 @@ class RunForm(VerticalScroll):
         control = getattr(event, "control", None) or getattr(event, "select", None)
         if control is not None and control.id == "f-model-kind":
             self._show_kind(str(control.value))
+            self._swin_size(str(control.value))
         if control is not None and control.id == "f-data-dataset":
             self._native_hint(str(control.value))
         if self._loaded and not self._check_pending:  # a burst of changes (loading a run) validates once
