@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vitlab.tui.bridge import EngineEvent
+from vitlab.tui.widgets.live_panes import LogPane
 
 from .conftest import form_ready, make_app
 from .fakes import live_events
@@ -27,3 +28,21 @@ async def test_progress_says_setting_up_then_training_before_the_first_figures()
         app.post_message(EngineEvent(started))
         await pilot.pause()
         assert "training: compiling the model, then the first figures after 10 optimizer steps" in progress()
+
+
+async def test_long_log_lines_wrap_in_a_narrow_log_pane():
+    """RichLog renders 78 columns wide unless told otherwise: at 80x24 the end of each line was cut off."""
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        app.state.start_queue(["vit-a"], ["ViT p2 d32 h2 L1"])
+        app.views.active = "live"
+        await pilot.pause()
+        app.live.show_tab("tab-log")
+        await pilot.pause()
+        app.state.add_log("", "vit-a: epoch 1/20  train loss 2.2860  eval loss 2.1000  accuracy 31.25%  END")
+        app.live.redraw(force=True)
+        await pilot.pause()
+        log = app.live.query_one(LogPane)
+        text = "".join(strip.text for strip in log.lines)
+        assert "END" in text and max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width

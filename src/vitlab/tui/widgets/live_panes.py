@@ -243,7 +243,8 @@ class RunsPane(TextPane, Pane):
 
 class LogPane(RichLog, Pane):
     def __init__(self, **kwargs) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, max_lines=500, **kwargs)
+        # min_width: RichLog renders at least 78 wide, so at 80 columns (a ~40-column pane) lines were cut, not wrapped
+        super().__init__(wrap=True, markup=False, highlight=False, max_lines=500, min_width=20, **kwargs)
         self.seen = 0
         self.written_at = 0.0
 
