@@ -122,6 +122,18 @@ def test_a_loss_near_ln_c_warns_only_with_chance_accuracy(accuracy, expected):
     assert set(codes) == expected
 
 
+def test_a_model_at_chance_during_warmup_is_judged_after_it():
+    from vitlab.engine.health import HealthMonitor
+
+    codes = []
+    monitor = HealthMonitor(10, "fp32", warmup_epochs=1.5)  # the lr still ramps up in epochs 1 and 2
+    for epoch in (1, 2):
+        monitor.on_epoch(epoch, 2.30, 0.10, lambda code, message: codes.append(code))
+    assert codes == []
+    monitor.on_epoch(3, 2.30, 0.10, lambda code, message: codes.append((code, message)))
+    assert [c for c, _ in codes] == ["not-learning", "chance-accuracy"] and "after epoch 3" in codes[0][1]
+
+
 def test_lr_too_small_to_learn_warns_not_learning_and_chance(tmp_path):
     summary, events = train(tmp_path, digits_run("frozen", lr=1e-9))  # 90 Adam steps of 1e-9: the init
     assert summary["status"] == "finished"

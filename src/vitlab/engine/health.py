@@ -15,9 +15,11 @@ Warn = Callable[[str, str], None]
 
 
 class HealthMonitor:
-    def __init__(self, num_classes: int, precision: str):
+    def __init__(self, num_classes: int, precision: str, warmup_epochs: float = 0):
         self.num_classes = num_classes
         self.precision = precision
+        # judged after the first epoch at full lr: during warmup a model at chance is expected, not news
+        self.judge_epoch = math.ceil(warmup_epochs) + 1
         self.warned: set[str] = set()
 
     def _once(self, code: str, message: str, warn: Warn) -> None:
@@ -41,7 +43,7 @@ class HealthMonitor:
                        "on fewer steps than planned; use bf16 or a lower lr.", warn)
 
     def on_epoch(self, epoch: int, train_loss: float, accuracy: float, warn: Warn) -> None:
-        if epoch != 1:
+        if epoch != self.judge_epoch:
             return
         chance_loss = math.log(self.num_classes)
         at_chance = accuracy < 1.5 / self.num_classes
@@ -49,10 +51,11 @@ class HealthMonitor:
         # epoch 1, 94 % at the end); with chance accuracy too, nothing reaches the classifier
         if abs(train_loss - chance_loss) < 0.05 * chance_loss and at_chance:
             self._once("not-learning",
-                       f"after epoch 1 the train loss is {train_loss:.3f}, about ln({self.num_classes}) = "
-                       f"{chance_loss:.3f}: the model predicts uniformly and is not learning. Check lr, warmup, "
-                       "precision, and that attention mixes the tokens of one image (batch_first).", warn)
+                       f"after epoch {epoch} the train loss is {train_loss:.3f}, about ln({self.num_classes}) = "
+                       f"{chance_loss:.3f}: the model predicts uniformly and is not learning. Check lr and "
+                       "precision (and in a model of your own, that attention mixes the tokens within each image, "
+                       "not across the batch).", warn)
         if at_chance:
             self._once("chance-accuracy",
-                       f"after epoch 1 the accuracy is {accuracy:.1%}, chance level for {self.num_classes} classes "
+                       f"after epoch {epoch} the accuracy is {accuracy:.1%}, chance level for {self.num_classes} classes "
                        f"({1 / self.num_classes:.1%}). Check lr, labels and the model.", warn)

@@ -170,7 +170,7 @@ class Run:
             self.forward = distributed.wrap(self.forward, self.dist, self.device)
         self.steps = self.make_steps()
         self.memory = devices.MemoryProbe(self.device)
-        self.health = HealthMonitor(self.data.num_classes, cfg.train.precision)
+        self.health = HealthMonitor(self.data.num_classes, cfg.train.precision, cfg.train.warmup_epochs)
         if cfg.train.tensorboard:
             from .tensorboard import TensorBoardLog
 
