@@ -101,6 +101,9 @@ def test_plot_written(runs, tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 5000
     assert vitlab("compare", runs, "--plot", tmp_path / "c.svg").returncode == 0
     assert (tmp_path / "c.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    out = vitlab("compare", runs, "--plot", tmp_path / "c.jpg")
+    assert out.returncode == 2 and "use a .png or .svg file name" in out.stderr
+    assert not out.stdout  # refused before the table was printed
 
 
 def test_bad_paths_and_columns(tmp_path):

@@ -6,11 +6,15 @@ from pathlib import Path
 from .errors import VitlabError
 
 
+def check_plot_path(path: Path) -> None:
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise VitlabError(f"--plot {path}: use a .png or .svg file name")
+
+
 def plot_curves(summaries: list[dict], path: Path) -> Path:
     from .engine.store import read_metrics
 
-    if path.suffix.lower() not in (".png", ".svg"):
-        raise VitlabError(f"--plot {path}: use a .png or .svg file name")
+    check_plot_path(path)
     try:
         import matplotlib
 

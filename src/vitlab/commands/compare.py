@@ -27,7 +27,10 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..engine.store import find_runs
+    from ..plots import check_plot_path, plot_curves
 
+    if args.plot:
+        check_plot_path(args.plot)  # before the table, not after it
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise VitlabError(f"compare: no such path: {', '.join(missing)}")
@@ -44,8 +47,6 @@ def main(args: argparse.Namespace) -> int:
         render = {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format]
         sys.stdout.write(render(summaries) + ("\n" if args.format == "json" else ""))
     if args.plot:
-        from ..plots import plot_curves
-
         plot_curves(summaries, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

@@ -27,7 +27,7 @@ class ProgressPrinter:
         c = self.console
         if isinstance(event, RunStarted):
             self.started = event.run
-            flops = f", {event.flops / 1e9:.3f} GFLOPs/img" if event.flops else ""
+            flops = f", {event.flops / 1e9:.3g} GFLOPs/img" if event.flops else ""  # tiny models: 0.000336
             c.print(f"[bold cyan]{escape(event.run)}[/] ({event.index + 1}/{event.total_runs}) "
                     f"{escape(event.model_label)}: "
                     f"{human_count(event.params)} params{flops}, {event.train_samples} train / {event.val_samples} "

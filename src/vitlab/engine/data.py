@@ -378,7 +378,7 @@ def missing_data(cfg: DataConfig) -> str | None:
         root = Path(cfg.root)
         for name in ("train", "val"):
             if not (root / name).is_dir():
-                return f"image folder {root / name} not found; {imagefolder_layout(root)} (data.root)"
+                return f"image folder {root / name} not found; {imagefolder_layout(root)} (data.root)."
     return None
 
 
