@@ -163,3 +163,10 @@ def test_home_in_paths_is_expanded_as_in_a_shell(tmp_path, monkeypatch):
     assert hub.model.weights == "microsoft/swin-base" and hub.data.root == "data"  # ids and relative paths as given
     assert RunConfig.model_validate({"name": "x", "model": {"kind": "resnet18", "weights": "~/r.pt"}}).model.weights \
         == str(tmp_path / "r.pt")
+
+
+def test_an_override_no_run_can_take_is_an_error(tmp_path):
+    msg = problem(tmp_path, VALID, ["model.variant=huge"])  # VALID has a ViT and a ResNet, no Swin
+    assert msg.endswith("--set model.variant: no run of this preset has it (its models: resnet18, vit)")
+    exp = load_preset(write(tmp_path, VALID), ["model.patch_size=4"])  # the ViT takes it, the ResNet ignores it
+    assert exp.runs[0].model.patch_size == 4

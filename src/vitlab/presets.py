@@ -180,7 +180,8 @@ def parse_overrides(pairs: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]:
     return parsed
 
 
-def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]]) -> dict:
+def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]], used: set[str]) -> dict:
+    """Applies the overrides that fit the run's model kind; `used` collects the keys applied."""
     for (section, name), value in overrides:
         block = run.setdefault(section, {})
         if section == "model" and name != "kind":
@@ -188,6 +189,7 @@ def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]]) ->
             if name not in MODEL_CLASSES.get(kind, MODEL_CLASSES["vit"]).model_fields:
                 continue  # e.g. model.patch_size does not apply to a ResNet run
         block[name] = value
+        used.add(f"{section}.{name}")
     return run
 
 
@@ -213,6 +215,7 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
         issues.append(_issue(file, _line_of(lines, ("runs",)), "runs", "must be a non-empty list of runs"))
         runs = []
     over = parse_overrides(overrides)
+    used: set[str] = set()
     valid: list[RunConfig] = []
     for i, raw in enumerate(runs):
         label = f"runs[{i}]"
@@ -221,7 +224,7 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
             continue
         if "name" in raw:
             label += f" ({raw['name']})"
-        merged = _apply_overrides(_deep_merge({k: v for k, v in defaults.items() if k in SECTIONS}, raw), over)
+        merged = _apply_overrides(_deep_merge({k: v for k, v in defaults.items() if k in SECTIONS}, raw), over, used)
         try:
             valid.append(RunConfig.model_validate(merged))
         except ValidationError as e:
@@ -229,6 +232,10 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
                 loc, msg = describe_error(err, merged)
                 line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc, ("runs", i))
                 issues.append(_issue(file, line, f"{label} {'.'.join(map(str, loc))}".rstrip(), msg))
+    kinds = sorted({r.model.kind for r in valid})
+    for key in dict.fromkeys(".".join(path) for path, _ in over):
+        if key not in used and runs:  # a model key no run's kind has: said, not silently dropped
+            issues.append(f"--set {key}: no run of this preset has it (its models: {', '.join(kinds)})")
     if issues:
         raise PresetError("\n".join(issues))
     try:
