@@ -37,3 +37,16 @@ async def test_ctrl_c_says_how_to_quit_in_plain_words():
         await pilot.press("ctrl+c")
         await pilot.pause()
         assert [n.message for n in app._notifications] == ["Press ctrl+q to quit the app"]
+
+
+async def test_escape_closes_the_keys_panel():
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await form_ready(pilot)
+        app.action_show_help_panel()
+        await pilot.pause()
+        assert app.screen.query("HelpPanel")
+        app.set_focus(None)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.query("HelpPanel")

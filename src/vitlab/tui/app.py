@@ -61,6 +61,7 @@ class VitlabApp(App[int]):
         Binding("f1", "show('setup')", "Setup", show=False),
         Binding("f2", "show('live')", "Live", show=False),
         Binding("f3", "show('results')", "Results", show=False),
+        Binding("escape", "hide_help_panel", "Hide keys", show=False),  # the palette's "Show keys" panel
     ]
 
     def __init__(self, preset: Path | None = None, runs_dir: Path = Path("runs"), *,
