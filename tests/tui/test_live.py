@@ -11,13 +11,18 @@ from .conftest import form_ready, make_app
 from .fakes import live_events
 
 
+async def show_live_with_one_queued_run(app, pilot) -> None:
+    """The Live view of a queue of one run that has sent nothing yet."""
+    await form_ready(pilot)
+    app.state.start_queue(["vit-a"], ["ViT p2 d32 h2 L1"])
+    app.views.active = "live"
+    await pilot.pause()
+
+
 async def test_progress_says_setting_up_then_training_before_the_first_figures():
     app = make_app(None, Path("runs"))
     async with app.run_test(size=(100, 30)) as pilot:
-        await form_ready(pilot)
-        app.state.start_queue(["vit-a"], ["ViT p2 d32 h2 L1"])
-        app.views.active = "live"
-        await pilot.pause()
+        await show_live_with_one_queued_run(app, pilot)
 
         def progress() -> str:
             app.live.redraw(force=True)
@@ -34,10 +39,7 @@ async def test_long_log_lines_wrap_in_a_narrow_log_pane():
     """RichLog renders 78 columns wide unless told otherwise: at 80x24 the end of each line was cut off."""
     app = make_app(None, Path("runs"))
     async with app.run_test(size=(80, 24)) as pilot:
-        await form_ready(pilot)
-        app.state.start_queue(["vit-a"], ["ViT p2 d32 h2 L1"])
-        app.views.active = "live"
-        await pilot.pause()
+        await show_live_with_one_queued_run(app, pilot)
         app.live.show_tab("tab-log")
         await pilot.pause()
         app.state.add_log("", "vit-a: epoch 1/20  train loss 2.2860  eval loss 2.1000  accuracy 31.25%  END")
