@@ -136,6 +136,12 @@ def describe_error(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str
     return loc, msg
 
 
+def describe_errors(e: ValidationError) -> str:
+    """Every error of an experiment's validation on one line, each as 'field.path: message'."""
+    return "; ".join(f"{'.'.join(map(str, loc)) or 'experiment'}: {text}"
+                     for loc, text in (describe_error(err, {}) for err in e.errors()))
+
+
 def _issue(file: str, line: int | None, where: str, message: str) -> str:
     place = f"{file}:{line}" if line else file
     return f"{place}: {where}: {message}" if where else f"{place}: {message}"

@@ -26,7 +26,7 @@ from ..config import ExperimentConfig, RunConfig
 from ..engine.events import RunEnded, RunStarted
 from ..engine.wire import RunNotStarted
 from ..errors import PresetError
-from ..presets import describe_error, load_preset, save_preset, user_preset_dir
+from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
 from .child import TrainingChild, lost_run
 from .screens.dialogs import Choice, PathPrompt, default_preset_path
@@ -241,6 +241,7 @@ class VitlabApp(App[int]):
         initial_path = default_preset_path(user_preset_dir(), name)
         n = len(setup.queue)
         what = f"the queue ({n} run{'s' if n > 1 else ''})" if n else "the form (one run)"
+
         def target(values: dict) -> Path:
             path = values["path"] or initial_path
             if path == initial_path and values["name"] != name:
@@ -254,8 +255,7 @@ class VitlabApp(App[int]):
             try:
                 self.setup.experiment(values["name"], values["description"])
             except ValidationError as e:
-                return "; ".join(f"{'.'.join(map(str, loc)) or 'experiment'}: {text}"
-                                 for loc, text in (describe_error(err, {}) for err in e.errors()))
+                return describe_errors(e)
             path = target(values)
             if path.exists() and path not in self.saved_paths | warned:
                 warned.add(path)
@@ -274,9 +274,7 @@ class VitlabApp(App[int]):
             exp = self.setup.experiment(name, description)
             save_preset(exp, path)
         except ValidationError as e:
-            msg = "; ".join(f"{'.'.join(map(str, loc)) or 'experiment'}: {text}"
-                            for loc, text in (describe_error(err, {}) for err in e.errors()))
-            self.notify(msg, title="Not saved", severity="error", timeout=10)
+            self.notify(describe_errors(e), title="Not saved", severity="error", timeout=10)
             return None
         except OSError as e:
             self.notify(f"{path}: {e.strerror or e}", title="Not saved", severity="error", timeout=10)
@@ -321,11 +319,10 @@ class VitlabApp(App[int]):
             return
         result = setup.form.check()
         if result.config is None:
-            field = (setup.form.first_error() or (None, ""))[0]
             self.notify(f"The form has errors: {setup.form_problem()}", title="Not started", severity="error")
             self.views.active = "setup"
-            if field is not None:
-                field.focus()
+            if (first := setup.form.first_error()) and first[0] is not None:
+                first[0].focus()  # taken to the field that is wrong
             return
         try:
             exp = setup.experiment(self.experiment_name or "tui", self.experiment_description)
