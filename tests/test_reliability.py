@@ -237,3 +237,21 @@ def test_heartbeat_beats_between_events(tmp_path, monkeypatch):
         time.sleep(0.02)
     assert beat.stat().st_mtime_ns != first  # touched again with no event in between
     assert read_run(store.dir)["status"] == "running"
+
+
+def test_a_cancel_during_evaluation_keeps_the_trained_epoch_and_resume_evaluates_it(tmp_path):
+    """An evaluation at 224 px on a CPU takes minutes: a cancel is heard in it, and the epoch it evaluated,
+    already trained, is checkpointed, so the resumed run ends exactly where an uninterrupted one does."""
+    calls = []
+    steps_per_epoch = 6  # 384 samples / 64: should_stop is asked once per step, then once per eval batch
+    stop = lambda: calls.append(1) or len(calls) > steps_per_epoch
+    cancelled = train_run(config("e", seed=3), experiment="c", runs_dir=tmp_path, should_stop=stop)
+    assert cancelled["status"] == "cancelled" and cancelled["epochs"] == 1 and cancelled["accuracy"] is None
+    resumed = resume_run(cancelled["run_dir"])
+    reference = train_run(config("e", seed=3), experiment="ref", runs_dir=tmp_path / "ref")
+    assert resumed["status"] == "finished" and resumed["epochs"] == 3
+    assert (resumed["accuracy"], resumed["eval_loss"], resumed["train_loss"]) == \
+        (reference["accuracy"], reference["eval_loss"], reference["train_loss"])
+    evals = [json.loads(line) for line in (Path(resumed["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+             if '"EpochEvaluated"' in line]
+    assert [e["epoch"] for e in evals] == [1, 2, 3]  # epoch 1 evaluated once, by the resume

@@ -220,13 +220,16 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches, *, device: torch.device, precision: str,
-             dist: Dist) -> tuple[float, float]:
-    """(mean loss, top-1 accuracy) over the split (each rank its shard, summed); one host sync at the end."""
+             dist: Dist, should_stop: Callable[[], bool] | None = None) -> tuple[float, float]:
+    """(mean loss, top-1 accuracy) over the split (each rank its shard, summed); one host sync at the end.
+    `should_stop` is heard between batches (an evaluation at 224 px on a CPU takes minutes)."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.float64)
     seen = torch.zeros((), device=device, dtype=torch.float64)
     for x, y in batches:
+        if should_stop is not None and should_stop():
+            raise Cancelled()
         with autocast(device, precision):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")

@@ -117,6 +117,7 @@ class Run:
         self.epoch = 0
         self.step = 0
         self.evals: list[dict[str, float]] = []
+        self.unevaluated_loss: float | None = None  # train loss of the last epoch while it is not evaluated yet
         self.device = torch.device("cpu")
         self.flops: int | None = None
         self.tensorboard = None
@@ -197,7 +198,7 @@ class Run:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step": self.step, "train_time": self.train_time, "images": self.images,
-            "skipped": int(self.skipped), "evals": self.evals,
+            "skipped": int(self.skipped), "evals": self.evals, "unevaluated_loss": self.unevaluated_loss,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
@@ -222,6 +223,7 @@ class Run:
         self.train_time, self.images = state["train_time"], state["images"]
         self.skipped.fill_(state["skipped"])
         self.evals = list(state["evals"])
+        self.unevaluated_loss = state.get("unevaluated_loss")  # absent from checkpoints before 2026-11-26
         torch.set_rng_state(state["rng_cpu"].cpu())
         if state["rng_cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
@@ -280,6 +282,8 @@ class Run:
         start_step, start_time = self.step, self.train_time  # ETA from this process's pace (resume-safe)
         self.start_step = start_step
         fault = fault_from_env()
+        if self.unevaluated_loss is not None:  # cancelled while it evaluated: that evaluation first
+            self.evaluate_epoch(time.perf_counter(), eval_times)
         while self.epoch < t.epochs:
             epoch_start = time.perf_counter()
             order = epoch_order(self.data.train.num_samples, t.seed, self.epoch)
@@ -312,23 +316,37 @@ class Run:
                 self.steps, plan, model=self.forward, scheduler=self.scheduler, cfg=t, device=self.device,
                 dist=self.dist, step=self.step, on_log=on_log, should_stop=self.should_stop, fault=fault)
             self.train_time = phase_train + (time.perf_counter() - phase_start)
-            eval_start = time.perf_counter()
-            val_batch = max(t.effective_batch, 256)
-            val_order = torch.arange(self.data.val.num_samples)[self.dist.rank::self.dist.world]
-            eval_loss, accuracy = evaluate(
-                self.forward, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
-                device=self.device, precision=t.precision, dist=self.dist)
-            eval_times.append(time.perf_counter() - eval_start)
             self.epoch += 1
-            self.evals.append({"epoch": self.epoch, "train_loss": train_loss, "eval_loss": eval_loss,
-                               "accuracy": accuracy})
-            self.save_checkpoint()
-            self.store.write_summary(self.make_summary("running"))
-            self.emit(EpochEvaluated(cfg.name, self.experiment, self.epoch, t.epochs, train_loss, eval_loss,
-                                     accuracy, time.perf_counter() - epoch_start, self.train_time))
-            self.health.on_epoch(self.epoch, train_loss, accuracy, self.warn)
+            self.unevaluated_loss = train_loss
+            self.evaluate_epoch(epoch_start, eval_times)
             if self.should_stop():
                 raise Cancelled()
+
+    def evaluate_epoch(self, epoch_start: float, eval_times: list[float]) -> None:
+        """Evaluate the epoch just trained, record it and checkpoint. A cancel during the evaluation (heard
+        between batches; DDP ranks only agree at the end) checkpoints the trained epoch, and a resume starts
+        with its evaluation, so no training is lost."""
+        cfg, t = self.cfg, self.cfg.train
+        eval_start = time.perf_counter()
+        val_batch = max(t.effective_batch, 256)
+        val_order = torch.arange(self.data.val.num_samples)[self.dist.rank::self.dist.world]
+        try:
+            eval_loss, accuracy = evaluate(
+                self.forward, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
+                device=self.device, precision=t.precision, dist=self.dist,
+                should_stop=None if self.dist.enabled else self.should_stop)
+        except Cancelled:
+            self.save_checkpoint()
+            raise
+        eval_times.append(time.perf_counter() - eval_start)
+        train_loss, self.unevaluated_loss = self.unevaluated_loss, None
+        self.evals.append({"epoch": self.epoch, "train_loss": train_loss, "eval_loss": eval_loss,
+                           "accuracy": accuracy})
+        self.save_checkpoint()
+        self.store.write_summary(self.make_summary("running"))
+        self.emit(EpochEvaluated(cfg.name, self.experiment, self.epoch, t.epochs, train_loss, eval_loss,
+                                 accuracy, time.perf_counter() - epoch_start, self.train_time))
+        self.health.on_epoch(self.epoch, train_loss, accuracy, self.warn)
 
     def throughput(self) -> float | None:
         """Training images per second after the warm-up: from this process's first logged steps on, since the
