@@ -24,6 +24,10 @@ def human_count(n: int | None) -> str:
     return str(n)
 
 
+def runs_count(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def human_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

@@ -27,6 +27,7 @@ from ..engine.events import RunEnded, RunStarted
 from ..engine.wire import RunNotStarted
 from ..errors import PresetError
 from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
+from ..report import runs_count
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
 from .child import TrainingChild, lost_run
 from .screens.dialogs import Choice, PathPrompt, default_preset_path
@@ -217,7 +218,7 @@ class VitlabApp(App[int]):
         self.setup.load_experiment(exp)
         self.experiment_name, self.experiment_description = exp.name, exp.description
         self.sub_title = exp.name
-        self.notify(f"{len(exp.runs)} run(s) queued from {path}", title=exp.name)
+        self.notify(f"{runs_count(len(exp.runs))} queued from {path}", title=exp.name)
         return True
 
     def action_presets(self) -> None:
@@ -240,7 +241,7 @@ class VitlabApp(App[int]):
         name = self.experiment_name or "my-experiment"
         initial_path = default_preset_path(user_preset_dir(), name)
         n = len(setup.queue)
-        what = f"the queue ({n} run{'s' if n > 1 else ''})" if n else "the form (one run)"
+        what = f"the queue ({runs_count(n)})" if n else "the form (one run)"
 
         def target(values: dict) -> Path:
             path = values["path"] or initial_path
@@ -282,7 +283,7 @@ class VitlabApp(App[int]):
         self.experiment_name, self.experiment_description = exp.name, exp.description
         self.sub_title = exp.name
         self.saved_paths.add(path)
-        self.notify(f"Saved {len(exp.runs)} run(s) to {path}", title="Preset saved")
+        self.notify(f"Saved {runs_count(len(exp.runs))} to {path}", title="Preset saved")
         return path
 
     # -- results export ----------------------------------------------------------------------------

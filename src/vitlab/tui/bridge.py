@@ -15,6 +15,7 @@ from textual.message import Message
 
 from ..engine.events import (EpochEvaluated, Event, Memory, RunCancelled, RunEnded, RunFailed, RunFinished,
                              RunStarted, StepsLogged, WarningRaised)
+from ..report import runs_count
 
 MAX_POINTS = 2000  # train-loss points kept per run (older ones are thinned)
 
@@ -83,7 +84,7 @@ class LiveState:
         self.current = names[0] if names else None
         self.memory = None
         self.active = True
-        self.add_log("dim", f"queue: {len(names)} run(s): {', '.join(names)}")
+        self.add_log("dim", f"queue: {runs_count(len(names))}: {', '.join(names)}")
 
     def end_queue(self) -> None:
         self.active = False

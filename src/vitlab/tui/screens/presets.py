@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, ListItem, ListView, Static
 
 from ...presets import PresetInfo, list_presets
+from ...report import runs_count
 
 
 class PresetPicker(ModalScreen[Path | None]):
@@ -27,7 +28,7 @@ class PresetPicker(ModalScreen[Path | None]):
             for p in self.presets:
                 text = Text()
                 text.append(p.name, style="bold red" if p.error else "bold")
-                text.append(f"  {p.runs} run(s)" if not p.error else "  invalid", style="dim")
+                text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
                 text.append(f"  {p.path}", style="dim")
                 items.append(ListItem(Label(text), disabled=p.error is not None))
             yield ListView(*items, id="preset-list")

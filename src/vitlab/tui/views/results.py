@@ -12,7 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ...report import COLUMNS, STATUS_STYLE, format_row, sort_summaries, to_csv, to_json, to_markdown, visible_columns
+from ...report import (COLUMNS, STATUS_STYLE, format_row, runs_count, sort_summaries, to_csv, to_json, to_markdown,
+                       visible_columns)
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -115,7 +116,7 @@ class ResultsView(Vertical):
         n_history = len(rows) - n_session
         where = self.runs_dir
         title = Text()
-        title.append(f"{n_session} run(s) this session", style="bold")
+        title.append(f"{runs_count(n_session)} this session", style="bold")
         title.append(f" · {n_history} earlier in {where}")
         sort = next((c.header for c in COLUMNS if c.key == self.sort_key), None)
         title.append(f" · sorted by {sort}" if sort else " · newest first", style="dim")

@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from ...config import ExperimentConfig, RunConfig
-from ...report import human_count
+from ...report import human_count, runs_count
 from ..formspec import default_run, derived
 from ..widgets.queue_list import QueueList
 from ..widgets.run_form import RunForm
@@ -143,7 +143,7 @@ class SetupView(Horizontal):
         elif not valid:
             hint.append(f"Fix the form to run: {self.form_problem()}", style="bold red")
         elif self.queue:
-            hint.append(f"ctrl+r trains the queue ({len(self.queue)} run{'s' if len(self.queue) > 1 else ''})")
+            hint.append(f"ctrl+r trains the queue ({runs_count(len(self.queue))})")
         else:
             hint.append("ctrl+r trains this run (queue empty)")
         self.query_one("#run-hint", Static).update(hint)
@@ -167,7 +167,7 @@ class SetupView(Horizontal):
         # the form now makes a new run: give it a fresh name so it is valid straight away
         name_input = form.query_one("#f-run-name")
         name_input.value = next_name(cfg.name, {r.name.lower() for r in self.queue})
-        self.notify(f"Added {cfg.name} to the queue ({len(self.queue)} run(s)).")
+        self.notify(f"Added {cfg.name} to the queue ({runs_count(len(self.queue))}).")
 
     def action_new(self) -> None:
         self.editing = None
