@@ -30,6 +30,7 @@ def test_every_missing_dataset_is_named_with_its_runs(tmp_path):
     assert message.count("not found") == 2 and "Needed by c100-a, c100-b." in message
     assert f"image folder {tmp_path / 'pics' / 'train'} not found" in message and "Needed by folder." in message
     assert "c10," not in message and "fetch" not in message  # present, or to be downloaded by the loader
+    assert [line.rsplit("Needed by ", 1)[1] for line in message.splitlines()] == ["c100-a, c100-b.", "folder."]
     assert queue_blockers(runs[:2]) is None
 
 

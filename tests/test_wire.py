@@ -71,6 +71,23 @@ def test_control_words_arrive_on_stdin():
     assert control.stop
 
 
+def test_a_cancel_naming_a_run_that_ended_cancels_nothing():
+    """The TUI's dialog names the run it asked about; answered after that run ended, it must not cancel the next."""
+    def heard(control, text):
+        read, write = os.pipe()
+        os.write(write, text)
+        os.close(write)
+        control.listen(read)
+        os.close(read)
+        return control.cancel
+
+    assert heard(Control("r1"), b"cancel r1\n")  # also while torch loads: the first run is meant
+    assert not heard(Control("r2"), b"cancel r1\n")
+    between = Control("r1")
+    between.current = None  # r1 ended, r2 not started
+    assert not heard(between, b"cancel r1\n")
+
+
 def test_worker_is_not_in_the_help():
     out = subprocess.run([sys.executable, "-m", "vitlab", "--help"], capture_output=True, text=True).stdout
     assert "worker" not in out and "run" in out

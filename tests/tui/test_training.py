@@ -285,10 +285,16 @@ defaults:
   data: {{dataset: cifar10, root: "{root}"}}
   train: {{epochs: 1}}
 runs:
+  - name: digits-ok
+    model: {{kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1}}
+    data: {{dataset: digits}}
   - name: vit-a
     model: {{kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1}}
   - name: vit-b
     model: {{kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1, mlp_dim: 48}}
+  - name: r18
+    model: {{kind: resnet18, weights: "{tmp_path / 'gone.pt'}"}}
+    data: {{dataset: digits}}
 """)
     app = make_app(preset, runs_dir)
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
@@ -297,13 +303,18 @@ runs:
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: not app.running, timeout=60)
         await pilot.pause()
-        assert app.state.runs["vit-a"].status == "not started" and app.state.runs["vit-b"].status == "skipped"
+        # the whole queue waits for what is missing, and the Live view shows the run that needs it, not the first
+        assert app.state.runs["vit-a"].status == "not started"
+        assert {app.state.runs[r].status for r in ("digits-ok", "vit-b", "r18")} == {"skipped"}
         app.live.redraw(force=True)
         await pilot.pause()
         progress = str(app.live.query_one("#progress-text").render())
-        assert "did not start" in progress and "setting up" not in progress  # not left as if it were still loading
+        assert "vit-a" in progress and "did not start" in progress and "setting up" not in progress
+        assert "gone.pt: no such file" in progress  # every problem, one line each
         [note] = [n for n in app._notifications if "not found" in n.message]
-        assert note.message.startswith(f"CIFAR-10 not found under {root}/") and "Needed by vit-a, vit-b." in note.message
+        first, more = note.message.splitlines()  # a toast of every problem would fill an 80x24 screen
+        assert first.startswith(f"CIFAR-10 not found under {root}/") and first.endswith("Needed by vit-a, vit-b.")
+        assert more == "(+1 more: see the Live view)"
         shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))
         assert "[draft] data" in shown.replace("\n", " ")
     assert not (runs_dir / "cifar").exists()  # no run started, so none is left failed on disk

@@ -72,11 +72,14 @@ class EventStream:
 
 
 class Control:
-    """The engine's should_stop: true once `cancel` (this run) or `stop` (the whole queue) arrived."""
+    """The engine's should_stop: true once `cancel [RUN]` (this run; with a name, only if it is the one
+    training) or `stop` (the whole queue) arrived. The TUI names the run its dialog asked about, so an answer
+    given after that run ended cancels nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_run: str | None = None) -> None:
         self.cancel = False
         self.stop = False
+        self.current = first_run  # the run training (or loading: a cancel then means the first), None between
 
     def __call__(self) -> bool:
         return self.cancel or self.stop
@@ -89,10 +92,11 @@ class Control:
         pending = b""
         while chunk := os.read(fd, 1024):
             *lines, pending = (pending + chunk).split(b"\n")
-            for word in lines:
-                if word.strip() == b"cancel":
+            for line in lines:
+                word, _, run = line.decode(errors="replace").strip().partition(" ")
+                if word == "cancel" and (not run or run == self.current):
                     self.cancel = True
-                elif word.strip() == b"stop":
+                elif word == "stop":
                     self.stop = True
 
 
@@ -158,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
         return launch(args, exp.name)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     stream = EventStream(enabled=rank0)
-    control = Control()
+    control = Control(exp.runs[0].name if exp.runs else None)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, control.on_signal)
     if rank0:
@@ -173,13 +177,15 @@ def main(args: argparse.Namespace) -> int:
         for i, cfg in enumerate(exp.runs):
             if queue_stops(control):
                 break
+            control.current = cfg.name
             try:
                 train_run(cfg, experiment=exp.name, runs_dir=args.runs_dir, emit=stream, should_stop=control,
                           index=i, total_runs=len(exp.runs))
             except VitlabError as e:  # e.g. the runs directory is not writable: the queue cannot go on
                 stream(wire.RunNotStarted(cfg.name, str(e)))
                 return 1
-            control.cancel = False  # a cancel meant that run (one sent while torch loaded meant the first)
+            control.current = None  # a late `cancel <that run>` now cancels nothing
+            control.cancel = False
     finally:
         stream.close()
     return 0

@@ -45,8 +45,8 @@ def missing_weights(cfg: RunConfig) -> str | None:
 
 
 def queue_blockers(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
-    """(the first run that can't start, one message for every missing dataset, weights and device naming the
-    runs that need each), or None."""
+    """(the first run that can't start, a message with a line for every missing dataset, weights and device
+    naming the runs that need it), or None."""
     problems: dict[str, list[str]] = {}
     for cfg in runs:
         for problem in (missing_device(cfg.train.device), missing_data(cfg.data), missing_weights(cfg)):
@@ -55,4 +55,4 @@ def queue_blockers(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
     if not problems:
         return None
     first = next(iter(problems.values()))[0]
-    return first, " ".join(f"{problem} Needed by {', '.join(names)}." for problem, names in problems.items())
+    return first, "\n".join(f"{problem} Needed by {', '.join(names)}." for problem, names in problems.items())

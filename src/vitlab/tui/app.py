@@ -406,7 +406,9 @@ class VitlabApp(App[int]):
 
     def on_queue_problem(self, message: QueueProblem) -> None:
         self.state.problem(message.run, message.message)
-        self.notify(message.message, title=f"{message.run} did not start", severity="error", timeout=15)
+        first, *more = message.message.splitlines() or [""]
+        toast = first + (f"\n(+{len(more)} more: see the Live view)" if more else "")  # several would fill 80x24
+        self.notify(toast, title=f"{message.run} did not start", severity="error", timeout=15)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "train" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
@@ -453,8 +455,10 @@ class VitlabApp(App[int]):
             if answer == "all":
                 self.child.send("stop")
                 self.state.add_log("warning", "cancel requested: stopping the queue")
+            elif t is not None and self.state.current != t.name:  # it ended while the dialog was open
+                self.notify(f"{name} already ended; nothing was cancelled.", severity="warning")
             else:
-                self.child.send("cancel")
+                self.child.send(f"cancel {t.name}" if t else "cancel")  # the child checks it is still training
                 self.state.add_log("warning", f"cancel requested: {name}")
 
         self.push_screen(Choice("Cancel the run?", message, answers), done)

@@ -149,6 +149,7 @@ class LiveState:
     def problem(self, run: str, message: str) -> None:
         t = self.track(run)
         t.status, t.error = "not started", message  # no run directory was made: nothing failed on disk
+        self.current = run  # the Live view shows it, and why, even when it is not the queue's first
         self.add_log("error", f"{run}: could not start: {message}")
 
 
