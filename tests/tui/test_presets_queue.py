@@ -183,3 +183,28 @@ def test_tui_import_does_not_load_torch():
             "print(sorted(m for m in ('torch', 'timm', 'transformers', 'fvcore') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_export_asks_before_replacing_a_file_and_keeps_a_bad_name(tmp_path, runs_dir):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes")
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        app.action_export()
+        await pilot.pause()
+        dialog = app.screen
+        path_input = dialog.query_one("#in-path", Input)
+        path_input.value = str(tmp_path / "table.txt")
+        path_input.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog and "name a .md, .csv or .json file" in str(dialog.query_one("#dialog-note").render())
+        path_input.value = str(notes)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog and "exists: Export again to replace it" in str(dialog.query_one("#dialog-note").render())
+        assert notes.read_text() == "# my notes"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is not dialog and notes.read_text().startswith("| Experiment | Run |")

@@ -34,7 +34,7 @@ from .screens.dialogs import Choice, PathPrompt, default_preset_path
 from .screens.presets import PresetPicker
 from .settings import load_settings, save_settings
 from .themes import DEFAULT_THEME, load_themes
-from .views.results import ResultsView
+from .views.results import EXPORTS, ResultsView
 from .views.setup import SetupView
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class VitlabApp(App[int]):
         self.state = LiveState()
         self.experiment_name = ""
         self.experiment_description = ""
-        self.saved_paths: set[Path] = set()  # presets this session wrote: saving again replaces them unasked
+        self.written_paths: set[Path] = set()  # presets and exports this session wrote: replaced unasked
         self.running = False
         self.child: TrainingChild | None = None  # the training process of the queue in progress
         # a `vitlab worker --standby` with torch loaded, so ctrl+r trains at once instead of in ~4 s
@@ -257,11 +257,7 @@ class VitlabApp(App[int]):
                 self.setup.experiment(values["name"], values["description"])
             except ValidationError as e:
                 return describe_errors(e)
-            path = target(values)
-            if path.exists() and path not in self.saved_paths | warned:
-                warned.add(path)
-                return f"{path} exists: Save again to replace it."
-            return None
+            return self.replace_check(target(values), warned, "Save")
 
         prompt = PathPrompt("Save as a preset", [("name", "Experiment name", name),
                                                  ("description", "Description", self.experiment_description),
@@ -269,6 +265,13 @@ class VitlabApp(App[int]):
                             note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.", check=check)
         self.push_screen(prompt, lambda values: values and self.save_queue(target(values), values["name"],
                                                                          values["description"]))
+
+    def replace_check(self, path: Path, warned: set[Path], verb: str) -> str | None:
+        """A file this session did not write is replaced only when asked twice (a dialog shows the message)."""
+        if path.exists() and path not in self.written_paths | warned:
+            warned.add(path)
+            return f"{path} exists: {verb} again to replace it."
+        return None
 
     def save_queue(self, path: Path, name: str, description: str = "") -> Path | None:
         try:
@@ -282,7 +285,7 @@ class VitlabApp(App[int]):
             return None
         self.experiment_name, self.experiment_description = exp.name, exp.description
         self.sub_title = exp.name
-        self.saved_paths.add(path)
+        self.written_paths.add(path)
         self.notify(f"Saved {runs_count(len(exp.runs))} to {path}", title="Preset saved")
         return path
 
@@ -291,9 +294,18 @@ class VitlabApp(App[int]):
         if fmt:
             self.export_results(self.runs_dir / f"comparison.{fmt}")
             return
+        warned: set[Path] = set()
+
+        def check(values: dict) -> str | None:
+            path = Path(values["path"]).expanduser()
+            if path.suffix.lower() not in EXPORTS:
+                return f"{path.name}: name a .md, .csv or .json file"
+            return self.replace_check(path, warned, "Export")
+
         prompt = PathPrompt("Export the comparison", [("path", "File (.md, .csv or .json)",
                                                        str(self.runs_dir / "comparison.md"))],
-                            ok="Export", note="A Markdown table; CSV or JSON (as `vitlab compare`) with raw numbers")
+                            ok="Export", note="A Markdown table; CSV or JSON (as `vitlab compare`) with raw numbers",
+                            check=check)
         self.push_screen(prompt, lambda v: v and self.export_results(Path(v["path"]).expanduser()))
 
     def export_results(self, path: Path) -> None:
@@ -302,9 +314,7 @@ class VitlabApp(App[int]):
         except OSError as e:
             self.notify(f"{path}: {e.strerror or e}", title="Not exported", severity="error")
             return
-        except ValueError as e:  # an extension it cannot write
-            self.notify(str(e), title="Not exported", severity="error")
-            return
+        self.written_paths.add(path)
         self.notify(f"Wrote {path}", title="Comparison exported")
 
     # -- training -----------------------------------------------------------------------------------
@@ -534,6 +544,8 @@ class VitlabApp(App[int]):
                             lambda: self.action_export("md"))
         yield SystemCommand("Export comparison as CSV", f"Write {self.runs_dir / 'comparison.csv'}",
                             lambda: self.action_export("csv"))
+        yield SystemCommand("Export comparison as JSON", f"Write {self.runs_dir / 'comparison.json'}",
+                            lambda: self.action_export("json"))
         yield SystemCommand("Show Setup", "The run form and queue (F1)", lambda: self.action_show("setup"))
         yield SystemCommand("Show Live", "Charts and figures of the current run (F2)", lambda: self.action_show("live"))
         yield SystemCommand("Show Results", "The comparison table (F3)", lambda: self.action_show("results"))
