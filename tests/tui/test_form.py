@@ -114,8 +114,15 @@ async def test_kind_shows_only_its_fields(runs_dir):
         assert "multiple of 32" in str(form.query_one("#f-data-image_size-err", Static).render())
         form.query_one("#f-data-image_size", Input).value = "224"
         await settle_form(pilot)
+        form.query_one("#f-model-kind", Select).value = "vit"  # the 224 Swin put there goes with it
+        await settle_form(pilot)
+        assert form.query_one("#f-data-image_size", Input).value == ""
+        form.query_one("#f-model-kind", Select).value = "swin"
+        await settle_form(pilot)
+        form.query_one("#f-data-image_size", Input).value = "256"  # chosen by hand: kept
         form.query_one("#f-model-kind", Select).value = "resnet18"
         await settle_form(pilot)
+        assert form.query_one("#f-data-image_size", Input).value == "256"
         assert form.query_one("#row-f-resnet18-weights").display
         assert not form.query_one("#row-f-swin-weights").display
         assert form.result.config.model.kind == "resnet18"

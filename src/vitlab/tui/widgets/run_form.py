@@ -66,6 +66,7 @@ class RunForm(VerticalScroll):
         self._shown_errors: dict[str, str] = {}
         self._check_pending = False
         self._loaded = False  # composing widgets report their blank values: no check (and no red) before a run
+        self._size_set_for_swin = False  # the image size is the 224 that choosing Swin put there
         self._loaded_values: dict[str, Any] = {}  # the last loaded run's, for fields not mounted yet
         self.complete = False  # every field mounted
 
@@ -129,10 +130,18 @@ class RunForm(VerticalScroll):
 
     def _swin_size(self, kind: str) -> None:
         """Choosing Swin with the image size left native (8 or 32 px, which Swin cannot run) sets it to 224,
-        Swin's smallest, rather than greeting the choice with an error."""
+        Swin's smallest, rather than greeting the choice with an error; leaving Swin again, with that size
+        untouched, goes back to native."""
         size, weights = self._field("f-data-image_size"), self._field("f-swin-weights")
-        if kind == "swin" and size is not None and not size.value and weights is not None and not weights.value:
+        if size is None or weights is None:
+            return
+        if kind == "swin" and not size.value and not weights.value:
             size.value = "224"  # type: ignore[attr-defined]
+            self._size_set_for_swin = True
+        elif kind != "swin" and self._size_set_for_swin:
+            self._size_set_for_swin = False
+            if size.value == "224":  # type: ignore[attr-defined]
+                size.value = ""  # type: ignore[attr-defined]
 
     def _native_hint(self, dataset: str) -> None:
         if (size := self._field("f-data-image_size")) is not None:
