@@ -8,7 +8,7 @@ from vitlab.tui.bridge import EngineEvent
 from vitlab.tui.widgets.live_panes import LogPane
 
 from .conftest import form_ready, make_app
-from .fakes import live_events
+from .fakes import finished_event, live_events
 
 
 async def show_live_with_one_queued_run(app, pilot) -> None:
@@ -48,3 +48,22 @@ async def test_long_log_lines_wrap_in_a_narrow_log_pane():
         log = app.live.query_one(LogPane)
         text = "".join(strip.text for strip in log.lines)
         assert "END" in text and max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
+
+
+async def test_a_resize_across_the_wide_layout_redraws_the_new_panes():
+    """Each layout switch builds new panes; they show the state at once. (In a real terminal the old code drew
+    into the outgoing panes and left the new ones blank — seen in tmux; the pilot's timing hides that race.)"""
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await show_live_with_one_queued_run(app, pilot)
+        for ev in [*live_events(), finished_event()]:
+            app.post_message(EngineEvent(ev))
+        await pilot.pause()
+        app.live.redraw(force=True)
+        for size in ((80, 24), (120, 36), (80, 24)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(1.0)
+            assert app.live.wide == (size == (120, 36))
+            assert "finished" in str(app.query_one("#progress-text").render())
+            assert "vit-a" in str(app.query_one("#runs").render())
+            assert "MiB" in str(app.query_one("#memory").render())

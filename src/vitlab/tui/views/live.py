@@ -54,7 +54,11 @@ class LiveView(Vertical):
     def fit(self, width: int, height: int) -> None:
         self.wide = width >= WIDE_MIN[0] and height >= WIDE_MIN[1]
 
-    def watch_wide(self) -> None:
+    async def recompose(self) -> None:
+        """A change of layout builds new, empty panes: draw them once they are mounted (drawn before, into the
+        old ones, the view stayed blank until the state changed again)."""
+        await super().recompose()
+        self.drawn = -1
         self.call_after_refresh(self.redraw, True)
 
     def redraw(self, force: bool = False) -> None:
