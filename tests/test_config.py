@@ -170,3 +170,8 @@ def test_an_override_no_run_can_take_is_an_error(tmp_path):
     assert msg.endswith("--set model.variant: no run of this preset has it (its models: resnet18, vit)")
     exp = load_preset(write(tmp_path, VALID), ["model.patch_size=4"])  # the ViT takes it, the ResNet ignores it
     assert exp.runs[0].model.patch_size == 4
+
+
+def test_a_bad_override_is_blamed_on_the_command_line_once(tmp_path):
+    msg = problem(tmp_path, VALID, ["train.epochs=abc"])  # both runs get it: one message, no line of the file
+    assert msg.startswith("--set train.epochs: ") and "(got 'abc')" in msg and "\n" not in msg

@@ -221,6 +221,7 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
         issues.append(_issue(file, _line_of(lines, ("runs",)), "runs", "must be a non-empty list of runs"))
         runs = []
     over = parse_overrides(overrides)
+    set_keys = {".".join(path) for path, _ in over}
     used: set[str] = set()
     valid: list[RunConfig] = []
     for i, raw in enumerate(runs):
@@ -236,14 +237,18 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
         except ValidationError as e:
             for err in e.errors():
                 loc, msg = describe_error(err, merged)
+                dotted = ".".join(map(str, loc))
+                if dotted in set_keys:  # the value came from the command line, not from a line of the file
+                    issues.append(f"--set {dotted}: {msg}")
+                    continue
                 line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc, ("runs", i))
-                issues.append(_issue(file, line, f"{label} {'.'.join(map(str, loc))}".rstrip(), msg))
+                issues.append(_issue(file, line, f"{label} {dotted}".rstrip(), msg))
     kinds = sorted({r.model.kind for r in valid})
     for key in dict.fromkeys(".".join(path) for path, _ in over):
         if key not in used and runs:  # a model key no run's kind has: said, not silently dropped
             issues.append(f"--set {key}: no run of this preset has it (its models: {', '.join(kinds)})")
     if issues:
-        raise PresetError("\n".join(issues))
+        raise PresetError("\n".join(dict.fromkeys(issues)))  # a bad --set fails every run alike: say it once
     try:
         return ExperimentConfig(name=data.get("name", Path(file).stem), description=data.get("description") or "",
                                 runs=valid)
