@@ -87,7 +87,10 @@ def test_formats_parse_back(runs):
     md = vitlab("compare", runs / "study", runs / "broken", "--format", "md").stdout
     assert md.splitlines()[0].startswith("| Experiment | Run |") and len(md.splitlines()) == 2 + 4
     rows = list(csv.DictReader(io.StringIO(vitlab("compare", runs, "--format", "csv", "--sort", "accuracy").stdout)))
-    assert len(rows) == 4 and rows[0]["run"] in ("good", "torn", "killed")
+    assert len(rows) == 4 and rows[0]["name"] in ("good", "torn", "killed")
+    torn = next(r for r in rows if r["name"] == "torn")  # raw figures under names that say their unit
+    assert (torn["batch_size"], torn["accumulation_steps"], torn["effective_batch"]) == ("32", "2", "64")
+    assert float(torn["train_time_s"]) > 0 and float(torn["peak_memory_mb"]) > 0 and torn["memory_kind"] == "cpu"
     accs = [float(r["accuracy"]) for r in rows if r["accuracy"]]
     assert accs == sorted(accs, reverse=True)
     doc = json.loads(vitlab("compare", runs, "--format", "json").stdout)

@@ -166,11 +166,14 @@ def to_markdown(summaries: list[dict]) -> str:
 
 
 def to_csv(summaries: list[dict]) -> str:
+    """The JSON fields but the config, one row per run: names with their units (train_time_s, peak_memory_mb),
+    the raw numbers behind the table's cells (batch_size, accumulation_steps, world_size, not '32x2')."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow([c.key for c in COLUMNS] + ["run_dir"])
+    fields = [f for f in JSON_FIELDS if f != "config"]
+    writer.writerow(fields)
     for s in summaries:
-        writer.writerow(["" if c.raw(s) is None else c.raw(s) for c in COLUMNS] + [s.get("run_dir", "")])
+        writer.writerow(["" if s.get(f) is None else s[f] for f in fields])
     return buf.getvalue()
 
 
