@@ -284,3 +284,8 @@ def test_seed_makes_cpu_runs_repeat_bit_for_bit(tmp_path):
     assert a["eval_loss"] == b["eval_loss"] and a["train_loss"] == b["train_loss"]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa) and a["eval_loss"] != c["eval_loss"]
+
+
+def test_freezing_a_backbone_that_was_never_trained_is_warned(tmp_path):
+    summary, events = train(tmp_path, digits_run("probe-of-nothing", freeze="backbone"))
+    assert summary["status"] == "finished" and "freeze-scratch" in warning_codes(events)

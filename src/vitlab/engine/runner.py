@@ -274,6 +274,10 @@ class Run:
             self.warn("data", message)
         for code, message in self.health.at_start(self.device):
             self.warn(code, message)
+        m = cfg.model
+        if t.freeze == "backbone" and not (getattr(m, "pretrained", False) or getattr(m, "weights", None)):
+            self.warn("freeze-scratch", "train.freeze: backbone trains only the classifier on a randomly "
+                      "initialised backbone (a probe of random features); it is meant for pretrained weights.")
         if self.graphs_off and t.cuda_graphs is True:
             self.warn("cuda-graphs", self.graphs_off)
         elif self.graphs_off:
