@@ -114,6 +114,21 @@ async def test_kind_shows_only_its_fields(runs_dir):
         assert "multiple of 32" in str(form.query_one("#f-data-image_size-err", Static).render())
         form.query_one("#f-data-image_size", Input).value = "224"
         await settle_form(pilot)
+        assert "224" == form.query_one("#f-data-image_size", Input).value
+        # loading a run keeps its own size, even when the form's Swin had set 224 before
+        from vitlab.config import RunConfig
+        vit_224 = RunConfig.model_validate({"name": "v224", "model": {"kind": "vit"}, "data": {"image_size": 224}})
+        form.load(vit_224)
+        await settle_form(pilot)
+        assert form.query_one("#f-data-image_size", Input).value == "224" and form.result.config == vit_224
+        form.query_one("#f-model-kind", Select).value = "swin"
+        await settle_form(pilot)
+        form.query_one("#f-data-image_size", Input).value = ""
+        await settle_form(pilot)
+        form.query_one("#f-model-kind", Select).value = "resnet18"
+        await settle_form(pilot)
+        form.query_one("#f-model-kind", Select).value = "swin"
+        await settle_form(pilot)
         form.query_one("#f-model-kind", Select).value = "vit"  # the 224 Swin put there goes with it
         await settle_form(pilot)
         assert form.query_one("#f-data-image_size", Input).value == ""

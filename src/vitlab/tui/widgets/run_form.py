@@ -106,6 +106,7 @@ class RunForm(VerticalScroll):
     def load(self, cfg: RunConfig, *, base: dict[str, Any] | None = None) -> None:
         """Show `cfg` in the widgets (the `Validated` message follows)."""
         self.base = cfg.resolved() if base is None else base
+        self._size_set_for_swin = False  # a loaded run's image size is its own, whatever its kind
         self._loaded_values = values_from_config(cfg)
         self._show(self._loaded_values, SPECS)
         self._show_kind(cfg.model.kind)
