@@ -32,6 +32,13 @@ async def test_bad_preset_is_reported_not_fatal(tmp_path, runs_dir):
         assert any("heads" in n.message for n in app._notifications)
 
 
+async def enter_keeps_the_dialog(pilot, dialog, note: str) -> None:
+    """Enter in the dialog's last field is refused: the dialog stays, what was typed too, and it says why."""
+    await pilot.press("enter")
+    await pilot.pause()
+    assert pilot.app.screen is dialog and note in str(dialog.query_one("#dialog-note").render())
+
+
 async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, config_home, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "presets").mkdir()
@@ -77,9 +84,7 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, co
         assert "Value error" not in str(dialog.query_one("#dialog-note").render())
         dialog.query_one("#in-name", Input).value = "my-exp"
         dialog.query_one("#in-path", Input).focus()
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.screen is dialog and "exists: Save again to replace it" in str(dialog.query_one("#dialog-note").render())
+        await enter_keeps_the_dialog(pilot, dialog, "exists: Save again to replace it")
         assert other.read_text() == "keep me"
         await pilot.press("enter")
         await pilot.pause()
@@ -197,13 +202,9 @@ async def test_export_asks_before_replacing_a_file_and_keeps_a_bad_name(tmp_path
         path_input = dialog.query_one("#in-path", Input)
         path_input.value = str(tmp_path / "table.txt")
         path_input.focus()
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.screen is dialog and "name a .md, .csv or .json file" in str(dialog.query_one("#dialog-note").render())
+        await enter_keeps_the_dialog(pilot, dialog, "name a .md, .csv or .json file")
         path_input.value = str(notes)
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.screen is dialog and "exists: Export again to replace it" in str(dialog.query_one("#dialog-note").render())
+        await enter_keeps_the_dialog(pilot, dialog, "exists: Export again to replace it")
         assert notes.read_text() == "# my notes"
         await pilot.press("enter")
         await pilot.pause()
