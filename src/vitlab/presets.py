@@ -231,7 +231,8 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
             continue
         if "name" in raw:
             label += f" ({raw['name']})"
-        merged = _apply_overrides(_deep_merge({k: v for k, v in defaults.items() if k in SECTIONS}, raw), over, used)
+        base = {k: v for k, v in defaults.items() if k in SECTIONS}
+        merged = _apply_overrides(_deep_merge(base, raw), over, used)
         try:
             valid.append(RunConfig.model_validate(merged))
         except ValidationError as e:

@@ -57,5 +57,5 @@ class HealthMonitor:
                        "not across the batch).", warn)
         if at_chance:
             self._once("chance-accuracy",
-                       f"after epoch {epoch} the accuracy is {accuracy:.1%}, chance level for {self.num_classes} classes "
-                       f"({1 / self.num_classes:.1%}). Check lr, labels and the model.", warn)
+                       f"after epoch {epoch} the accuracy is {accuracy:.1%}, chance level for {self.num_classes} "
+                       f"classes ({1 / self.num_classes:.1%}). Check lr, labels and the model.", warn)

@@ -155,7 +155,8 @@ class LossChart(Chart):
             plt.plot(xs, [loss for _, loss in t.steps], label="train", marker="braille")
         if t is not None and t.evals:
             plt.scatter([e for e, _, _ in t.evals], [loss for _, loss, _ in t.evals], label="eval", marker="●")
-        plt.title("" if t is not None and (t.steps or t.evals) else no_figures_yet(t, "waiting for the first logged steps"))
+        has_data = t is not None and (t.steps or t.evals)
+        plt.title("" if has_data else no_figures_yet(t, "waiting for the first logged steps"))
 
 
 class AccuracyChart(Chart):
@@ -243,7 +244,7 @@ class RunsPane(TextPane, Pane):
 
 class LogPane(RichLog, Pane):
     def __init__(self, **kwargs) -> None:
-        # min_width: RichLog renders at least 78 wide, so at 80 columns (a ~40-column pane) lines were cut, not wrapped
+        # min_width: RichLog renders at least 78 wide, so an 80-column screen's ~40-column pane cut lines, not wrapped
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=500, min_width=20, **kwargs)
         self.seen = 0
         self.written_at = 0.0
