@@ -41,10 +41,10 @@ def check_batch(x, y, n, size, classes):
 def test_digits_load_normalised_with_a_split_fixed_across_seeds():
     d = load(dataset="digits", seed=0)
     assert (d.num_classes, d.class_names, d.image_size) == (10, [str(i) for i in range(10)], 8)
-    assert (len(d.train), len(d.val), d.on_device, d.warnings) == (1437, 360, False, [])
-    assert d.source == "scikit-learn digits (8x8 grayscale, fixed 80/20 split) (1437 train / 360 val)"
+    assert (len(d.train), len(d.val), d.on_device, d.warnings) == (1438, 359, False, [])
+    assert d.source == "scikit-learn digits (8x8 grayscale, fixed 80/20 split) (1438 train / 359 val)"
     x, y = whole(d.train)
-    check_batch(x, y, 1437, 8, 10)
+    check_batch(x, y, 1438, 8, 10)
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])  # gray -> 3 equal channels
     assert abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01  # normalised with the train set's own stats
     assert torch.bincount(whole(d.val)[1]).min() >= 35  # stratified: every digit in val
@@ -52,6 +52,15 @@ def test_digits_load_normalised_with_a_split_fixed_across_seeds():
     other = load(dataset="digits", seed=7)
     for a, b in ((d.train, other.train), (d.val, other.val)):
         assert all(torch.equal(u, v) for u, v in zip(whole(a), whole(b)))
+
+
+def test_stratified_split_is_a_seeded_partition_in_class_proportions():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)[torch.randperm(100, generator=torch.Generator().manual_seed(5))]
+    train, val = data_module.stratified_split(y, 0.2, seed=0)
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(100))
+    assert torch.bincount(y[val]).tolist() == [10, 6, 4] and torch.bincount(y[train]).tolist() == [40, 24, 16]
+    again, other = data_module.stratified_split(y, 0.2, seed=0), data_module.stratified_split(y, 0.2, seed=1)
+    assert torch.equal(again[0], train) and torch.equal(again[1], val) and not torch.equal(other[1], val)
 
 
 def test_synthetic_is_seeded_learnable_and_sized_by_limits():
@@ -221,8 +230,8 @@ def test_augmentation_is_pad_crop_flip_per_seed_and_epoch():
 
 def test_digits_resized_to_a_model_size_stays_normalised():
     d = load(dataset="digits", image_size=32)
-    x, y = whole(d.val, sizes=[100] * 3 + [60])
-    check_batch(x, y, 360, 32, 10)
+    x, y = whole(d.val, sizes=[100] * 3 + [59])
+    check_batch(x, y, 359, 32, 10)
     assert abs(x.mean()) < 0.05 and 0.8 < x.std() < 1  # upsampling smooths: a little less spread than at 8x8
     small = load(dataset="digits")
     up = F.interpolate(whole(small.val)[0], size=32, mode="bilinear", align_corners=False)

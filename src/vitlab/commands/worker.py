@@ -31,10 +31,9 @@ from ..errors import VitlabError
 from . import user_path
 
 NAME = "worker"
-# What a standby worker loads before it has an experiment: torch, timm and torchvision (models), fvcore (FLOPs)
-# and scikit-learn's digits (the default dataset) took ~4.5 s of a run's start on the 2-core VM.
-WARM_MODULES = ("vitlab.engine.runner", "vitlab.engine.models", "vitlab.engine.profile", "vitlab.engine.data",
-                "sklearn.datasets", "sklearn.model_selection")
+# What a standby worker loads before it has an experiment: torch, timm and torchvision (models) and fvcore
+# (FLOPs) took ~3 s of a run's start on the 2-core VM.
+WARM_MODULES = ("vitlab.engine.runner", "vitlab.engine.models", "vitlab.engine.profile", "vitlab.engine.data")
 
 
 def add_parser(sub) -> None:
