@@ -1,5 +1,6 @@
 """`vitlab compare` over run directories made by real short runs, a failed one, a torn one and a killed one."""
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -54,6 +55,9 @@ def test_find_runs_tolerates_torn_and_missing_summary(runs):
     assert summaries["nan"]["status"] == "failed"
     assert summaries["killed"]["status"] == "interrupted" and summaries["killed"]["epochs"] == 2
     assert summaries["killed"]["accuracy"] == summaries["good"]["accuracy"]
+    stamp = next(runs.glob("study/*-killed")).name[:15]  # no summary: the start time its directory name records
+    assert summaries["killed"]["started_at"] == dt.datetime.strptime(stamp, "%Y%m%d-%H%M%S").isoformat()
+    assert all(s["started_at"] for s in summaries.values())
     torn = next(runs.glob("study/*-torn"))
     assert all("event" in r for r in read_metrics(torn / "metrics.jsonl"))
 
@@ -66,8 +70,8 @@ def test_table_shows_every_status(runs):
 
 
 @pytest.mark.parametrize("width, shown, hidden", [
-    (200, ("Experiment", "Epochs", "Precision", "Peak memory"), ()),
-    (80, ("Experiment", "Run", "Model", "Best acc", "Final acc", "Status"), ("Epochs", "Precision", "Batch")),
+    (220, ("Experiment", "Epochs", "Precision", "Peak memory", "Started"), ()),
+    (80, ("Experiment", "Run", "Model", "Best acc", "Final acc", "Status"), ("Started", "Epochs", "Precision")),
 ])
 def test_a_narrow_terminal_drops_whole_columns_rather_than_cutting_cells(runs, width, shown, hidden):
     from rich.console import Console

@@ -37,6 +37,12 @@ def human_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def started(s: dict) -> str:
+    """'2026-11-27 01:07' from the ISO time the run started; '-' when unknown."""
+    at = s.get("started_at")
+    return at.replace("T", " ")[:16] if at else "-"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
@@ -62,8 +68,8 @@ def _field(name: str) -> Callable[[dict], Any]:
     return lambda s: s.get(name)
 
 
-# Who and what first, then the answer (accuracy), then what it cost, then how it was trained: at 80 columns the
-# TUI shows the first six, and a narrow `vitlab run` / `compare` drops columns from the end of NARROW_DROPS.
+# Who and what first, then the answer (accuracy), then what it cost, then how and when it was trained: at 80
+# columns the TUI shows the first six, and a narrow `vitlab run` / `compare` drops columns in NARROW_DROPS order.
 COLUMNS: tuple[Column, ...] = (
     Column("experiment", "Experiment", lambda s: s.get("experiment") or "-", _field("experiment")),
     Column("run", "Run", lambda s: s.get("name") or "-", _field("name")),
@@ -86,6 +92,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("epochs", "Epochs",
            lambda s: f"{s.get('epochs', 0)}/{s['epochs_planned']}" if s.get("epochs_planned") else _num(s.get("epochs"), "d"),
            _field("epochs"), True),
+    Column("started", "Started", started, _field("started_at"), True),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -116,7 +123,7 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
 
 # What a terminal too narrow for the whole table gives up, first to last; run, model, accuracy and status stay,
 # and so does the experiment where runs of several are compared (it tells their runs apart).
-NARROW_DROPS = ("epochs", "precision", "batch", "mfu", "gflops", "memory", "params", "time", "throughput")
+NARROW_DROPS = ("started", "epochs", "precision", "batch", "mfu", "gflops", "memory", "params", "time", "throughput")
 
 
 def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int) -> tuple[Column, ...]:
@@ -181,7 +188,7 @@ JSON_FIELDS = ("name", "experiment", "status", "model", "params", "trainable_par
                "batch_size", "accumulation_steps", "world_size", "effective_batch", "epochs", "epochs_planned",
                "train_time_s", "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
                "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "cuda_graphs", "compiled", "device",
-               "error", "run_dir", "config")
+               "error", "started_at", "run_dir", "config")
 
 
 def json_runs(summaries: list[dict]) -> list[dict]:

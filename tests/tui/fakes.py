@@ -57,4 +57,5 @@ def live_events(run: str = "vit-a", experiment: str = "tiny", epochs_done: int =
 
 
 def finished_event(run: str = "vit-a", experiment: str = "tiny") -> RunFinished:
-    return RunFinished(run, experiment, summary(run, experiment, run_dir=f"runs/{experiment}/{run}"))
+    return RunFinished(run, experiment, summary(run, experiment, run_dir=f"runs/{experiment}/{run}",
+                                                started_at="2025-01-03T09:30:05"))

@@ -67,7 +67,7 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     else:
         if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
             console.width = 200
-        console.print(rich_table(summaries, title=experiment, hide=("experiment",), width=console.width))
+        console.print(rich_table(summaries, title=experiment, hide=("experiment", "started"), width=console.width))
     if any(s["status"] == "failed" for s in summaries):
         return 1
     return 0 if all(s["status"] == "finished" for s in summaries) else 130

@@ -66,6 +66,17 @@ def safe_child(root: Path, *names: str) -> Path:
     return path
 
 
+STAMP = "%Y%m%d-%H%M%S"  # a run directory's name starts with the time its run started
+
+
+def started_from_name(run_dir: Path) -> str | None:
+    """The start time a run directory's name records, as ISO text (runs whose summary never got written)."""
+    try:
+        return dt.datetime.strptime(run_dir.name[:15], STAMP).isoformat()
+    except ValueError:
+        return None
+
+
 class RunStore:
     def __init__(self, run_dir: Path):
         self.dir = run_dir
@@ -74,7 +85,7 @@ class RunStore:
 
     @classmethod
     def create(cls, runs_dir: Path, experiment: str, run: str) -> "RunStore":
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        stamp = dt.datetime.now().strftime(STAMP)
         base = safe_child(Path(runs_dir), experiment)
         path = safe_child(base, f"{stamp}-{run}")
         n = 1
@@ -267,7 +278,7 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
         "eval_loss": evals[-1]["eval_loss"] if evals else None,
         "train_loss": evals[-1]["train_loss"] if evals else None,
         "run_dir": str(run_dir),
-        "started_at": None,
+        "started_at": started_from_name(run_dir),
         "error": None,
         "config": config,
     }
@@ -284,6 +295,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         live = summary_from_metrics(run_dir)
         summary.update({k: v for k, v in live.items() if v is not None and k not in ("params", "flops", "model")})
     summary["run_dir"] = str(run_dir)
+    summary["started_at"] = summary.get("started_at") or started_from_name(run_dir)
     return summary
 
 

@@ -12,8 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ...report import (COLUMNS, STATUS_STYLE, format_row, runs_count, sort_summaries, to_csv, to_json, to_markdown,
-                       visible_columns)
+from ...report import (COLUMNS, STATUS_STYLE, format_row, runs_count, sort_summaries, started, to_csv, to_json,
+                       to_markdown, visible_columns)
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -144,8 +144,10 @@ class ResultsView(Vertical):
             text.append(f"  {s['throughput_img_s']:,.0f} img/s")
         if s.get("error"):
             text.append(f"\n{s['error']}", style="red")
-        if s.get("run_dir"):
-            text.append(f"\n{s['run_dir']}", style="dim")
+        where = [f"started {started(s)}"] if s.get("started_at") else []
+        where += [s["run_dir"]] if s.get("run_dir") else []
+        if where:
+            text.append("\n" + " · ".join(where), style="dim")
         detail.update(text)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
