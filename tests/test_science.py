@@ -286,6 +286,9 @@ def test_seed_makes_cpu_runs_repeat_bit_for_bit(tmp_path):
     assert any(not torch.equal(wa[k], wc[k]) for k in wa) and a["eval_loss"] != c["eval_loss"]
 
 
-def test_freezing_a_backbone_that_was_never_trained_is_warned(tmp_path):
-    summary, events = train(tmp_path, digits_run("probe-of-nothing", freeze="backbone"))
-    assert summary["status"] == "finished" and "freeze-scratch" in warning_codes(events)
+def test_settings_that_change_nothing_are_warned(tmp_path):
+    summary, events = train(tmp_path, digits_run("probe-of-nothing", freeze="backbone", momentum=0.5))
+    assert summary["status"] == "finished"
+    assert {"freeze-scratch", "momentum-unused"} <= set(warning_codes(events))
+    _, events = train(tmp_path, digits_run("sgd", data={"limit_train": 64}, optimizer="sgd", momentum=0.5))
+    assert "momentum-unused" not in warning_codes(events) and "freeze-scratch" not in warning_codes(events)

@@ -141,6 +141,26 @@ async def test_kind_shows_only_its_fields(runs_dir):
         assert form.query_one("#row-f-resnet18-weights").display
         assert not form.query_one("#row-f-swin-weights").display
         assert form.result.config.model.kind == "resnet18"
+        # the optimizer decides whether momentum means anything
+        momentum = form.query_one("#f-train-momentum", Input)
+        assert form.result.config.train.optimizer == "adamw" and momentum.disabled
+        form.query_one("#f-train-optimizer", Select).value = "sgd"
+        await settle_form(pilot)
+        assert not momentum.disabled
+        form.load(RunConfig.model_validate({"name": "adam", "model": {"kind": "vit"}, "train": {"optimizer": "adam"}}))
+        await settle_form(pilot)
+        assert momentum.disabled
+
+
+async def test_an_unticked_box_is_empty_in_plain_text(runs_dir):
+    app = make_app(runs_dir=runs_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
+        box = app.setup.form.query_one("#f-vit-class_token")
+        assert box.value and "X" in box.render().plain
+        box.value = False
+        await pilot.pause()
+        assert "X" not in box.render().plain and box.render().plain.strip("▐▌ ") == ""
 
 
 async def test_derived_values_follow_the_form(runs_dir):

@@ -278,6 +278,9 @@ class Run:
         if t.freeze == "backbone" and not (getattr(m, "pretrained", False) or getattr(m, "weights", None)):
             self.warn("freeze-scratch", "train.freeze: backbone trains only the classifier on a randomly "
                       "initialised backbone (a probe of random features); it is meant for pretrained weights.")
+        if t.optimizer != "sgd" and t.momentum != type(t).model_fields["momentum"].default:
+            self.warn("momentum-unused", f"train.momentum: {t.momentum} changes nothing with {t.optimizer} (only sgd "
+                      "uses it; Adam's betas play that part).")
         if self.graphs_off and t.cuda_graphs is True:
             self.warn("cuda-graphs", self.graphs_off)
         elif self.graphs_off:

@@ -20,6 +20,15 @@ KIND_LABELS = {"vit": "ViT", "swin": "Swin", "resnet18": "ResNet-18"}
 FIRST_PAINT_FIELDS = 12
 
 
+class TickBox(Checkbox):
+    """A checkbox whose unticked box is empty, not a dimmed X: the two states differ in plain text too (NO_COLOR,
+    a screen reader, a copied screen), not by colour alone."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # read by Checkbox when it draws the box
+        return "X" if self.value else " "
+
+
 def make_widget(spec: Spec) -> Widget:
     wid = spec.widget_id
     if spec.type in ("select", "tristate", "autobool"):
@@ -28,7 +37,7 @@ def make_widget(spec: Spec) -> Widget:
         return Select(options, value=spec.options[0], allow_blank=False, compact=True, id=wid,
                       classes="field-input")
     if spec.type == "bool":
-        return Checkbox("", compact=True, id=wid, classes="field-input")
+        return TickBox("", compact=True, id=wid, classes="field-input")
     kind = {"int": "integer", "opt_int": "integer", "float": "number"}.get(spec.type, "text")
     return Input(placeholder=spec.placeholder, type=kind, compact=True, id=wid, classes="field-input",
                  select_on_focus=False)
@@ -85,6 +94,7 @@ class RunForm(VerticalScroll):
         self._show(self._loaded_values, SPECS[FIRST_PAINT_FIELDS:])
         self._show_kind(self.kind)
         self._native_hint(str(self.query_one("#f-data-dataset", Select).value))
+        self._momentum_for(str(self.query_one("#f-train-optimizer", Select).value))
         if self._loaded:
             self.check()
 
@@ -111,6 +121,7 @@ class RunForm(VerticalScroll):
         self._show(self._loaded_values, SPECS)
         self._show_kind(cfg.model.kind)
         self._native_hint(cfg.data.dataset)
+        self._momentum_for(cfg.train.optimizer)
         self._loaded = True
         self.check()
 
@@ -148,6 +159,11 @@ class RunForm(VerticalScroll):
         if (size := self._field("f-data-image_size")) is not None:
             size.placeholder = f"native ({native_size(dataset)})"  # type: ignore[attr-defined]
 
+    def _momentum_for(self, optimizer: str) -> None:
+        """Momentum is SGD's alone: greyed out for Adam/AdamW, where a value typed there would change nothing."""
+        if (momentum := self._field("f-train-momentum")) is not None:
+            momentum.disabled = optimizer != "sgd"
+
     # -- validation ---------------------------------------------------------------------------------
     @on(Input.Changed)
     @on(Select.Changed)
@@ -159,6 +175,8 @@ class RunForm(VerticalScroll):
             self._swin_size(str(control.value))
         if control is not None and control.id == "f-data-dataset":
             self._native_hint(str(control.value))
+        if control is not None and control.id == "f-train-optimizer":
+            self._momentum_for(str(control.value))
         if self._loaded and not self._check_pending:  # a burst of changes (loading a run) validates once
             self._check_pending = True
             self.call_later(self.check)
