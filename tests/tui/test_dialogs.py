@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from vitlab.tui.screens.dialogs import Choice
 
 from .conftest import form_ready, make_app
@@ -13,19 +11,22 @@ ANSWERS = [("leave", "Leave it training", "primary"), ("cancel", "Cancel it and 
            ("stay", "Stay", "default")]
 
 
-@pytest.mark.parametrize("keys, answer", [(["enter"], "leave"), (["right", "enter"], "cancel"),
-                                          (["right", "right", "left", "enter"], "cancel"), (["s"], "stay"),
-                                          (["escape"], None)])
-async def test_choice_answers_by_arrows_letters_and_escape(keys, answer):
+KEYS_AND_ANSWERS = [(["enter"], "leave"), (["right", "enter"], "cancel"), (["right", "right", "left", "enter"], "cancel"),
+                    (["s"], "stay"), (["escape"], None)]
+
+
+async def test_choice_answers_by_arrows_letters_and_escape():
     app = make_app(None, Path("runs"))
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
-        answers = []
-        app.push_screen(Choice("Quit vitlab?", "A run is training.", ANSWERS), answers.append)
-        await pilot.pause()
-        await pilot.press(*keys)
-        await pilot.pause()
-        assert answers == [answer]
+        for keys, answer in KEYS_AND_ANSWERS:  # one app, a fresh dialog each time
+            answers = []
+            app.push_screen(Choice("Quit vitlab?", "A run is training.", ANSWERS), answers.append)
+            await pilot.pause()
+            await pilot.press(*keys)
+            await pilot.pause()
+            assert answers == [answer], keys
+            assert not isinstance(app.screen, Choice)
 
 
 async def test_ctrl_c_says_how_to_quit_in_plain_words():
