@@ -12,6 +12,7 @@ import pytest
 from vitlab.config import ExperimentConfig
 from vitlab.engine.runner import run_experiment
 from vitlab.engine.store import find_runs, read_metrics
+from vitlab.report import sort_summaries
 
 
 def vitlab(*args):
@@ -69,17 +70,19 @@ def test_table_shows_every_status(runs):
         assert word in out.stdout
 
 
-@pytest.mark.parametrize("width, shown, hidden", [
-    (220, ("Experiment", "Epochs", "Precision", "Peak memory", "Started"), ()),
-    (80, ("Experiment", "Run", "Model", "Best acc", "Final acc", "Status"), ("Started", "Epochs", "Precision")),
+@pytest.mark.parametrize("width, sort, shown, hidden", [
+    (220, None, ("Experiment", "Epochs", "Precision", "Peak memory", "Started"), ()),
+    (80, None, ("Experiment", "Run", "Model", "Best acc", "Final acc", "Status"), ("Started", "Epochs", "Precision")),
+    (80, "started", ("Experiment", "Run", "Best acc", "Status", "Started"), ("Model", "Epochs")),  # the sort stays
+    (80, "batch", ("Run", "Best acc", "Status", "Batch"), ("Model", "Started", "Epochs")),
 ])
-def test_a_narrow_terminal_drops_whole_columns_rather_than_cutting_cells(runs, width, shown, hidden):
+def test_a_narrow_terminal_drops_whole_columns_rather_than_cutting_cells(runs, width, sort, shown, hidden):
     from rich.console import Console
 
     from vitlab.report import rich_table
 
     console = Console(width=width, record=True, color_system=None)
-    console.print(rich_table(find_runs([runs]), width=width))
+    console.print(rich_table(sort_summaries(find_runs([runs]), sort), width=width, sort=sort))
     text = console.export_text()
     assert "…" not in text and max(map(len, text.splitlines())) <= width
     header = text.splitlines()[1]

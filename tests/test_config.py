@@ -175,3 +175,12 @@ def test_an_override_no_run_can_take_is_an_error(tmp_path):
 def test_a_bad_override_is_blamed_on_the_command_line_once(tmp_path):
     msg = problem(tmp_path, VALID, ["train.epochs=abc"])  # both runs get it: one message, no line of the file
     assert msg.startswith("--set train.epochs: ") and "(got 'abc')" in msg and "\n" not in msg
+
+
+def test_model_labels_tell_the_runs_of_a_study_apart():
+    from vitlab.config import model_label
+
+    vit = {"kind": "vit", "patch_size": 4, "embed_dim": 192, "heads": 3}
+    labels = [model_label(RunConfig.model_validate({"name": "m", "model": m, "data": {"image_size": 224}}).model)
+              for m in ({**vit, "layers": 12}, {**vit, "layers": 11, "stem": "conv"}, {"kind": "swin"})]
+    assert labels == ["ViT p4 d192 h3 L12", "ViT p4 d192 h3 L11 conv-stem", "Swin-T scratch"]

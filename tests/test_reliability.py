@@ -59,7 +59,7 @@ def test_cancel_is_heard_between_the_micro_batches_of_a_window(tmp_path):
 
 
 @pytest.mark.parametrize("fault, reason, advice", [("oom:3", "oom", "accumulation_steps"),
-                                                   ("nan:3", "non-finite", "bf16")])
+                                                   ("nan:3", "non-finite", "train.lr")])
 def test_oom_and_nan_fail_cleanly_and_queue_goes_on(tmp_path, monkeypatch, fault, reason, advice):
     monkeypatch.setenv("VITLAB_INJECT_FAULT", fault)
     events = []
@@ -76,9 +76,25 @@ def test_oom_and_nan_fail_cleanly_and_queue_goes_on(tmp_path, monkeypatch, fault
     assert [s["status"] for s in summaries] == ["failed", "finished"]
     assert first_done[0].reason == reason and advice in first_done[0].error
     kept = assert_kept(summaries[0]["run_dir"], "failed")
-    assert advice in kept["error"] and "Traceback" not in kept["error"]
+    assert advice in kept["error"] and "Traceback" not in kept["error"] and kept["failure"] == reason
     if reason == "oom":
         assert "OutOfMemoryError" in (Path(summaries[0]["run_dir"]) / "run.log").read_text()
+    else:  # deterministic training would fail at the same step again: resume says so instead
+        assert "fp16" not in kept["error"]  # an fp32 run is not told about fp16 overflows
+        with pytest.raises(VitlabError, match="non-finite loss.*--set train.lr"):
+            resume_run(summaries[0]["run_dir"])
+
+
+def test_the_scheduler_warning_of_a_skipped_fp16_step_stays_out_of_the_output(tmp_path):
+    """GradScaler skips an overflowing step, so the scheduler steps without an optimizer step: torch warns."""
+    import warnings
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    with warnings.catch_warnings(record=True) as seen:
+        train_run(config(epochs=1), experiment="w", runs_dir=tmp_path)  # a run sets its filters
+        scheduler.step()  # what a skipped step looks like to torch
+    assert not [w for w in seen if "lr_scheduler" in str(w.message)]
 
 
 PRESET = """
@@ -247,7 +263,9 @@ def test_a_cancel_during_evaluation_keeps_the_trained_epoch_and_resume_evaluates
     stop = lambda: calls.append(1) or len(calls) > steps_per_epoch
     cancelled = train_run(config("e", seed=3), experiment="c", runs_dir=tmp_path, should_stop=stop)
     assert cancelled["status"] == "cancelled" and cancelled["epochs"] == 1 and cancelled["accuracy"] is None
+    time.sleep(1.1)  # a resume a second later keeps the run's own start time
     resumed = resume_run(cancelled["run_dir"])
+    assert resumed["started_at"] == cancelled["started_at"]
     reference = train_run(config("e", seed=3), experiment="ref", runs_dir=tmp_path / "ref")
     assert resumed["status"] == "finished" and resumed["epochs"] == 3
     assert (resumed["accuracy"], resumed["eval_loss"], resumed["train_loss"]) == \

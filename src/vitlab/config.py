@@ -243,11 +243,10 @@ class ExperimentConfig(Strict):
 
 
 def model_label(model: ViTModel | SwinModel | ResNet18Model) -> str:
-    """Short human form of a model, e.g. `ViT p8 d512 h2 L8`, `ViT p8 d512 conv-stem`, `Swin-T pretrained`."""
+    """Short human form of a model, e.g. `ViT p8 d512 h2 L8`, `ViT p4 d192 h3 L11 conv-stem`, `Swin-T pretrained`."""
     if isinstance(model, ViTModel):
-        if model.stem == "conv":
-            return f"ViT p{model.patch_size} d{model.embed_dim} conv-stem"
-        return f"ViT p{model.patch_size} d{model.embed_dim} h{model.heads} L{model.layers}"
+        stem = " conv-stem" if model.stem == "conv" else ""
+        return f"ViT p{model.patch_size} d{model.embed_dim} h{model.heads} L{model.layers}{stem}"
     if isinstance(model, SwinModel):
         return f"Swin-{model.variant[0].upper()} {'pretrained' if model.pretrained else 'scratch'}"
     return "ResNet-18" + (" pretrained" if model.weights else "")

@@ -126,27 +126,31 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
 NARROW_DROPS = ("started", "epochs", "precision", "batch", "mfu", "gflops", "memory", "params", "time", "throughput")
 
 
-def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int) -> tuple[Column, ...]:
+def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int,
+                keep: str | None = None) -> tuple[Column, ...]:
     """The columns whose cells fit `width` characters uncut (each takes its widest cell, 2 of padding and 1 of
-    rule), dropping NARROW_DROPS in order: a table of cut cells ('qu…', '0.…') tells nothing."""
+    rule), dropping NARROW_DROPS in order, never `keep` (the column sorted by): cut cells ('qu…', '0.…') tell
+    nothing."""
     need = {c.key: max([len(c.header)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)}
     keys = [c.key for c in columns]
     one_experiment = "experiment" in keys and len({r[keys.index("experiment")] for r in rows}) <= 1
     kept = list(columns)
-    for key in ("experiment",) * one_experiment + NARROW_DROPS:
+    # a kept sort column may leave too little room: the model, then the final accuracy make way for it
+    for key in ("experiment",) * one_experiment + NARROW_DROPS + ("model", "accuracy") * bool(keep):
         if sum(need[c.key] for c in kept) + 1 <= width:
             break
-        kept = [c for c in kept if c.key != key]
+        kept = [c for c in kept if c.key != key or key == keep]
     return tuple(kept)
 
 
-def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str, ...] = (), width: int | None = None):
+def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str, ...] = (), width: int | None = None,
+               sort: str | None = None):
     from rich.markup import escape
     from rich.table import Table
 
     columns = tuple(c for c in visible_columns(summaries) if c.key not in hide)
     if width:
-        fitted = fit_columns(columns, [format_row(s, columns) for s in summaries], width)
+        fitted = fit_columns(columns, [format_row(s, columns) for s in summaries], width, keep=sort)
         hidden = [c.header for c in columns if c not in fitted]
         columns = fitted
     table = Table(title=title, header_style="bold", caption_justify="left",
@@ -188,7 +192,7 @@ JSON_FIELDS = ("name", "experiment", "status", "model", "params", "trainable_par
                "batch_size", "accumulation_steps", "world_size", "effective_batch", "epochs", "epochs_planned",
                "train_time_s", "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
                "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "cuda_graphs", "compiled", "device",
-               "error", "started_at", "run_dir", "config")
+               "error", "failure", "started_at", "run_dir", "config")
 
 
 def json_runs(summaries: list[dict]) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Export writes the format the file's name asks for (a 'comparison.json' holding Markdown misled people)."""
+"""Export writes the format the file's name asks for (a 'comparison.json' holding Markdown misled people); the
+column sorted by is on the screen."""
 import csv
 import io
 import json
@@ -7,7 +8,8 @@ import pytest
 
 from vitlab.tui.views.results import ResultsView
 
-from .fakes import summary
+from .conftest import form_ready, make_app, wait_for
+from .fakes import summary, write_history
 
 
 def test_export_follows_the_extension(tmp_path):
@@ -21,3 +23,22 @@ def test_export_follows_the_extension(tmp_path):
     with pytest.raises(ValueError, match=r"c\.txt: name a \.md, \.csv or \.json file"):
         view.export(tmp_path / "c.txt")
     assert not (tmp_path / "c.txt").exists()
+
+
+async def test_sorting_by_a_column_off_the_screen_scrolls_to_it(runs_dir):
+    write_history(runs_dir)
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.results.history)
+        table = app.results.query_one("#results-table")
+        assert table.scroll_x == 0
+        await pilot.press("S")  # back from unsorted: the last column, Started
+        await pilot.pause()
+        assert app.results.sort_key == "started"
+        widths = [column.get_render_width(table) for column in table.ordered_columns]
+        assert table.scroll_x > 0 and sum(widths[:-1]) - table.scroll_x + widths[-1] <= table.size.width
+        await pilot.press(*["S"] * 12)  # back to Model, the first after the two fixed columns
+        await pilot.pause()
+        assert app.results.sort_key == "model" and table.scroll_x == 0

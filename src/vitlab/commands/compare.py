@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         console = Console(highlight=False)
         if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
             console.width = 200
-        console.print(rich_table(summaries, width=console.width))
+        console.print(rich_table(summaries, width=console.width, sort=args.sort))
     else:
         render = {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format]
         sys.stdout.write(render(summaries) + ("\n" if args.format == "json" else ""))

@@ -10,6 +10,7 @@ import gc
 import json
 import math
 import os
+import re
 import time
 import traceback
 import warnings
@@ -29,7 +30,7 @@ from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFi
 from .health import HealthMonitor
 from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
                    windows)
-from .store import NullStore, RunStore, read_metrics
+from .store import NullStore, RunStore, read_metrics, started_from_name
 
 # Horizontal fusion of independent small kernels (weight casts, bias-gradient sums): ViT-A's compiled
 # forward+backward at batch 64 took 1.53 ms instead of 1.76 ms on an H200. Triton (GPU) code only.
@@ -55,12 +56,20 @@ def compile_wanted(cfg: RunConfig, device: torch.device, dist: distributed.Dist,
 
 OOM_ADVICE = ("Out of memory. Lower train.batch_size and raise train.accumulation_steps to keep the same "
               "effective batch, use precision bf16 (or fp16), or a smaller data.image_size.")
-NAN_ADVICE = ("The training loss became non-finite (NaN/inf). With fp16 this is usually an overflow: use "
-              "precision bf16, or lower train.lr (add warmup_epochs).")
 
 
-# GradScaler skipping a step (fp16 overflow) makes torch warn that the scheduler stepped first: expected.
-warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before `optimizer.step()`")
+def nan_advice(precision: str) -> str:
+    overflow = " With fp16 this is usually an overflow: use precision bf16." if precision == "fp16" else ""
+    return f"The training loss became non-finite (NaN/inf): lower train.lr (or add warmup_epochs).{overflow}"
+
+
+
+def quiet_expected_warnings() -> None:
+    """GradScaler skipping a step (an fp16 overflow) makes torch warn that the scheduler stepped first: expected.
+    Set at each run's start, not at import: a `warnings.catch_warnings()` around an import (pytest's collection
+    is one) discards filters set inside it. Idempotent: warnings replaces an identical filter."""
+    warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before "
+                                                        "`optimizer.step()`"))
 
 
 def is_main_process() -> bool:
@@ -103,13 +112,13 @@ class Run:
     """One run's state between set-up and the end; `execute` never raises for run failures."""
 
     def __init__(self, cfg: RunConfig, store: RunStore, *, experiment: str, emit: Emit, should_stop: ShouldStop,
-                 index: int, total_runs: int, resume: bool = False):
+                 index: int, total_runs: int, resume: bool = False, started_at: str | None = None):
         self.cfg, self.store, self.experiment = cfg, store, experiment
         self.dist = distributed.from_env()
         self.user_emit = emit if self.dist.is_main else ignore  # rank 0 speaks for the run
         self.should_stop = should_stop
         self.index, self.total_runs, self.resume = index, total_runs, resume
-        self.started_at = dt.datetime.now().isoformat(timespec="seconds")
+        self.started_at = started_at or dt.datetime.now().isoformat(timespec="seconds")  # a resumed run keeps its own
         self.summary: dict[str, Any] = {}
         self.train_time = 0.0
         self.images = 0
@@ -229,7 +238,7 @@ class Run:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
 
     # -- summary --------------------------------------------------------------------------------
-    def make_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+    def make_summary(self, status: str, error: str | None = None, failure: str | None = None) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg.train
         ips = self.throughput()
         peak = self.memory.read() if hasattr(self, "memory") else None
@@ -256,7 +265,7 @@ class Run:
             "device": devices.describe(self.device),
             "run_dir": str(self.store.dir), "started_at": self.started_at,
             "ended_at": dt.datetime.now().isoformat(timespec="seconds") if status != "running" else None,
-            "error": error, "config": cfg.resolved(),
+            "error": error, "failure": failure, "config": cfg.resolved(),
         }
 
     # -- the run --------------------------------------------------------------------------------
@@ -377,6 +386,7 @@ class Run:
         self.emit(WarningRaised(self.cfg.name, self.experiment, code, message))
 
     def execute(self) -> dict[str, Any]:
+        quiet_expected_warnings()
         self.store.write_config(self.cfg.resolved())
         self.store.log(f"{'resumed' if self.resume else 'started'}: {self.cfg.name}")
         self.store.keep_alive()
@@ -395,7 +405,8 @@ class Run:
             return self.end(RunFailed, "failed", OOM_ADVICE, "oom")
         except NonFiniteLoss as e:
             self.step = e.args[1]
-            return self.end(RunFailed, "failed", NAN_ADVICE + self.skipped_note(), "non-finite")
+            return self.end(RunFailed, "failed", nan_advice(self.cfg.train.precision) + self.skipped_note(),
+                            "non-finite")
         except StoreError as e:
             self.store.log(traceback.format_exc())
             return self.end(RunFailed, "failed", str(e), "store")
@@ -425,7 +436,7 @@ class Run:
             torch.cuda.empty_cache()
 
     def end(self, event_cls, status: str, error: str | None = None, reason: str | None = None) -> dict[str, Any]:
-        self.summary = self.make_summary(status, error)
+        self.summary = self.make_summary(status, error, reason)
         try:
             if event_cls is RunFailed:
                 self.emit(RunFailed(self.cfg.name, self.experiment, self.summary, error or "", reason or "error"))
@@ -466,11 +477,15 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
         pass
     if summary.get("status") == "finished":
         raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
+    if summary.get("failure") == "non-finite":  # training is deterministic: it would fail at the same step
+        raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
+                          "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "
+                          "(vitlab run PRESET --set train.lr=...)")
     if is_main_process():
         _drop_metrics_after_checkpoint(run_dir)
     store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
     return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=0,
-               total_runs=1, resume=True).execute()
+               total_runs=1, resume=True, started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
 
 
 def _drop_metrics_after_checkpoint(run_dir: Path) -> None:

@@ -10,6 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.geometry import Region, Spacing
 from textual.widgets import DataTable, Static
 
 from ...report import (COLUMNS, STATUS_STYLE, format_row, runs_count, sort_summaries, started, to_csv, to_json,
@@ -112,6 +113,8 @@ class ResultsView(Vertical):
             table.add_row(*styled, key=run_key(s))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
+        if self.sort_key in [c.key for c in columns]:
+            self.call_after_refresh(self._show_column, [c.key for c in columns].index(self.sort_key))
         n_session = len(self.session)
         n_history = len(rows) - n_session
         where = self.runs_dir
@@ -124,6 +127,16 @@ class ResultsView(Vertical):
             title.append("\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
         self.query_one("#results-title", Static).update(title)
         self.show_detail()
+
+    def _show_column(self, index: int) -> None:
+        """Scroll the sorted column into view: at 80 columns most of them start off the screen."""
+        table = self.query_one(DataTable)
+        widths = [column.get_render_width(table) for column in table.ordered_columns]
+        if index >= len(widths):
+            return
+        fixed = sum(widths[:table.fixed_columns])
+        region = Region(sum(widths[:index]), int(table.scroll_y), widths[index], 1)
+        table.scroll_to_region(region, spacing=Spacing(0, 0, 0, fixed), animate=False, force=True)
 
     def show_detail(self) -> None:
         rows = self.rows()
