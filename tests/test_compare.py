@@ -116,6 +116,18 @@ def test_plot_written(runs, tmp_path):
     assert not out.stdout  # refused before the table was printed
 
 
+def test_plot_legend_tells_repeats_of_a_run_apart(runs, tmp_path):
+    import matplotlib
+
+    from vitlab.plots import plot_curves
+
+    good = next(s for s in find_runs([runs]) if s["name"] == "good")
+    again = {**good, "started_at": "2026-01-02T03:04:05"}
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # legend text as text, not glyph paths
+        svg = plot_curves([good, again], tmp_path / "r.svg").read_text()
+    assert "study/good 2026-01-02 03:04" in svg and f"study/good {good['started_at'][:10]}" in svg
+
+
 def test_bad_paths_and_columns(tmp_path):
     assert "no such path" in vitlab("compare", tmp_path / "nope").stderr
     assert "no run directories" in vitlab("compare", tmp_path).stderr

@@ -74,3 +74,20 @@ def test_a_run_asking_for_a_gpu_that_is_not_here_blocks_the_queue():
                                                   "train": {"device": "cuda"}})]
     assert queue_blockers(runs) == ("gpu", "train.device: cuda was asked for but no CUDA GPU is visible; use "
                                            "device: auto or cpu. Needed by gpu.")
+
+
+def test_check_accumulation_names_everything_missing_as_run_does(tmp_path, capsys):
+    from vitlab.cli import main as cli_main
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"""
+name: p
+defaults: {{data: {{dataset: cifar100, root: {tmp_path}, image_size: 224}}}}
+runs:
+  - {{name: t, model: {{kind: swin, pretrained: true}}}}
+  - {{name: s, model: {{kind: swin, variant: small, pretrained: true}}}}
+""")
+    assert cli_main(["check", "accumulation", str(preset)]) == 2
+    err = capsys.readouterr().err
+    assert "CIFAR-100 not found" in err and "Needed by t, s." in err
+    assert "Needed by t." in err and "Needed by s." in err  # each variant's weights

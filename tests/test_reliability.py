@@ -133,6 +133,7 @@ def test_ctrl_c_cancels_with_summary(tmp_path):
     assert json.loads(out)["runs"][0]["status"] == "cancelled"
     assert_kept(run_dir, "cancelled")
     assert "Traceback" not in err
+    assert f"vitlab resume {run_dir}\n" in err  # the command on one line, however long the path: to copy
 
 
 def test_second_ctrl_c_exits_at_once_leaving_a_readable_run(tmp_path):

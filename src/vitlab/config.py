@@ -173,7 +173,7 @@ class TrainConfig(Strict):
     @model_validator(mode="after")
     def _warmup(self) -> "TrainConfig":
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
-            raise cross_field("train.warmup_epochs", f"must be less than epochs ({self.epochs})")
+            raise cross_field("train.warmup_epochs", f"must be less than epochs ({self.epochs}); 0 turns warmup off")
         return self
 
     @property

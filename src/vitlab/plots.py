@@ -13,6 +13,7 @@ def check_plot_path(path: Path) -> None:
 
 def plot_curves(summaries: list[dict], path: Path) -> Path:
     from .engine.store import read_metrics
+    from .report import started
 
     check_plot_path(path)
     try:
@@ -23,11 +24,13 @@ def plot_curves(summaries: list[dict], path: Path) -> Path:
     except ImportError:
         raise VitlabError("--plot needs matplotlib: pip install 'vitlab[plot]'") from None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for s in summaries:
+    names = [f"{s.get('experiment', '')}/{s.get('name', '')}" for s in summaries]
+    for s, name in zip(summaries, names):
         evals = [m for m in read_metrics(Path(s["run_dir"]) / "metrics.jsonl") if m.get("event") == "EpochEvaluated"]
         if not evals:
             continue
-        label = f"{s.get('experiment', '')}/{s.get('name', '')}"
+        repeated = names.count(name) > 1 and s.get("started_at")  # the same run trained again: say when
+        label = f"{name} {started(s)}" if repeated else name
         epochs = [e["epoch"] for e in evals]
         line, = ax_loss.plot(epochs, [e["train_loss"] for e in evals], marker="o", ms=3, label=f"{label} train")
         ax_loss.plot(epochs, [e["eval_loss"] for e in evals], ls="--", color=line.get_color(), label=f"{label} eval")

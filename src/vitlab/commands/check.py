@@ -5,7 +5,7 @@ import argparse
 
 from rich.console import Console
 
-from ..errors import VitlabError
+from ..errors import CannotStart, VitlabError
 from ..presets import load_preset
 
 NAME = "check"
@@ -26,6 +26,10 @@ def main(args: argparse.Namespace) -> int:
     if not runs:
         raise VitlabError(f"--run {args.run}: no such run in {exp.name}; runs: {', '.join(r.name for r in exp.runs)}")
     from ..engine.checks import TOLERANCE, check_accumulation
+    from ..engine.preflight import queue_blockers
+
+    if missing := queue_blockers(runs):  # every missing dataset and weights at once, as `vitlab run` says them
+        raise CannotStart(missing[1])
 
     console = Console(highlight=False)
     failed = 0

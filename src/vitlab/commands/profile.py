@@ -33,15 +33,20 @@ def main(args: argparse.Namespace) -> int:
              "config": p.config} for p in profiles]}, indent=2))
         return 0
     table = Table(title=exp.name, header_style="bold")
-    for header in ("Run", "Model", "Image", "Params", "Trainable", "GFLOPs/img", "Tokens"):
-        table.add_column(header, justify="left" if header in ("Run", "Model") else "right")
+    # a narrow terminal wraps the model's words; a run's name is never cut ("conv-stem-…" told nothing)
+    table.add_column("Run", no_wrap=True, min_width=max(len(run.name) for run in exp.runs))
+    table.add_column("Model")
+    for header in ("Image", "Params", "Trainable", "GFLOPs", "Tokens"):  # GFLOPs per image: see the note
+        table.add_column(header, justify="right", no_wrap=True)
     for run, p in zip(exp.runs, profiles):
         size = run.data.size
         tokens = str((size // run.model.patch_size) ** 2) if run.model.kind == "vit" else "-"
         table.add_row(run.name, model_label(run.model), f"{size}px", human_count(p.params),
                       human_count(p.trainable_params), f"{p.flops / 1e9:.3f}", tokens)
     console = Console(highlight=False)
+    if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
+        console.width = 200
     console.print(table)
-    console.print("FLOPs: one forward pass per image, a multiply-add counted once (fvcore), attention included; "
+    console.print("GFLOPs: one forward pass per image, a multiply-add counted once (fvcore), attention included; "
                   f"not counted: {', '.join(NOT_COUNTED)}.", style="dim")
     return 0

@@ -55,8 +55,8 @@ class ProgressPrinter:
                     c.print(f"[bold cyan]{escape(event.run)}[/]")
                 c.print(f"  [red]failed:[/] {escape(event.error)}")
             elif isinstance(event, RunCancelled):
-                c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with: "
-                        f"vitlab resume {escape(s['run_dir'])}")
+                c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with:")
+                c.print(f"    vitlab resume {escape(s['run_dir'])}", soft_wrap=True)  # one line to copy
             else:
                 acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
                 c.print(f"  [green]finished[/]: accuracy {acc} in {s['train_time_s']:.1f}s of training")
