@@ -3,6 +3,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -264,6 +265,11 @@ def test_a_cancel_during_evaluation_keeps_the_trained_epoch_and_resume_evaluates
     stop = lambda: calls.append(1) or len(calls) > steps_per_epoch
     cancelled = train_run(config("e", seed=3), experiment="c", runs_dir=tmp_path, should_stop=stop)
     assert cancelled["status"] == "cancelled" and cancelled["epochs"] == 1 and cancelled["accuracy"] is None
+    beat = Path(cancelled["run_dir"]) / "heartbeat"
+    beat.write_text(f"{os.getpid()} {time.time():.0f} {socket.gethostname()}\n")  # as if a process trained it
+    with pytest.raises(VitlabError, match="still training"):
+        resume_run(cancelled["run_dir"])  # two processes must not write one run directory
+    beat.unlink()
     time.sleep(1.1)  # a resume a second later keeps the run's own start time
     resumed = resume_run(cancelled["run_dir"])
     assert resumed["started_at"] == cancelled["started_at"]

@@ -318,3 +318,31 @@ runs:
         shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))
         assert "[draft] data" in shown.replace("\n", " ")
     assert not (runs_dir / "cifar").exists()  # no run started, so none is left failed on disk
+
+
+async def test_resume_from_results_continues_a_cancelled_run_to_the_end(runs_dir):
+    from vitlab.config import RunConfig
+    from vitlab.engine.runner import train_run
+
+    cfg = RunConfig.model_validate({"name": "vit-a", "model": {"kind": "vit", "patch_size": 4, "embed_dim": 32,
+                                    "heads": 2, "layers": 1}, "data": {"dataset": "digits", "limit_train": 256},
+                                    "train": {"epochs": 3, "batch_size": 64, "log_every": 1}})
+    asked = []
+    stop = lambda: len(asked.append(1) or asked) > 5  # a cancel in the second epoch
+    cancelled = train_run(cfg, experiment="tiny", runs_dir=runs_dir, should_stop=stop)
+    assert cancelled["status"] == "cancelled" and cancelled["epochs"] < 3
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.results.history)
+        app.results.query_one(DataTable).focus()
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.running and app.views.active == "live"
+        await wait_for(pilot, lambda: not app.running, timeout=90)
+        assert app.state.runs["vit-a"].status == "finished"
+        assert app.views.active == "results"
+    summary = json.loads((Path(cancelled["run_dir"]) / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 3
+    assert summary["started_at"] == cancelled["started_at"]

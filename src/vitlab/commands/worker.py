@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     what.add_argument("--standby", action="store_true", help="load torch, then read the JSON's path from stdin")
     p.add_argument("--runs-dir", type=user_path, required=True)
     p.add_argument("--nproc", type=int, default=1, help="local processes (GPUs), launched with torchrun")
+    p.add_argument("--resume-dir", type=user_path, help="continue this run (the experiment JSON holds its config)")
     p.set_defaults(handler=main)
 
 
@@ -167,12 +168,19 @@ def main(args: argparse.Namespace) -> int:
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
     from ..engine.preflight import queue_blockers
-    from ..engine.runner import train_run  # torch loads here
+    from ..engine.runner import resume_run, train_run  # torch loads here
 
     try:
         if missing := queue_blockers(exp.runs):  # one message for the queue, not one failed run each
             stream(wire.RunNotStarted(*missing))
             return 1
+        if args.resume_dir:
+            try:
+                resume_run(args.resume_dir, emit=stream, should_stop=control)
+            except VitlabError as e:  # finished, still training, a non-finite failure: nothing to resume
+                stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
+                return 1
+            return 0
         for i, cfg in enumerate(exp.runs):
             if queue_stops(control):
                 break

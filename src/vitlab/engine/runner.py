@@ -30,7 +30,7 @@ from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFi
 from .health import HealthMonitor
 from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
                    windows)
-from .store import NullStore, RunStore, read_metrics, started_from_name
+from .store import NullStore, RunStore, heartbeat_alive, read_metrics, started_from_name
 
 # Horizontal fusion of independent small kernels (weight casts, bias-gradient sums): ViT-A's compiled
 # forward+backward at batch 64 took 1.53 ms instead of 1.76 ms on an H200. Triton (GPU) code only.
@@ -477,6 +477,9 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
         pass
     if summary.get("status") == "finished":
         raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
+    if heartbeat_alive(run_dir):  # two processes would write one run directory
+        raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); stop it first "
+                          "(ctrl+x in vitlab) or wait for it")
     if summary.get("failure") == "non-finite":  # training is deterministic: it would fail at the same step
         raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
                           "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "

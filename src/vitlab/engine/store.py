@@ -212,7 +212,7 @@ def _fresh_heartbeat(run_dir: Path) -> tuple[str, str] | None:
     return pid, host
 
 
-def _heartbeat_alive(run_dir: Path) -> bool:
+def heartbeat_alive(run_dir: Path) -> bool:
     """A fresh heartbeat, unless it names a process of this machine that is gone (killed, OOM-killed): then the
     run is known dead at once instead of after HEARTBEAT_STALE_S. Another machine's (a shared disk) is trusted."""
     if (beat := _fresh_heartbeat(run_dir)) is None:
@@ -260,7 +260,7 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     return {
         "name": config.get("name", run_dir.name),
         "experiment": run_dir.parent.name,
-        "status": "running" if _heartbeat_alive(run_dir) else "interrupted",
+        "status": "running" if heartbeat_alive(run_dir) else "interrupted",
         "model": label,
         "params": None, "flops": None,
         "precision": train.get("precision"),

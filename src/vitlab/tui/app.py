@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+import yaml
 from pydantic import ValidationError
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -343,12 +344,26 @@ class VitlabApp(App[int]):
             return
         self.start(exp, setup.nproc)
 
-    def start(self, exp: ExperimentConfig, nproc: int = 1) -> None:
+    def resume(self, run_dir: Path) -> None:
+        """Continue a run of the Results view in a fresh training process, shown in the Live view like a queue
+        of one; the engine says why when there is nothing to resume (finished, still training, ...)."""
+        if self.running:
+            self.notify("Already training; resume it when the queue has ended.", severity="warning")
+            return
+        try:
+            cfg = RunConfig.from_resolved(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError, ValidationError) as e:
+            self.notify(f"{run_dir}: no readable config.yaml ({type(e).__name__})", title="Not resumed",
+                        severity="error")
+            return
+        self.start(ExperimentConfig(name=run_dir.parent.name, runs=[cfg]), resume_dir=run_dir)
+
+    def start(self, exp: ExperimentConfig, nproc: int = 1, resume_dir: Path | None = None) -> None:
         from ..config import model_label
 
         try:
-            child = self._take_standby(exp) if nproc == 1 else None
-            child = child or TrainingChild.start(exp, self.runs_dir, nproc)
+            child = self._take_standby(exp) if nproc == 1 and resume_dir is None else None
+            child = child or TrainingChild.start(exp, self.runs_dir, nproc, resume_dir)
         except OSError as e:
             self.notify(f"{self.runs_dir}: cannot write here ({e.strerror or e}); choose a writable --runs-dir",
                         title="Not started", severity="error", timeout=15)
@@ -457,7 +472,7 @@ class VitlabApp(App[int]):
         answers.append(("keep", "Keep training", "default"))
         name = t.name if t else "the current run"
         message = (f"Cancel {name}? It stops after the current step; its metrics and last checkpoint are kept "
-                   "(resume later with `vitlab resume RUN_DIR`).")
+                   "(resume it later: r in Results, or `vitlab resume RUN_DIR`).")
 
         def done(answer: str | None) -> None:
             if not self.running or answer in (None, "keep"):
@@ -498,7 +513,7 @@ class VitlabApp(App[int]):
             self.set_timer(5, self.results.reload)
 
         message = (f"{name} is training in process {pid}, left by an earlier vitlab. It ends as cancelled after the "
-                   "current step, keeping its metrics and checkpoint (`vitlab resume RUN_DIR` continues it); the "
+                   "current step, keeping its metrics and checkpoint (r in Results continues it); the "
                    "rest of its queue does not start.")
         self.push_screen(Choice("Stop the run left training?", message,
                                 [("stop", "Stop it", "error"), ("keep", "Keep training", "default")]), done)

@@ -32,11 +32,14 @@ class TrainingChild:
         self.log_path = log_path
 
     @classmethod
-    def start(cls, exp: ExperimentConfig, runs_dir: Path, nproc: int = 1) -> "TrainingChild":
-        """Spawn `vitlab worker` for the experiment; OSError when the runs directory is not writable."""
+    def start(cls, exp: ExperimentConfig, runs_dir: Path, nproc: int = 1,
+              resume_dir: Path | None = None) -> "TrainingChild":
+        """Spawn `vitlab worker` for the experiment (or to resume the run in resume_dir, whose config `exp`
+        holds); OSError when the runs directory is not writable."""
         exp_path, log_path = experiment_files(exp, runs_dir)
-        return cls.spawn(["--experiment-json", str(exp_path), "--runs-dir", str(runs_dir), "--nproc", str(nproc)],
-                         log_path)
+        resume = ["--resume-dir", str(resume_dir)] if resume_dir else []
+        return cls.spawn(["--experiment-json", str(exp_path), "--runs-dir", str(runs_dir), "--nproc", str(nproc),
+                          *resume], log_path)
 
     @classmethod
     def standby(cls, runs_dir: Path) -> "TrainingChild":
@@ -177,7 +180,7 @@ def lost_run(started: RunStarted, why: str) -> RunFailed:
     run_dir = Path(started.run_dir)
     summary = read_run(run_dir)
     if summary.get("status") in ("running", "interrupted"):  # torchrun's launcher may have marked it already
-        summary.update(status="failed", error=f"{why}. Resume it with `vitlab resume {run_dir}`.")
+        summary.update(status="failed", error=f"{why}. Resume it: r in Results, or `vitlab resume {run_dir}`.")
         try:
             RunStore(run_dir).write_summary(summary)
         except StoreError:

@@ -31,6 +31,7 @@ class ResultsView(Vertical):
         Binding("s", "sort(1)", "Sort"),
         Binding("S", "sort(-1)", "Sort back", show=False),
         Binding("e", "app.export", "Export"),
+        Binding("r", "resume", "Resume"),
         Binding("f5", "reload", "Reload", show=False),
     ]
 
@@ -178,6 +179,17 @@ class ResultsView(Vertical):
             i = keys.index(self.sort_key) + step
             self.sort_key = keys[i] if 0 <= i < len(keys) else None
         self.render_table()
+
+    def action_resume(self) -> None:
+        """Continue the highlighted run (cancelled, interrupted, failed) from its last checkpoint."""
+        rows = self.rows()
+        row = self.query_one(DataTable).cursor_row
+        if not rows or row >= len(rows) or not rows[row].get("run_dir"):
+            return
+        if rows[row].get("status") == "running":
+            self.app.notify("It is still training; ctrl+x stops it.", title="Not resumed", severity="warning")
+            return
+        self.app.resume(Path(rows[row]["run_dir"]))  # type: ignore[attr-defined]
 
     def export(self, path: Path) -> Path:
         """Writes the table in the format the file's extension names (.md, .csv, .json)."""
