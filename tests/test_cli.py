@@ -110,7 +110,7 @@ def test_failed_run_exits_1_and_keeps_summary(tmp_path, tiny):
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert {r["status"] for r in doc["runs"]} == {"failed"}
-    assert "bf16" in doc["runs"][0]["error"] and "Traceback" not in out.stderr
+    assert "train.lr" in doc["runs"][0]["error"] and "Traceback" not in out.stderr
 
 
 def test_presets_lists_shipped(tmp_path):

@@ -177,7 +177,7 @@ def test_non_finite_loss_fails_the_run_with_advice(tmp_path, monkeypatch, precis
     monkeypatch.setenv("VITLAB_INJECT_FAULT", "nan:2")  # the engine's fault seam: loss * NaN from step 2
     summary, events = train(tmp_path, digits_run("nan", data={"limit_train": 320}, precision=precision))
     assert summary["status"] == "failed"
-    assert "bf16" in summary["error"] and "lr" in summary["error"]
+    assert "train.lr" in summary["error"] and ("bf16" in summary["error"]) == (precision == "fp16")  # overflow
     [failed] = [e for e in events if isinstance(e, RunFailed)]
     assert failed.reason == "non-finite"
     # fp16: GradScaler saw the NaN gradients and skipped those steps; the advice says so.
