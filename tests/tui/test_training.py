@@ -341,8 +341,10 @@ async def test_resume_from_results_continues_a_cancelled_run_to_the_end(runs_dir
         await pilot.pause()
         assert app.running and app.views.active == "live"
         await wait_for(pilot, lambda: not app.running, timeout=90)
-        assert app.state.runs["vit-a"].status == "finished"
-        assert app.views.active == "results"
+        track = app.state.runs["vit-a"]
+        assert track.status == "finished" and app.views.active == "results"
+        assert [e[0] for e in track.evals] == [1, 2, 3]  # the curves hold the epochs from before the resume too
+        assert track.steps[0][0] == 1
     summary = json.loads((Path(cancelled["run_dir"]) / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 3
     assert summary["started_at"] == cancelled["started_at"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from textual.message import Message
@@ -109,6 +110,18 @@ class LiveState:
         return self.runs.get(self.current) if self.current else None
 
     # -- events -------------------------------------------------------------------------------------
+    @staticmethod
+    def earlier_curves(t: RunTrack, run_dir: Path, upto: int) -> None:
+        from ..engine.store import read_metrics
+
+        for record in read_metrics(run_dir / "metrics.jsonl"):
+            if record.get("epoch", upto + 1) > upto:
+                continue
+            if record.get("event") == "StepsLogged":
+                t.steps.append((record["step"], record["loss"]))
+            elif record.get("event") == "EpochEvaluated":
+                t.evals.append((record["epoch"], record["eval_loss"], record["accuracy"]))
+
     def apply(self, ev: Event) -> None:
         t = self.track(ev.run)
         self.version += 1
@@ -130,6 +143,8 @@ class LiveState:
             t.params, t.flops = ev.params, ev.flops
             t.log_every, t.compiled = ev.config.get("train", {}).get("log_every", 1), ev.compiled
             t.steps, t.evals, t.last, t.summary = [], [], None, None
+            if ev.start_epoch:  # resumed: the curves begin with the epochs trained before, from its metrics
+                self.earlier_curves(t, Path(ev.run_dir), ev.start_epoch)
             compiling = ", compiling the model (the first steps take tens of seconds)" if ev.compiled else ""
             self.add_log("bold", f"{ev.run}: started ({ev.index + 1}/{ev.total_runs}) {ev.model_label} on "
                                  f"{ev.device}, {ev.train_samples} train / {ev.val_samples} val images{compiling}")
