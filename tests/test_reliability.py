@@ -211,6 +211,10 @@ def test_a_fresh_heartbeat_of_a_dead_process_on_this_machine_is_interrupted_at_o
     assert read_run(store.dir)["status"] == "interrupted"
     beat.write_text(f"{gone.pid} {time.time():.0f} another-host\n")  # a shared disk: trust the fresh beat
     assert read_run(store.dir)["status"] == "running"
+    beat.write_text("")  # what a writer killed mid-write left when the heartbeat was written in place
+    assert read_run(store.dir)["status"] == "interrupted"
+    store.heartbeat()
+    assert beat.read_text().split()[0] == str(os.getpid()) and not (store.dir / ".heartbeat.tmp").exists()
 
 
 def test_names_cannot_escape_runs_dir(tmp_path):

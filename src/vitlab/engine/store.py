@@ -125,8 +125,12 @@ class RunStore:
         threading.Thread(target=beat, name="vitlab-heartbeat", daemon=True).start()
 
     def heartbeat(self) -> None:
+        """Written whole (a temporary file, then a rename): a process killed while writing it must not leave an
+        empty, fresh heartbeat behind, which nobody could prove dead."""
+        tmp = self.dir / ".heartbeat.tmp"
         try:
-            (self.dir / "heartbeat").write_text(f"{os.getpid()} {time.time():.0f} {socket.gethostname()}\n")
+            tmp.write_text(f"{os.getpid()} {time.time():.0f} {socket.gethostname()}\n")
+            os.replace(tmp, self.dir / "heartbeat")
         except OSError:
             pass  # a missed heartbeat only makes a live run look stale; never fail training for it
 
@@ -218,7 +222,9 @@ def heartbeat_alive(run_dir: Path) -> bool:
     if (beat := _fresh_heartbeat(run_dir)) is None:
         return False
     pid, host = beat
-    if host == socket.gethostname() and pid.isdigit():
+    if not (pid.isdigit() and host):  # torn (an older vitlab wrote it in place): it vouches for nothing
+        return False
+    if host == socket.gethostname():
         import psutil
 
         return psutil.pid_exists(int(pid))
