@@ -41,6 +41,7 @@ class ResultsView(Vertical):
         self.session: dict[str, dict[str, Any]] = {}  # run key -> summary, this session's runs
         self.history: list[dict[str, Any]] = []
         self.sort_key: str | None = None
+        self._scrolled_to: str | None = None  # the sort whose column was last scrolled into view
         self.loads = 0  # history loads so far
 
     def compose(self) -> ComposeResult:
@@ -114,7 +115,9 @@ class ResultsView(Vertical):
             table.add_row(*styled, key=run_key(s))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
-        if self.sort_key in [c.key for c in columns]:
+        if self.sort_key != self._scrolled_to and self.sort_key in [c.key for c in columns]:
+            # once per new sort: a reload of a running run's figures must not undo the user's own scrolling
+            self._scrolled_to = self.sort_key
             self.call_after_refresh(self._show_column, [c.key for c in columns].index(self.sort_key))
         n_session = len(self.session)
         n_history = len(rows) - n_session
