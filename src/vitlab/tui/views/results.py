@@ -99,6 +99,7 @@ class ResultsView(Vertical):
         table = self.query_one(DataTable)
         rows = self.rows()
         columns = visible_columns(rows)
+        keys = [c.key for c in columns]
         cursor = table.cursor_row
         table.clear(columns=True)
         for c in columns:
@@ -109,16 +110,16 @@ class ResultsView(Vertical):
             styled = [Text(cell, justify="right" if c.numeric else "left") for c, cell in zip(columns, cells)]
             status = s.get("status", "")
             if status in STATUS_STYLE:
-                styled[[c.key for c in columns].index("status")].stylize(STATUS_STYLE[status])
+                styled[keys.index("status")].stylize(STATUS_STYLE[status])
             if run_key(s) in self.session:
                 styled[1].stylize("bold")
             table.add_row(*styled, key=run_key(s))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
-        if self.sort_key != self._scrolled_to and self.sort_key in [c.key for c in columns]:
+        if self.sort_key != self._scrolled_to and self.sort_key in keys:
             # once per new sort: a reload of a running run's figures must not undo the user's own scrolling
             self._scrolled_to = self.sort_key
-            self.call_after_refresh(self._show_column, [c.key for c in columns].index(self.sort_key))
+            self.call_after_refresh(self._show_column, keys.index(self.sort_key))
         n_session = len(self.session)
         n_history = len(rows) - n_session
         where = self.runs_dir
