@@ -66,12 +66,18 @@ def test_run_json_contract_and_run_store(tmp_path, tiny):
     assert "vit-acc" in out.stderr  # progress goes to stderr
 
 
-def test_run_prints_table(tmp_path, tiny):
-    out = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--set", "train.epochs=1")
+def test_run_prints_table_and_the_spread_across_seeds(tmp_path, tiny):
+    out = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--set", "train.epochs=1", "--seeds", "3,4")
     assert out.returncode == 0, out.stderr
-    for header in ("Params", "GFLOPs/img", "Train time", "img/s", "Peak memory", "Final acc"):
+    for header in ("Params", "GFLOPs/img", "Train time", "img/s", "Peak memory", "Final acc", "Across seeds"):
         assert header in out.stderr
     assert "16x2" in out.stderr and "RSS" in out.stderr
+    assert all(f"{name}-s{seed}" in out.stderr for name in ("vit", "vit-acc") for seed in (3, 4))
+    out = vitlab("compare", tmp_path / "runs", "--by-seed", "--format", "json")
+    groups = json.loads(out.stdout)["seed_groups"]
+    assert [(g["name"], g["seeds"], g["finished"]) for g in groups] == [("vit-acc", [3, 4], 2), ("vit", [3, 4], 2)]
+    for g in groups:  # two seeds of one tiny model in one epoch do not land on one accuracy
+        assert 0 < g["accuracy_std"] < 0.5 and 0 < g["accuracy_mean"] < 1
 
 
 def test_profile_json_needs_no_data(tmp_path):
@@ -89,6 +95,8 @@ def test_profile_json_needs_no_data(tmp_path):
     (["run", "{tiny}", "--set", "train.nope=1"], "train has no key 'nope'"),
     (["run", "{tiny}", "--set", "train.precision=fp8"], "train.precision"),
     (["frobnicate"], "no such preset file"),
+    (["run", "{tiny}", "--seeds", "1,1"], "--seeds: must be a list of distinct whole numbers >= 0"),
+    (["run", "{tiny}", "--seeds", "1,2", "--set", "train.seed=3"], "--seeds and --set train.seed"),
 ])
 def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
     out = vitlab(*[a.replace("{tiny}", str(tiny)) for a in args], cwd=tmp_path)

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vitlab.config import ExperimentConfig, RunConfig
+from vitlab.config import ExperimentConfig, RunConfig, profile_key
 from vitlab.engine.models import build_model, classifier_head, count_params
 from vitlab.engine.profile import classes_for, profile_run, vit_flops_analytic
 from vitlab.presets import list_presets, load_preset
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 SHIPPED = sorted(PRESETS.glob("*.yaml"))
-EXPECTED = {"quickstart", "ga-study", "seed-problem1", "seed-problem2", "stem-study"}
+EXPECTED = {"quickstart", "ga-study", "seed-problem1", "seed-problem2", "stem-study", "patch-study"}
 
 REPORT_PARAMS = {"ViT-A": 17_374_820, "ViT-B": 18_505_316, "ViT-C": 3_435_364, "ViT-D": 7_159_652,
                  "ResNet-18": 11_227_812}  # the seed report's Problem 1 table
@@ -47,14 +47,16 @@ def profiles(tmp_path_factory):
 
 
 def profile_preset(path):
-    out = {}
+    out, done = {}, {}
     for run in load_preset(path).runs:
         if (path.stem, run.name) in HEAVY:
             model = build_model(run, classes_for(run), load_weights=False)
             out[run.name] = (*count_params(model), None)
         else:
-            p = profile_run(run)
-            out[run.name] = (p.params, p.trainable_params, p.flops)
+            if (key := profile_key(run)) not in done:  # a seed's copy of a run is the same model
+                p = profile_run(run)
+                done[key] = (p.params, p.trainable_params, p.flops)
+            out[run.name] = done[key]
     return out
 
 

@@ -5,6 +5,7 @@ cross-field rule names the field it is about so messages can point at it.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -240,6 +241,18 @@ class ExperimentConfig(Strict):
                                   f"run name {run.name!r} is used twice (names must be unique, case-insensitively)")
             seen.add(run.name.lower())
         return self
+
+
+def condition_key(resolved: dict[str, Any]) -> str:
+    """A resolved run config less its name and seed: runs with one key differ by their seed alone."""
+    train = {k: v for k, v in (resolved.get("train") or {}).items() if k != "seed"}
+    return json.dumps({**resolved, "name": None, "train": train}, sort_keys=True, default=str)
+
+
+def profile_key(cfg: RunConfig) -> str:
+    """What params and FLOPs depend on: the model, the image size, the class count, what is frozen."""
+    return json.dumps([cfg.model.model_dump(mode="json"), cfg.data.size, cfg.data.dataset, cfg.data.num_classes,
+                       cfg.data.root if cfg.data.dataset == "imagefolder" else None, cfg.train.freeze])
 
 
 def model_label(model: ViTModel | SwinModel | ResNet18Model) -> str:

@@ -1,7 +1,9 @@
 """Find, load, validate and save presets. Every problem is reported with file, line, run and field.
 
 A preset is an experiment: `name`, `description`, `defaults` (any of data/model/train) and `runs`,
-each run deep-merged over the defaults. Presets are read with `yaml.safe_load` only.
+each run deep-merged over the defaults, and optionally `seeds`: every run is then trained once per seed
+(`vit-s0`, `vit-s1`, ...), so the comparison can say how much of a difference is seed noise.
+Presets are read with `yaml.safe_load` only.
 """
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .config import MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig
+from .config import MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig, condition_key
 from .errors import PresetError
 
-TOP_KEYS = ("name", "description", "defaults", "runs")
+TOP_KEYS = ("name", "description", "defaults", "runs", "seeds")
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": None}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 
@@ -199,8 +201,38 @@ def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]], us
     return run
 
 
+def parse_seeds(raw: Any, where: str) -> list[int]:
+    """A list of distinct integer seeds (YAML `[0, 1, 2]`, or the CLI's `0,1,2`), else a PresetError naming `where`."""
+    if isinstance(raw, str):
+        try:
+            raw = [int(part) for part in raw.split(",") if part.strip()]
+        except ValueError:
+            raw = None
+    if (not isinstance(raw, list) or not raw or len(set(raw)) != len(raw)
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw)):
+        raise PresetError(f"{where}: must be a list of distinct whole numbers >= 0, e.g. [0, 1, 2]")
+    return raw
+
+
+def seeded_name(name: str, seed: int) -> str:
+    """The name of one seed's run: `vit` trained with seed 2 is `vit-s2`."""
+    return f"{name}-s{seed}"
+
+
+def reseed(runs: list[RunConfig], seeds: list[int]) -> list[RunConfig]:
+    """Every run once per seed, as a preset's `seeds` would train them. Runs that differ by their seed alone are
+    one run first, so `vit-s0, vit-s1` reseeded with [0, 1, 2] are `vit-s0, vit-s1, vit-s2`, not `vit-s0-s0`.
+    A ValidationError names a seeded name that is too long."""
+    conditions: dict[str, RunConfig] = {}
+    for run in runs:
+        conditions.setdefault(condition_key(run.resolved()), run)
+    bases = [{**run.resolved(), "name": run.name.removesuffix(f"-s{run.train.seed}")} for run in conditions.values()]
+    return [RunConfig.model_validate(_with_seed(base, seed)) for base in bases for seed in seeds]
+
+
 def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None = None,
-                         overrides: Iterable[str] = ()) -> ExperimentConfig:
+                         overrides: Iterable[str] = (), seeds: list[int] | None = None) -> ExperimentConfig:
+    """`seeds` (the CLI's --seeds) replaces the preset's own list; either trains every run once per seed."""
     lines = _line_map(text) if text else {}
     issues: list[str] = []
     if not isinstance(data, dict):
@@ -222,6 +254,21 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
         runs = []
     over = parse_overrides(overrides)
     set_keys = {".".join(path) for path, _ in over}
+    if seeds is not None and "train.seed" in set_keys:
+        raise PresetError("--seeds and --set train.seed both set the seed: give one of them")
+    if seeds is None and data.get("seeds") is not None:
+        seeds_line = _line_of(lines, ("seeds",))
+        try:
+            seeds = parse_seeds(data["seeds"], f"{file}:{seeds_line}: seeds" if seeds_line else f"{file}: seeds")
+        except PresetError as e:
+            issues.append(str(e))
+        # a seed written in the file as well would be silently replaced: say that they clash
+        blocks = [(("defaults",), "defaults.", defaults)] + [
+            (("runs", i), f"runs[{i}] ", r) for i, r in enumerate(runs) if isinstance(r, dict)]
+        for path, where, block in blocks:
+            if isinstance(block.get("train"), dict) and "seed" in block["train"]:
+                issues.append(_issue(file, _line_of(lines, path + ("train", "seed")), f"{where}train.seed",
+                                     "the preset's seeds give every run its seed; remove one of the two"))
     used: set[str] = set()
     valid: list[RunConfig] = []
     for i, raw in enumerate(runs):
@@ -234,7 +281,7 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
         base = {k: v for k, v in defaults.items() if k in SECTIONS}
         merged = _apply_overrides(_deep_merge(base, raw), over, used)
         try:
-            valid.append(RunConfig.model_validate(merged))
+            valid += [RunConfig.model_validate(_with_seed(merged, seed)) for seed in seeds or [None]]
         except ValidationError as e:
             for err in e.errors():
                 loc, msg = describe_error(err, merged)
@@ -261,7 +308,15 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
         raise PresetError("\n".join(msgs)) from None
 
 
-def load_preset(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+def _with_seed(run: dict, seed: int | None) -> dict:
+    if seed is None:
+        return run
+    name = run.get("name")
+    return {**run, "name": seeded_name(name, seed) if isinstance(name, str) else name,
+            "train": {**(run.get("train") or {}), "seed": seed}}
+
+
+def load_preset(path: str | Path, overrides: Iterable[str] = (), seeds: list[int] | None = None) -> ExperimentConfig:
     path = resolve_preset_path(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -276,7 +331,7 @@ def load_preset(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise PresetError(f"{where}: YAML syntax error: {problem}") from None
-    return experiment_from_dict(data, file=str(path), text=text, overrides=overrides)
+    return experiment_from_dict(data, file=str(path), text=text, overrides=overrides, seeds=seeds)
 
 
 def _minimal(model: BaseModel, defaults: BaseModel) -> dict[str, Any]:

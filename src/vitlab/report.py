@@ -7,8 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
+
+from .config import condition_key
 
 
 def _num(x: float | int | None, fmt: str) -> str:
@@ -106,13 +110,13 @@ def format_row(summary: dict, columns: Iterable[Column] = COLUMNS) -> list[str]:
     return [c.human(summary) for c in columns]
 
 
-def sort_summaries(summaries: list[dict], key: str | None) -> list[dict]:
+def sort_summaries(summaries: list[dict], key: str | None, columns: tuple[Column, ...] = COLUMNS) -> list[dict]:
     """Sort by a column key (numbers descending, text ascending); runs without a value go last."""
     if not key:
         return list(summaries)
-    column = next((c for c in COLUMNS if c.key == key), None)
+    column = next((c for c in columns if c.key == key), None)
     if column is None:
-        raise ValueError(f"unknown column {key!r}; one of: {', '.join(COLUMN_KEYS)}")
+        raise ValueError(f"unknown column {key!r}; one of: {', '.join(c.key for c in columns)}")
     present = [s for s in summaries if column.raw(s) is not None]
     missing = [s for s in summaries if column.raw(s) is None]
     return sorted(present, key=column.raw, reverse=column.numeric) + missing
@@ -145,12 +149,23 @@ def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int,
 
 def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str, ...] = (), width: int | None = None,
                sort: str | None = None):
+    columns = tuple(c for c in visible_columns(summaries) if c.key not in hide)
+    return _rich(columns, summaries, title, width, sort, styled="status")
+
+
+def seed_table(groups: list[dict], hide: tuple[str, ...] = (), width: int | None = None):
+    """The runs that differ only by seed, one row per condition: mean ± sample standard deviation."""
+    columns = tuple(c for c in SEED_COLUMNS if c.key not in hide)
+    return _rich(columns, groups, SEED_TITLE, width, None, styled=None)
+
+
+def _rich(columns: tuple[Column, ...], rows: list[dict], title: str | None, width: int | None, sort: str | None,
+          styled: str | None):
     from rich.markup import escape
     from rich.table import Table
 
-    columns = tuple(c for c in visible_columns(summaries) if c.key not in hide)
     if width:
-        fitted = fit_columns(columns, [format_row(s, columns) for s in summaries], width, keep=sort)
+        fitted = fit_columns(columns, [format_row(r, columns) for r in rows], width, keep=sort)
         hidden = [c.header for c in columns if c not in fitted]
         columns = fitted
     table = Table(title=title, header_style="bold", caption_justify="left",
@@ -158,33 +173,53 @@ def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str,
                   if width and hidden else None)
     for c in columns:
         table.add_column(c.header, justify="right" if c.numeric else "left")
-    status = [c.key for c in columns].index("status")
-    for s in summaries:
-        cells = [escape(cell) for cell in format_row(s, columns)]  # names and paths: brackets are not markup
-        if style := STATUS_STYLE.get(s.get("status", ""), ""):
-            cells[status] = f"[{style}]{cells[status]}[/]"
+    keys = [c.key for c in columns]
+    for r in rows:
+        cells = [escape(cell) for cell in format_row(r, columns)]  # names and paths: brackets are not markup
+        if styled in keys and (style := STATUS_STYLE.get(r.get(styled, ""), "")):
+            cells[keys.index(styled)] = f"[{style}]{cells[keys.index(styled)]}[/]"
         table.add_row(*cells)
     return table
 
 
 def to_markdown(summaries: list[dict]) -> str:
-    columns = visible_columns(summaries)
+    """The table of runs, then (where some runs differ only by seed) the table across seeds."""
+    text = _markdown(visible_columns(summaries), summaries)
+    if groups := seed_groups(summaries):
+        text += f"\n**{SEED_TITLE}**\n\n" + seeds_markdown(groups)
+    return text
+
+
+def seeds_markdown(groups: list[dict]) -> str:
+    return _markdown(SEED_COLUMNS, groups)
+
+
+def _markdown(columns: tuple[Column, ...], rows: list[dict]) -> str:
     lines = ["| " + " | ".join(c.header for c in columns) + " |",
              "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|"]
-    for s in summaries:
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in format_row(s, columns)) + " |")
+    for r in rows:
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in format_row(r, columns)) + " |")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(summaries: list[dict]) -> str:
     """The JSON fields but the config, one row per run: names with their units (train_time_s, peak_memory_mb),
     the raw numbers behind the table's cells (batch_size, accumulation_steps, world_size, not '32x2')."""
+    return _csv([f for f in JSON_FIELDS if f != "config"], summaries)
+
+
+def seeds_csv(groups: list[dict]) -> str:
+    """One row per condition trained with several seeds; the seeds and run names separated by spaces."""
+    flat = [{k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in g.items()} for g in groups]
+    return _csv(list(GROUP_FIELDS), flat)
+
+
+def _csv(fields: list[str], rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    fields = [f for f in JSON_FIELDS if f != "config"]
     writer.writerow(fields)
-    for s in summaries:
-        writer.writerow(["" if s.get(f) is None else s[f] for f in fields])
+    for r in rows:
+        writer.writerow(["" if r.get(f) is None else r[f] for f in fields])
     return buf.getvalue()
 
 
@@ -200,7 +235,106 @@ def json_runs(summaries: list[dict]) -> list[dict]:
 
 
 def to_json(summaries: list[dict], experiment: str | None = None) -> str:
-    doc: dict[str, Any] = {"runs": json_runs(summaries)}
+    doc: dict[str, Any] = {"runs": json_runs(summaries), "seed_groups": seed_groups(summaries)}
     if experiment is not None:
         doc = {"experiment": experiment, **doc}
     return json.dumps(doc, indent=2)
+
+
+def seeds_json(groups: list[dict]) -> str:
+    return json.dumps({"seed_groups": groups}, indent=2)
+
+
+# -- across seeds -------------------------------------------------------------------------------
+# One seed's accuracy on a small dataset can move by more than the effect a study looks for; runs that differ
+# only by seed are summarised as mean ± sample standard deviation, so a difference can be read against the noise.
+
+SEED_TITLE = "Across seeds (mean ± standard deviation of the finished runs)"
+GROUP_FIELDS = ("experiment", "name", "model", "seeds", "runs", "finished", "best_accuracy_mean", "best_accuracy_std",
+                "accuracy_mean", "accuracy_std", "train_time_s_mean", "throughput_img_s_mean", "params", "flops",
+                "run_names")
+
+
+def run_seed(summary: dict) -> int | None:
+    return ((summary.get("config") or {}).get("train") or {}).get("seed")
+
+
+def _condition(summary: dict) -> str | None:
+    """The experiment and what was trained, less the run's name and seed."""
+    config = summary.get("config")
+    if not isinstance(config, dict) or run_seed(summary) is None:
+        return None
+    return json.dumps([summary.get("experiment"), condition_key(config)])
+
+
+def _group_name(runs: list[dict]) -> str:
+    """`vit` for vit-s0, vit-s1 (the names seeds give); otherwise the names' common start, or the first's."""
+    names = [r.get("name") or "" for r in runs]
+    bases = [name.removesuffix(f"-s{run_seed(r)}") for name, r in zip(names, runs)]
+    if len(set(bases)) == 1:
+        return bases[0]
+    return os.path.commonprefix(names).rstrip("-_.+") or bases[0]
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def seed_groups(summaries: list[dict]) -> list[dict]:
+    """The conditions trained with at least two seeds, in the order the summaries first name them. Of one seed
+    trained more than once, the newest finished run counts (the newest of any status if none finished)."""
+    by_condition: dict[str, dict[int, dict]] = {}
+    for s in summaries:
+        if (key := _condition(s)) is None:
+            continue
+        seeds = by_condition.setdefault(key, {})
+        rank = (s.get("status") == "finished", s.get("started_at") or "")
+        held = seeds.get(run_seed(s))
+        if held is None or rank > (held.get("status") == "finished", held.get("started_at") or ""):
+            seeds[run_seed(s)] = s
+    groups = []
+    for seeds in by_condition.values():
+        if len(seeds) < 2:
+            continue
+        runs = [seeds[k] for k in sorted(seeds)]
+        done = [r for r in runs if r.get("status") == "finished"]
+        group: dict[str, Any] = {"experiment": runs[0].get("experiment"), "name": _group_name(runs),
+                                 "model": runs[0].get("model"), "seeds": sorted(seeds), "runs": len(runs),
+                                 "finished": len(done)}
+        for field in ("best_accuracy", "accuracy", "train_time_s", "throughput_img_s"):
+            mean, std = _mean_std([r[field] for r in done if r.get(field) is not None])
+            group[f"{field}_mean"] = mean
+            if field.endswith("accuracy"):
+                group[f"{field}_std"] = std
+        group.update(params=runs[0].get("params"), flops=runs[0].get("flops"), run_names=[r.get("name") for r in runs])
+        groups.append(group)
+    return groups
+
+
+def _pct_spread(group: dict, field: str) -> str:
+    mean, std = group.get(f"{field}_mean"), group.get(f"{field}_std")
+    if mean is None:
+        return "-"
+    return f"{100 * mean:.2f}%" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
+def _seeds_cell(group: dict) -> str:
+    seeds = ",".join(map(str, group["seeds"]))
+    return seeds if group["finished"] == group["runs"] else f"{seeds} ({group['finished']} done)"
+
+
+SEED_COLUMNS: tuple[Column, ...] = (
+    Column("experiment", "Experiment", lambda g: g.get("experiment") or "-", _field("experiment")),
+    Column("run", "Run", lambda g: g.get("name") or "-", _field("name")),
+    Column("model", "Model", lambda g: g.get("model") or "-", _field("model")),
+    Column("seeds", "Seeds", _seeds_cell, _field("finished")),
+    Column("best_accuracy", "Best acc", lambda g: _pct_spread(g, "best_accuracy"), _field("best_accuracy_mean"), True),
+    Column("accuracy", "Final acc", lambda g: _pct_spread(g, "accuracy"), _field("accuracy_mean"), True),
+    Column("params", "Params", lambda g: human_count(g.get("params")), _field("params"), True),
+    Column("time", "Train time", lambda g: human_duration(g.get("train_time_s_mean")), _field("train_time_s_mean"),
+           True),
+    Column("throughput", "img/s", lambda g: _num(g.get("throughput_img_s_mean"), ",.0f"),
+           _field("throughput_img_s_mean"), True),
+)

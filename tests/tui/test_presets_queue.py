@@ -10,7 +10,7 @@ from vitlab.tui.settings import load_settings
 from .conftest import form_ready, make_app, write_preset
 
 
-async def test_open_with_preset_queues_its_runs(tiny_preset, runs_dir):
+async def test_open_with_preset_queues_its_runs_then_seeds_repeat_them(tiny_preset, runs_dir):
     app = make_app(tiny_preset, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
@@ -19,6 +19,28 @@ async def test_open_with_preset_queues_its_runs(tiny_preset, runs_dir):
         assert app.sub_title == "tiny"
         assert app.setup.editing == 0
         assert app.setup.form.query_one("#f-run-name", Input).value == "vit-a"
+        await pilot.click("#btn-seeds")
+        await pilot.pause()
+        dialog = app.screen
+        seeds = dialog.query_one("#in-seeds", Input)
+        assert seeds.value == "0,1,2"
+        seeds.value = "1,1"
+        await enter_keeps_the_dialog(pilot, dialog, "Seeds: must be a list of distinct whole numbers")
+        seeds.value = "1,2"
+        await pilot.press("enter")
+        await pilot.pause()
+        queue = app.setup.queue
+        assert [(r.name, r.train.seed) for r in queue] == [("vit-a-s1", 1), ("vit-a-s2", 2), ("vit-b-s1", 1),
+                                                          ("vit-b-s2", 2)]
+        assert queue[0].model_copy(update={"name": "x", "train": queue[1].train}) == \
+            queue[1].model_copy(update={"name": "x"})  # the same run but for its seed
+        app.setup.action_seeds()  # again: the seeded copies are one run each first, not vit-a-s1-s5
+        await pilot.pause()
+        assert app.screen.query_one("#in-seeds", Input).value == "1,2"
+        app.screen.query_one("#in-seeds", Input).value = "5"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["vit-a-s5", "vit-b-s5"]
 
 
 async def test_bad_preset_is_reported_not_fatal(tmp_path, runs_dir):

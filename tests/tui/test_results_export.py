@@ -47,3 +47,37 @@ async def test_sorting_by_a_column_off_the_screen_scrolls_to_it(runs_dir):
         await pilot.press(*["S"] * 12)  # back to Model, the first after the two fixed columns
         await pilot.pause()
         assert app.results.sort_key == "model" and table.scroll_x == 0
+
+
+def seeded(name: str, seed: int, accuracy: float, started: str) -> dict:
+    return summary(name, accuracy=accuracy, best_accuracy=accuracy, started_at=started,
+                   config={"name": name, "model": {"kind": "vit"}, "train": {"seed": seed}})
+
+
+async def test_g_shows_the_runs_across_seeds_and_exports_that_table(runs_dir, tmp_path):
+    for i, acc in enumerate((0.90, 0.94, 0.95)):
+        d = runs_dir / "demo" / f"20250103-10000{i}-p4-s{i}"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(f"name: p4-s{i}\n")
+        (d / "summary.json").write_text(json.dumps(seeded(f"p4-s{i}", i, acc, f"2025-01-03T10:00:0{i}")))
+    write_history(runs_dir)
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.results.history)
+        detail = app.results.query_one("#results-detail")
+        text = str(detail.render())
+        assert "p4-s2" in text and "seeds 0,1,2: final 93.00 ± 2.65% · best 93.00 ± 2.65% (g)" in text
+        await pilot.press("down", "down", "down")  # a run without seeds: no spread to show
+        assert "seeds" not in str(detail.render())
+        await pilot.press("g")
+        table = app.results.query_one("#results-table")
+        assert table.row_count == 1 and "Seeds" in str(table.ordered_columns[3].label)
+        assert "1 across seeds" in str(app.results.query_one("#results-title").render())
+        assert "p4-s0, p4-s1, p4-s2" in str(detail.render())
+        assert not app.results.check_action("resume", ())  # a row is several runs: no `r Resume` in the footer
+        app.action_export("md")
+        assert "93.00 ± 2.65%" in (runs_dir / "comparison-seeds.md").read_text()
+        await pilot.press("g")
+        assert table.row_count == 7 and app.results.export_stem == "comparison"

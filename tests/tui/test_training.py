@@ -23,7 +23,7 @@ def summaries(runs_dir: Path) -> dict[str, dict]:
     return {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in runs_dir.rglob("summary.json")}
 
 
-async def test_quickstart_through_the_ui_to_a_finished_run(runs_dir):
+async def test_quickstart_through_the_ui_to_finished_runs_and_their_spread_across_seeds(runs_dir):
     app = make_app(QUICKSTART, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
@@ -31,7 +31,7 @@ async def test_quickstart_through_the_ui_to_a_finished_run(runs_dir):
         assert app.sub_title == "quickstart"
         names = [r.name for r in app.setup.queue]
         assert names[0] == "vit-tiny"
-        # keep it small: drop the other runs, 2 epochs without warmup for the ViT
+        # keep it small: drop the other runs, 2 epochs without warmup for the ViT, two seeds
         queue = app.setup.query_one("#queue", ListView)
         while len(app.setup.queue) > 1:
             queue.focus()
@@ -43,34 +43,37 @@ async def test_quickstart_through_the_ui_to_a_finished_run(runs_dir):
         form.query_one("#f-train-epochs", Input).value = "2"
         await pilot.pause()
         assert app.setup.queue[0].train.epochs == 2
+        app.setup.set_seeds(app.setup.queue, [0, 1])
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert app.running and app.views.active == "live"
         # the child has its copy of the queue: the form says edits made now are for the next ctrl+r
         assert "edits here apply to the next ctrl+r" in str(app.setup.query_one("#run-hint").render())
-        assert "this queue is training" in str(form.query_one("#form-target").render())
         await wait_for(pilot, lambda: not app.running, timeout=90)
         await pilot.pause(0.3)
-        assert "ctrl+r trains the queue (1 run)" in str(app.setup.query_one("#run-hint").render())
-        track = app.state.runs["vit-tiny"]
-        assert track.status == "finished"
-        assert len(track.evals) == 2 and track.steps
+        assert "ctrl+r trains the queue (2 runs)" in str(app.setup.query_one("#run-hint").render())
+        tracks = [app.state.runs[f"vit-tiny-s{seed}"] for seed in (0, 1)]
+        assert all(t.status == "finished" and len(t.evals) == 2 and t.steps for t in tracks)
+        assert tracks[0].evals != tracks[1].evals  # two seeds, two trainings
         # the outcome is on screen: the progress pane says finished with the final accuracy
         app.views.active = "live"
         await pilot.pause(0.3)
         progress = str(app.live.query_one("#progress-text").render())
         assert "finished" in progress and "final accuracy" in progress
-        # it ends on the comparison table, with this run's row
-        app.views.active = "results"
-        await pilot.pause()
+        # it ends on the comparison table, with these runs' rows, and points at the table across seeds
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.results.history)
         table = app.results.query_one(DataTable)
-        assert table.row_count >= 1
+        assert table.row_count == 2
         row = [str(c) for c in table.get_row_at(0)]
-        assert "vit-tiny" in row and "finished" in row
+        assert "vit-tiny-s1" in row and "finished" in row
+        assert any(n.title == "Across seeds" for n in app._notifications)
+        await pilot.press("g")
+        assert table.row_count == 1 and "±" in str(table.get_row_at(0)[5])
     on_disk = summaries(runs_dir)
-    assert on_disk["vit-tiny"]["status"] == "finished"
-    assert on_disk["vit-tiny"]["accuracy"] is not None
-    assert outcome(on_disk["vit-tiny"]).startswith(", final accuracy")
+    assert on_disk["vit-tiny-s0"]["status"] == "finished"
+    assert on_disk["vit-tiny-s0"]["accuracy"] is not None
+    assert outcome(on_disk["vit-tiny-s0"]).startswith(", final accuracy")
 
 
 async def start_long_run(app, pilot) -> None:

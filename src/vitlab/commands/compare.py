@@ -7,7 +7,8 @@ import sys
 from rich.console import Console
 
 from ..errors import VitlabError
-from ..report import COLUMN_KEYS, rich_table, sort_summaries, to_csv, to_json, to_markdown
+from ..report import (COLUMN_KEYS, rich_table, seed_groups, seed_table, seeds_csv, seeds_json, seeds_markdown,
+                      sort_summaries, to_csv, to_json, to_markdown)
 from . import user_path
 
 NAME = "compare"
@@ -20,6 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), md, csv or json")
     p.add_argument("--sort", choices=COLUMN_KEYS, metavar="COLUMN",
                    help=f"sort by a column: {', '.join(COLUMN_KEYS)} (default: newest first)")
+    p.add_argument("--by-seed", action="store_true",
+                   help="only the runs that differ by seed alone, one row per condition: mean ± standard deviation")
     p.add_argument("--plot", type=user_path, metavar="FILE",
                    help="also draw loss and accuracy curves to FILE (.png or .svg)")
     p.set_defaults(handler=main)
@@ -38,14 +41,22 @@ def main(args: argparse.Namespace) -> int:
     if not summaries:
         raise VitlabError(f"compare: no run directories under {', '.join(map(str, args.paths))} "
                           "(a run directory holds config.yaml and summary.json)")
+    groups = seed_groups(summaries)
+    if args.by_seed and not groups:
+        raise VitlabError("compare --by-seed: no runs under these paths differ by their seed alone "
+                          "(train with `vitlab run PRESET --seeds 0,1,2`, or a preset's `seeds: [0, 1, 2]`)")
     if args.format == "table":
         console = Console(highlight=False)
         if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
             console.width = 200
-        console.print(rich_table(summaries, width=console.width, sort=args.sort))
+        if not args.by_seed:
+            console.print(rich_table(summaries, width=console.width, sort=args.sort))
+        if groups:
+            console.print(seed_table(groups, width=console.width))
     else:
-        render = {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format]
-        sys.stdout.write(render(summaries) + ("\n" if args.format == "json" else ""))
+        render, rows = ({"md": seeds_markdown, "csv": seeds_csv, "json": seeds_json}, groups) if args.by_seed else (
+            {"md": to_markdown, "csv": to_csv, "json": to_json}, summaries)
+        sys.stdout.write(render[args.format](rows) + ("\n" if args.format == "json" else ""))
     if args.plot:
         plot_curves(summaries, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

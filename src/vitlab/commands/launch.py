@@ -20,6 +20,8 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
     cmd = [*vitlab_under_torchrun(args.nproc), "run", str(args.preset), "--runs-dir", str(args.runs_dir)]
     for pair in args.overrides:
         cmd += ["--set", pair]
+    if args.seeds is not None:
+        cmd += ["--seeds", args.seeds]
     if args.json:
         cmd.append("--json")
     if args.tensorboard:

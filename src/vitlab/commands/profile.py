@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from rich.console import Console
 from rich.table import Table
 
-from ..config import model_label
+from ..config import model_label, profile_key
 from ..presets import load_preset
 from ..report import human_count
 
@@ -24,9 +25,14 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     exp = load_preset(args.preset, args.overrides)
-    from ..engine.profile import NOT_COUNTED, profile_run
+    from ..engine.profile import NOT_COUNTED, Profile, profile_run
 
-    profiles = [profile_run(run) for run in exp.runs]
+    done: dict[str, Profile] = {}  # runs that differ by seed or recipe alone have one model to trace
+    profiles = []
+    for run in exp.runs:
+        if (key := profile_key(run)) not in done:
+            done[key] = profile_run(run)
+        profiles.append(replace(done[key], name=run.name, config=run.resolved()))
     if args.json:
         print(json.dumps({"experiment": exp.name, "runs": [
             {"name": p.name, "params": p.params, "trainable_params": p.trainable_params, "flops": p.flops,

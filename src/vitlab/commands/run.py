@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import CannotStart
-from ..presets import load_preset
+from ..presets import load_preset, parse_seeds
 from . import user_path
 from .progress import ProgressPrinter
 
@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("preset", help="a preset YAML file, or the name of a shipped preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field in every run, e.g. --set train.batch_size=16 (repeatable)")
+    p.add_argument("--seeds", metavar="S,S,...",
+                   help="train every run once per seed (e.g. 0,1,2; replaces the preset's seeds) and end on the mean "
+                        "and standard deviation across seeds")
     p.add_argument("--runs-dir", type=user_path, default=Path("runs"), help="where runs are written (default ./runs)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout (human text on stderr)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
@@ -57,7 +60,7 @@ def install_signals(stop: StopRequest) -> None:
 
 
 def run_and_report(experiment, summaries_source, *, as_json: bool, console: Console) -> int:
-    from ..report import rich_table, to_json
+    from ..report import rich_table, seed_groups, seed_table, to_json
 
     summaries = summaries_source()
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the run
@@ -68,6 +71,8 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
         if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
             console.width = 200
         console.print(rich_table(summaries, title=experiment, hide=("experiment", "started"), width=console.width))
+        if groups := seed_groups(summaries):
+            console.print(seed_table(groups, hide=("experiment",), width=console.width))
     if any(s["status"] == "failed" for s in summaries):
         return 1
     return 0 if all(s["status"] == "finished" for s in summaries) else 130
@@ -75,7 +80,8 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
 
 def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
-    exp = load_preset(args.preset, overrides)
+    seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
+    exp = load_preset(args.preset, overrides, seeds=seeds)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..engine.preflight import queue_blockers
         from .launch import launch_torchrun

@@ -28,7 +28,7 @@ from ..engine.events import RunEnded, RunStarted
 from ..engine.wire import RunNotStarted
 from ..errors import PresetError
 from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
-from ..report import runs_count
+from ..report import runs_count, seed_groups
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
 from .child import TrainingChild, lost_run
 from .screens.dialogs import Choice, PathPrompt, default_preset_path
@@ -293,7 +293,7 @@ class VitlabApp(App[int]):
     # -- results export ----------------------------------------------------------------------------
     def action_export(self, fmt: str = "") -> None:
         if fmt:
-            self.export_results(self.runs_dir / f"comparison.{fmt}")
+            self.export_results(self.runs_dir / f"{self.results.export_stem}.{fmt}")
             return
         warned: set[Path] = set()
 
@@ -304,10 +304,14 @@ class VitlabApp(App[int]):
             return self.replace_check(path, warned, "Export")
 
         prompt = PathPrompt("Export the comparison", [("path", "File (.md, .csv or .json)",
-                                                       str(self.runs_dir / "comparison.md"))],
+                                                       str(self.runs_dir / f"{self.results.export_stem}.md"))],
                             ok="Export", note="A Markdown table; CSV or JSON (as `vitlab compare`) with raw numbers",
                             check=check)
         self.push_screen(prompt, lambda v: v and self.export_results(Path(v["path"]).expanduser()))
+
+    def action_results_by_seed(self) -> None:
+        self.action_show("results")
+        self.results.action_by_seed()
 
     def export_results(self, path: Path) -> None:
         try:
@@ -459,6 +463,9 @@ class VitlabApp(App[int]):
             self.results.query_one("#results-table").focus()
         else:
             self.results.reload()
+        if (groups := seed_groups([t.summary for t in done])) and not self.results.by_seed:
+            self.notify(f"This queue trained {len(groups)} settings with several seeds each: g in Results shows the "
+                        "mean ± std across seeds.", title="Across seeds", timeout=10)
 
     def action_cancel(self) -> None:
         if not self.running:
@@ -555,12 +562,14 @@ class VitlabApp(App[int]):
         yield SystemCommand("New run", "Stop editing the queued run; the form makes a new one", self.setup.action_new)
         yield SystemCommand("Load preset", "Pick a preset to queue (ctrl+o)", self.action_presets)
         yield SystemCommand("Save preset", "Save the queue as a preset YAML (ctrl+s)", self.action_save)
-        yield SystemCommand("Export comparison as Markdown", f"Write {self.runs_dir / 'comparison.md'}",
-                            lambda: self.action_export("md"))
-        yield SystemCommand("Export comparison as CSV", f"Write {self.runs_dir / 'comparison.csv'}",
-                            lambda: self.action_export("csv"))
-        yield SystemCommand("Export comparison as JSON", f"Write {self.runs_dir / 'comparison.json'}",
-                            lambda: self.action_export("json"))
+        yield SystemCommand("Seeds", "Train every queued run once per seed", self.setup.action_seeds)
+        stem = self.results.export_stem  # the table Results shows: the runs, or across seeds
+        for fmt, name in (("md", "Markdown"), ("csv", "CSV"), ("json", "JSON")):
+            yield SystemCommand(f"Export comparison as {name}", f"Write {self.runs_dir / f'{stem}.{fmt}'}",
+                                lambda fmt=fmt: self.action_export(fmt))
+        yield SystemCommand("Comparison across seeds" if not self.results.by_seed else "Comparison of every run",
+                            "Results: runs that differ by seed alone, mean ± standard deviation (g)",
+                            self.action_results_by_seed)
         yield SystemCommand("Show Setup", "The run form and queue (F1)", lambda: self.action_show("setup"))
         yield SystemCommand("Show Live", "Charts and figures of the current run (F2)", lambda: self.action_show("live"))
         yield SystemCommand("Show Results", "The comparison table (F3)", lambda: self.action_show("results"))

@@ -1,5 +1,7 @@
 """The Results view: one row per run of this session plus the history in the runs directory, with the
-same columns as `vitlab compare`; sortable (s / S, or click a header) and exportable to Markdown or CSV."""
+same columns as `vitlab compare`; sortable (s / S, or click a header) and exportable to Markdown, CSV or JSON.
+`g` switches to the table across seeds (`vitlab compare --by-seed`): one row per condition trained with
+several seeds, mean ± standard deviation."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +15,8 @@ from textual.containers import Vertical
 from textual.geometry import Region, Spacing
 from textual.widgets import DataTable, Static
 
-from ...report import (COLUMNS, STATUS_STYLE, format_row, runs_count, sort_summaries, started, to_csv, to_json,
-                       to_markdown, visible_columns)
+from ...report import (SEED_COLUMNS, STATUS_STYLE, format_row, runs_count, seed_groups, seeds_csv, seeds_json,
+                       seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown, visible_columns)
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -25,6 +27,7 @@ def run_key(summary: dict[str, Any]) -> str:
 
 
 EXPORTS = {".md": to_markdown, ".csv": to_csv, ".json": to_json}  # by file extension
+SEED_EXPORTS = {".md": seeds_markdown, ".csv": seeds_csv, ".json": seeds_json}
 
 class ResultsView(Vertical):
     BINDINGS = [
@@ -32,6 +35,7 @@ class ResultsView(Vertical):
         Binding("S", "sort(-1)", "Sort back", show=False),
         Binding("e", "app.export", "Export"),
         Binding("r", "resume", "Resume"),
+        Binding("g", "by_seed", "By seed", tooltip="Runs that differ by seed alone: mean ± standard deviation"),
         Binding("f5", "reload", "Reload", show=False),
     ]
 
@@ -41,6 +45,7 @@ class ResultsView(Vertical):
         self.session: dict[str, dict[str, Any]] = {}  # run key -> summary, this session's runs
         self.history: list[dict[str, Any]] = []
         self.sort_key: str | None = None
+        self.by_seed = False  # the table across seeds instead of the runs
         self._scrolled_to: str | None = None  # the sort whose column was last scrolled into view
         self.loads = 0  # history loads so far
 
@@ -85,12 +90,20 @@ class ResultsView(Vertical):
         self.session[run_key(summary)] = summary
         self.render_table()
 
-    def rows(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[dict[str, Any]]:
         """This session's runs first (newest first), then the history not already shown."""
         session = list(self.session.values())[::-1]
         seen = set(self.session)
-        rows = session + [s for s in self.history if run_key(s) not in seen]
-        return sort_summaries(rows, self.sort_key) if self.sort_key else rows
+        return session + [s for s in self.history if run_key(s) not in seen]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """What the table shows, sorted: the runs, or across seeds one row per condition."""
+        if self.by_seed:
+            return sort_summaries(seed_groups(self.runs()), self.sort_key, SEED_COLUMNS)
+        return sort_summaries(self.runs(), self.sort_key)
+
+    def columns(self, rows: list[dict[str, Any]]):
+        return SEED_COLUMNS if self.by_seed else visible_columns(rows)
 
     # -- table ------------------------------------------------------------------------------------
     def render_table(self) -> None:
@@ -98,40 +111,51 @@ class ResultsView(Vertical):
             return
         table = self.query_one(DataTable)
         rows = self.rows()
-        columns = visible_columns(rows)
+        columns = self.columns(rows)
         keys = [c.key for c in columns]
         cursor = table.cursor_row
         table.clear(columns=True)
         for c in columns:
             header = c.header + (" ▼" if c.key == self.sort_key and c.numeric else " ▲" if c.key == self.sort_key else "")
             table.add_column(Text(header, justify="right" if c.numeric else "left"), key=c.key)
-        for s in rows:
+        for i, s in enumerate(rows):
             cells = format_row(s, columns)
             styled = [Text(cell, justify="right" if c.numeric else "left") for c, cell in zip(columns, cells)]
             status = s.get("status", "")
-            if status in STATUS_STYLE:
+            if status in STATUS_STYLE and "status" in keys:
                 styled[keys.index("status")].stylize(STATUS_STYLE[status])
-            if run_key(s) in self.session:
+            if not self.by_seed and run_key(s) in self.session:
                 styled[1].stylize("bold")
-            table.add_row(*styled, key=run_key(s))
+            table.add_row(*styled, key=f"condition-{i}" if self.by_seed else run_key(s))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
         if self.sort_key != self._scrolled_to and self.sort_key in keys:
             # once per new sort: a reload of a running run's figures must not undo the user's own scrolling
             self._scrolled_to = self.sort_key
             self.call_after_refresh(self._show_column, keys.index(self.sort_key))
-        n_session = len(self.session)
-        n_history = len(rows) - n_session
-        where = self.runs_dir
-        title = Text()
-        title.append(f"{runs_count(n_session)} this session", style="bold")
-        title.append(f" · {n_history} earlier in {where}")
-        sort = next((c.header for c in COLUMNS if c.key == self.sort_key), None)
-        title.append(f" · sorted by {sort}" if sort else " · newest first", style="dim")
-        if not rows:
-            title.append("\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
-        self.query_one("#results-title", Static).update(title)
+        self.query_one("#results-title", Static).update(self._title(rows, columns))
         self.show_detail()
+
+    def _title(self, rows: list[dict[str, Any]], columns) -> Text:
+        title = Text()
+        sort = next((c.header for c in columns if c.key == self.sort_key), None)
+        if self.by_seed:
+            title.append(f"{len(rows)} across seeds", style="bold")
+            title.append(" · mean ± std of the finished runs · g: every run")
+            if not rows:
+                title.append("\nNo runs differ by their seed alone yet: give a preset `seeds: [0, 1, 2]`, "
+                             "or train several runs that differ only in their seed.", style="dim")
+        else:
+            n_session = len(self.session)
+            title.append(f"{runs_count(n_session)} this session", style="bold")
+            title.append(f" · {len(rows) - n_session} earlier in {self.runs_dir}")
+            if not rows:
+                title.append("\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
+        if sort:
+            title.append(f" · sorted by {sort}", style="dim")
+        elif not self.by_seed:
+            title.append(" · newest first", style="dim")
+        return title
 
     def _show_column(self, index: int) -> None:
         """Scroll the sorted column into view: at 80 columns most of them start off the screen."""
@@ -152,6 +176,12 @@ class ResultsView(Vertical):
             return
         s = rows[table.cursor_row]
         text = Text()
+        if self.by_seed:
+            text.append(f"{s.get('experiment')}/{s.get('name')}", style="bold")
+            text.append(f"  {s['finished']} of {runs_count(s['runs'])} finished")
+            text.append(f"\n{', '.join(s['run_names'])}", style="dim")
+            detail.update(text)
+            return
         text.append(f"{s.get('experiment')}/{s.get('name')}", style="bold")
         text.append(f"  {s.get('status')}", style=STATUS_STYLE.get(s.get("status", ""), ""))
         if s.get("accuracy") is not None:
@@ -166,6 +196,11 @@ class ResultsView(Vertical):
         where += [s["run_dir"]] if s.get("run_dir") else []
         if where:
             text.append("\n" + " · ".join(where), style="dim")
+        group = next((g for g in seed_groups(rows) if s.get("name") in g["run_names"]
+                      and g["experiment"] == s.get("experiment")), None)
+        if group:  # the figure of one seed means little without the spread of the others
+            cells = dict(zip((c.key for c in SEED_COLUMNS), format_row(group, SEED_COLUMNS)))
+            text.append(f"\nseeds {cells['seeds']}: final {cells['accuracy']} · best {cells['best_accuracy']} (g)")
         detail.update(text)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
@@ -176,13 +211,24 @@ class ResultsView(Vertical):
         self.render_table()
 
     def action_sort(self, step: int) -> None:
-        keys = [c.key for c in visible_columns(self.rows())]
+        keys = [c.key for c in self.columns(self.rows())]
         if self.sort_key not in keys:
             self.sort_key = keys[0] if step > 0 else keys[-1]
         else:
             i = keys.index(self.sort_key) + step
             self.sort_key = keys[i] if 0 <= i < len(keys) else None
         self.render_table()
+
+    def action_by_seed(self) -> None:
+        self.by_seed = not self.by_seed
+        if self.sort_key not in [c.key for c in self.columns(self.rows())]:
+            self.sort_key = None  # e.g. status: the conditions have none
+        self.query_one(DataTable).move_cursor(row=0)
+        self.render_table()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "resume" and self.by_seed)  # a row across seeds is several runs
 
     def action_resume(self) -> None:
         """Continue the highlighted run (cancelled, interrupted, failed) from its last checkpoint."""
@@ -195,13 +241,16 @@ class ResultsView(Vertical):
             return
         self.app.resume(Path(rows[row]["run_dir"]))  # type: ignore[attr-defined]
 
+    @property
+    def export_stem(self) -> str:
+        return "comparison-seeds" if self.by_seed else "comparison"
+
     def export(self, path: Path) -> Path:
-        """Writes the table in the format the file's extension names (.md, .csv, .json)."""
-        rows = self.rows()
-        render = EXPORTS.get(path.suffix.lower())
+        """Writes the table shown (the runs, or across seeds) in the format the file's extension names."""
+        render = (SEED_EXPORTS if self.by_seed else EXPORTS).get(path.suffix.lower())
         if render is None:
             raise ValueError(f"{path.name}: name a .md, .csv or .json file")
-        text = render(rows)
+        text = render(self.rows())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return path

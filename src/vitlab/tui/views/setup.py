@@ -1,12 +1,12 @@
 """The Setup view: the run form, live derived figures, and the run queue."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from itertools import takewhile
 from typing import Any, Callable
 
+from pydantic import ValidationError
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,9 +16,12 @@ from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
-from ...config import ExperimentConfig, RunConfig
+from ...config import ExperimentConfig, RunConfig, profile_key
+from ...errors import PresetError
+from ...presets import describe_errors, parse_seeds, reseed
 from ...report import human_count, runs_count
 from ..formspec import default_run, derived
+from ..screens.dialogs import PathPrompt
 from ..widgets.queue_list import QueueList
 from ..widgets.run_form import RunForm
 
@@ -65,6 +68,7 @@ class SetupView(Horizontal):
             with Horizontal(classes="button-row"):
                 yield Button("Presets…", id="btn-presets", compact=True, tooltip="ctrl+o")
                 yield Button("Save…", id="btn-save", compact=True, tooltip="ctrl+s")
+                yield Button("Seeds…", id="btn-seeds", compact=True, tooltip="Train every queued run once per seed")
             limit, what = max_processes()
             with Horizontal(id="nproc-row"):
                 yield Label("Processes (GPUs)")
@@ -219,6 +223,38 @@ class SetupView(Horizontal):
             self.app.action_presets()
         elif action == "save":
             self.app.action_save()
+        elif action == "seeds":
+            self.action_seeds()
+
+    def action_seeds(self) -> None:
+        """Ask for seeds, then make the queue (or the form's run) train every run once per seed."""
+        runs = self.queue or ([self.config] if self.config else [])
+        if not runs:
+            self.notify("Nothing to repeat: the queue is empty and the form has errors.", severity="error")
+            return
+        seeds = sorted({r.train.seed for r in runs})
+
+        def check(values: dict) -> str | None:
+            try:
+                reseed(runs, parse_seeds(values["seeds"], "Seeds"))
+            except PresetError as e:
+                return str(e)
+            except ValidationError as e:
+                return describe_errors(e)
+            return None
+
+        prompt = PathPrompt("Train every run once per seed", [("seeds", "Seeds", ",".join(map(str, seeds))
+                                                                if len(seeds) > 1 else "0,1,2")], ok="Apply",
+                            note="Each run becomes one per seed (vit-s0, vit-s1, ...), the same but for train.seed; "
+                                 "Results (g) then shows mean ± std across seeds.", check=check)
+        self.app.push_screen(prompt, lambda values: values and self.set_seeds(runs, parse_seeds(values["seeds"], "")))
+
+    def set_seeds(self, runs: list[RunConfig], seeds: list[int]) -> None:
+        self.queue = reseed(runs, seeds)
+        self.editing = None
+        self.refresh_queue()
+        self.notify(f"The queue trains {runs_count(len(self.queue))}: every run with seeds "
+                    f"{', '.join(map(str, seeds))}.", title="Seeds")
 
     # -- validation and derived figures --------------------------------------------------------------
     @on(RunForm.Validated)
@@ -297,9 +333,3 @@ def max_processes() -> tuple[int, str]:
     """How many local training processes a run may use, and why: one per GPU, or CPU processes (gloo)."""
     gpus = visible_gpus()
     return (gpus, "CUDA devices visible") if gpus else (os.cpu_count() or 1, "no GPU: CPU processes with gloo")
-
-
-def profile_key(cfg: RunConfig) -> str:
-    """Params and FLOPs depend on the model, the image size and the class count only."""
-    return json.dumps([cfg.model.model_dump(mode="json"), cfg.data.size, cfg.data.dataset, cfg.data.num_classes,
-                       cfg.data.root if cfg.data.dataset == "imagefolder" else None])

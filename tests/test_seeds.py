@@ -1,0 +1,147 @@
+"""Seeds: a preset's runs trained once per seed, and the comparison across seeds (mean ± sample std)."""
+import csv
+import io
+import json
+import statistics
+
+import pytest
+from rich.console import Console
+
+from vitlab.errors import PresetError
+from vitlab.presets import PACKAGE_ROOT, dump_preset, load_preset, save_preset
+from vitlab.report import (SEED_TITLE, seed_groups, seed_table, seeds_csv, seeds_markdown, to_csv, to_json,
+                           to_markdown)
+
+PRESET = """name: patch
+seeds: [0, 1, 2]
+defaults:
+  data: {dataset: digits}
+  train: {epochs: 3}
+runs:
+  - name: p2
+    model: {kind: vit, patch_size: 2}
+  - name: p4
+    model: {kind: vit, patch_size: 4}
+"""
+
+
+def load(text, tmp_path, **kwargs):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return load_preset(path, **kwargs)
+
+
+def test_every_run_is_trained_once_per_seed(tmp_path):
+    exp = load(PRESET, tmp_path)
+    assert [(r.name, r.train.seed) for r in exp.runs] == [
+        ("p2-s0", 0), ("p2-s1", 1), ("p2-s2", 2), ("p4-s0", 0), ("p4-s1", 1), ("p4-s2", 2)]
+    p2 = [r.model_dump() for r in exp.runs[:3]]
+    assert all({**r, "name": None, "train": {**r["train"], "seed": None}} ==
+               {**p2[0], "name": None, "train": {**p2[0]["train"], "seed": None}} for r in p2)
+    assert load_preset(save_preset(exp, tmp_path / "saved.yaml")) == exp  # saved as the runs it trains
+    assert "seeds" not in dump_preset(exp)
+
+
+def test_cli_seeds_replace_the_presets(tmp_path):
+    exp = load(PRESET, tmp_path, seeds=[5, 7])
+    assert [r.name for r in exp.runs] == ["p2-s5", "p2-s7", "p4-s5", "p4-s7"]
+    one = load(PRESET.replace("seeds: [0, 1, 2]\n", "").replace("train: {epochs: 3}", "train: {epochs: 3, seed: 4}"),
+               tmp_path, seeds=[1, 2])  # the command line wins over a seed written in the file, as --set does
+    assert [r.train.seed for r in one.runs] == [1, 2, 1, 2]
+    with pytest.raises(PresetError, match="--seeds and --set train.seed both set the seed"):
+        load(PRESET, tmp_path, seeds=[1], overrides=["train.seed=3"])
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (PRESET.replace("[0, 1, 2]", "[0, 0]"), "p.yaml:2: seeds: must be a list of distinct whole numbers >= 0"),
+    (PRESET.replace("[0, 1, 2]", "three"), "p.yaml:2: seeds: must be a list"),
+    (PRESET.replace("[0, 1, 2]", "[1, -1]"), "p.yaml:2: seeds: must be"),
+    (PRESET.replace("train: {epochs: 3}", "train: {epochs: 3, seed: 4}"),
+     "p.yaml:5: defaults.train.seed: the preset's seeds give every run its seed; remove one of the two"),
+    (PRESET.replace("{kind: vit, patch_size: 4}", "{kind: vit, patch_size: 4}\n    train: {seed: 1}"),
+     "p.yaml:11: runs[1] train.seed: the preset's seeds"),
+    (PRESET.replace("name: p4", "name: " + "x" * 62), "is not a safe name"),  # x...x-s0 is 65 characters
+])
+def test_bad_seeds_name_the_line_and_the_rule(tmp_path, text, fragment):
+    with pytest.raises(PresetError) as e:
+        load(text, tmp_path)
+    assert fragment in str(e.value)
+
+
+def summary(name, seed, acc, *, status="finished", experiment="study", patch=4, started="2026-11-27T01:00:00"):
+    config = {"name": name, "model": {"kind": "vit", "patch_size": patch}, "data": {"dataset": "digits"},
+              "train": {"epochs": 3, "seed": seed}}
+    return {"name": name, "experiment": experiment, "status": status, "model": f"ViT p{patch}", "accuracy": acc,
+            "best_accuracy": acc and acc + 0.01, "train_time_s": 10.0 + seed, "throughput_img_s": 1000.0,
+            "params": 1234, "flops": 5678, "started_at": started, "config": config}
+
+
+def test_groups_are_runs_that_differ_by_seed_alone():
+    runs = [summary("p4-s0", 0, 0.90), summary("p4-s1", 1, 0.94), summary("p4-s2", 2, 0.95),
+            summary("p2-s0", 0, 0.80, patch=2),  # one seed of its condition: no group
+            summary("p4-s0", 0, 0.50, experiment="other"), summary("other-name", 1, 0.52, experiment="other"),
+            summary("p4-s3", 3, None, status="running")]
+    groups = seed_groups(runs)
+    assert [(g["experiment"], g["name"], g["seeds"], g["runs"], g["finished"]) for g in groups] == [
+        ("study", "p4", [0, 1, 2, 3], 4, 3), ("other", "p4", [0, 1], 2, 2)]
+    study = groups[0]
+    assert study["accuracy_mean"] == pytest.approx(statistics.fmean([0.90, 0.94, 0.95]))
+    assert study["accuracy_std"] == pytest.approx(statistics.stdev([0.90, 0.94, 0.95]))  # sample std, n - 1
+    assert study["best_accuracy_mean"] == pytest.approx(study["accuracy_mean"] + 0.01)
+    assert study["train_time_s_mean"] == pytest.approx(11.0) and study["params"] == 1234
+    assert groups[1]["run_names"] == ["p4-s0", "other-name"]  # no common stem: the first run's
+
+
+def test_a_seed_trained_again_counts_once_newest_finished_first():
+    old = summary("p4-s0", 0, 0.80, started="2026-11-26T01:00:00")
+    new = summary("p4-s0", 0, 0.90, started="2026-11-27T01:00:00")
+    rerun = summary("p4-s0", 0, None, status="running", started="2026-11-28T01:00:00")
+    (group,) = seed_groups([old, rerun, new, summary("p4-s1", 1, 0.92)])
+    assert group["runs"] == 2 and group["finished"] == 2 and group["accuracy_mean"] == pytest.approx(0.91)
+    assert group["run_names"] == ["p4-s0", "p4-s1"]
+
+
+def test_one_finished_seed_has_no_spread_and_none_has_no_mean():
+    (group,) = seed_groups([summary("p4-s0", 0, 0.9), summary("p4-s1", 1, None, status="failed")])
+    assert group["accuracy_mean"] == pytest.approx(0.9) and group["accuracy_std"] is None
+    console = Console(width=200, record=True, color_system=None)
+    console.print(seed_table([group]))
+    row = console.export_text().splitlines()[-2]
+    assert "90.00%" in row and "±" not in row and "0,1 (1 done)" in row
+    (none,) = seed_groups([summary("p4-s0", 0, None, status="failed"), summary("p4-s1", 1, None, status="failed")])
+    assert none["accuracy_mean"] is None and "| - |" in seeds_markdown([none])
+
+
+def test_every_format_carries_the_groups():
+    runs = [summary("p4-s0", 0, 0.90), summary("p4-s1", 1, 0.94)]
+    md = to_markdown(runs)
+    assert SEED_TITLE in md and "92.00 ± 2.83%" in md
+    assert json.loads(to_json(runs))["seed_groups"][0]["seeds"] == [0, 1]
+    (row,) = csv.DictReader(io.StringIO(seeds_csv(seed_groups(runs))))
+    assert row["seeds"] == "0 1" and float(row["accuracy_std"]) == pytest.approx(statistics.stdev([0.9, 0.94]))
+    assert "seed" not in next(csv.reader(io.StringIO(to_csv(runs))))  # the runs' CSV stays one table
+    assert "Across seeds" not in to_markdown(runs[:1]) and json.loads(to_json(runs[:1]))["seed_groups"] == []
+
+
+def test_the_seeds_table_fits_a_narrow_terminal():
+    runs = [summary("p4-s0", 0, 0.90), summary("p4-s1", 1, 0.94)]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(seed_table(seed_groups(runs), width=80))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text
+    assert "92.00 ± 2.83%" in text and "Seeds" in text
+
+
+def test_the_shipped_patch_study_trains_three_seeds_of_each_patch_size():
+    exp = load_preset(PACKAGE_ROOT / "presets" / "patch-study.yaml")
+    assert [r.name for r in exp.runs[:3]] == ["p2-s0", "p2-s1", "p2-s2"]
+    assert {r.model.patch_size for r in exp.runs} == {2, 4, 8} and len(exp.runs) == 9
+
+
+def test_nproc_hands_the_seeds_to_every_torchrun_rank():
+    from vitlab.cli import build_parser
+    from vitlab.commands.launch import torchrun_command
+
+    args = build_parser().parse_args(["run", "p.yaml", "--nproc", "2", "--seeds", "0,1", "--set", "train.epochs=1"])
+    cmd = torchrun_command(args)
+    assert cmd[cmd.index("--seeds") + 1] == "0,1" and cmd[cmd.index("--set") + 1] == "train.epochs=1"
