@@ -27,6 +27,7 @@ from . import device as devices
 from . import distributed
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
                      ShouldStop, StepsLogged, WarningRaised, ignore, never)
+from .cpu_share import CpuShare
 from .health import HealthMonitor
 from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
                    windows)
@@ -133,6 +134,8 @@ class Run:
         self.steps: Steps | None = None
         self.graphs_off: str | None = None  # why CUDA graphs are not used, when they were asked for
         self.compiled = False
+        self.cpu_share: CpuShare | None = None  # set for a single-process CPU run
+        self.cpu_note: str | None = None  # how many threads the CPU share gave this run at its start
 
     def emit(self, event: Event) -> None:
         self.store.record(event)
@@ -148,6 +151,9 @@ class Run:
 
         cfg = self.cfg
         self.device = devices.pick_device(cfg.train.device)
+        if self.device.type == "cpu" and not self.dist.enabled:
+            self.cpu_share = CpuShare()
+            self.cpu_note = self.cpu_share.adapt(now=True)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         if self.device.type == "cuda":
@@ -281,6 +287,8 @@ class Run:
             self.data.val.num_samples, self.data.num_classes, self.effective_batch, self.compiled))
         for message in self.data.warnings:
             self.warn("data", message)
+        if self.cpu_note:
+            self.warn("cpu-shared", self.cpu_note)
         for code, message in self.health.at_start(self.device):
             self.warn(code, message)
         m = cfg.model
@@ -327,6 +335,8 @@ class Run:
                     self.throughput() or 0.0, self.train_time, eta, self.memory.read(),
                     int(self.skipped)))
                 self.health.on_steps(step, int(self.skipped), self.warn)
+                if self.cpu_share is not None and (note := self.cpu_share.adapt()):
+                    self.warn("cpu-shared", note)
 
             self.step, train_loss = train_epoch(
                 self.steps, plan, model=self.forward, scheduler=self.scheduler, cfg=t, device=self.device,
@@ -428,7 +438,9 @@ class Run:
         return f" GradScaler skipped {n} steps before this." if n else ""
 
     def release(self) -> None:
-        """Drop the big tensors so the next run in the queue starts with the memory free."""
+        """Drop the big tensors so the next run in the queue starts with the memory free, and the CPU share."""
+        if self.cpu_share is not None:
+            self.cpu_share.close()
         for name in ("steps", "forward", "model", "optimizer", "data"):
             self.__dict__.pop(name, None)
         gc.collect()
