@@ -78,6 +78,14 @@ def test_run_prints_table_and_the_spread_across_seeds(tmp_path, tiny):
     assert [(g["name"], g["seeds"], g["finished"]) for g in groups] == [("vit-acc", [3, 4], 2), ("vit", [3, 4], 2)]
     for g in groups:  # two seeds of one tiny model in one epoch do not land on one accuracy
         assert 0 < g["accuracy_std"] < 0.5 and 0 < g["accuracy_mean"] < 1
+    import matplotlib
+
+    from vitlab.engine.store import find_runs
+    from vitlab.plots import plot_curves
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # legend text as text, not glyph paths
+        svg = plot_curves(find_runs([tmp_path / "runs"]), tmp_path / "seeds.svg", by_seed=True).read_text()
+    assert "tiny/vit (2 seeds)" in svg and "mean ± std across seeds" in svg and "vit-s3" not in svg
 
 
 def test_profile_json_needs_no_data(tmp_path):

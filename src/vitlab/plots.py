@@ -1,6 +1,7 @@
 """Loss and accuracy curves of runs, from their metrics.jsonl, to a PNG or SVG (matplotlib, optional)."""
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from .errors import VitlabError
@@ -11,33 +12,41 @@ def check_plot_path(path: Path) -> None:
         raise VitlabError(f"--plot {path}: use a .png or .svg file name")
 
 
-def plot_curves(summaries: list[dict], path: Path) -> Path:
-    from .engine.store import read_metrics
-    from .report import started
-
+def plot_curves(summaries: list[dict], path: Path, by_seed: bool = False) -> Path:
+    """One line per run; `by_seed`: one per setting trained with several seeds, the mean over its finished runs
+    in a band of ± one standard deviation."""
     check_plot_path(path)
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise VitlabError("--plot needs matplotlib: pip install 'vitlab[plot]'") from None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    names = [f"{s.get('experiment', '')}/{s.get('name', '')}" for s in summaries]
-    for s, name in zip(summaries, names):
-        evals = [m for m in read_metrics(Path(s["run_dir"]) / "metrics.jsonl") if m.get("event") == "EpochEvaluated"]
-        if not evals:
+    for label, curves in (_seed_series(summaries) if by_seed else _run_series(summaries)):
+        epochs = sorted(set.intersection(*(set(c) for c in curves)))  # the epochs every run of the line reached
+        if not epochs:
             continue
-        repeated = names.count(name) > 1 and s.get("started_at")  # the same run trained again: say when
-        label = f"{name} {started(s)}" if repeated else name
-        epochs = [e["epoch"] for e in evals]
-        line, = ax_loss.plot(epochs, [e["train_loss"] for e in evals], marker="o", ms=3, label=f"{label} train")
-        ax_loss.plot(epochs, [e["eval_loss"] for e in evals], ls="--", color=line.get_color(), label=f"{label} eval")
-        ax_acc.plot(epochs, [100 * e["accuracy"] for e in evals], marker="o", ms=3, label=label)
+        line = None
+        for ax, key, style, scale in ((ax_loss, "train_loss", "-", 1), (ax_loss, "eval_loss", "--", 1),
+                                      (ax_acc, "accuracy", "-", 100)):
+            values = [[scale * c[e][key] for c in curves] for e in epochs]
+            mean = [statistics.fmean(v) for v in values]
+            suffix = {"train_loss": " train", "eval_loss": " eval"}.get(key, "")
+            drawn, = ax.plot(epochs, mean, ls=style, marker="o" if style == "-" else None, ms=3,
+                             color=line.get_color() if line else None, label=label + suffix)
+            line = line or drawn
+            if len(curves) > 1:
+                spread = [statistics.stdev(v) for v in values]
+                ax.fill_between(epochs, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)],
+                                color=line.get_color(), alpha=0.15, lw=0)
     ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    ax_acc.set(title="Eval accuracy", xlabel="epoch", ylabel="top-1 (%)")
+    ax_acc.set(title="Eval accuracy" + (" (mean ± std across seeds)" if by_seed else ""), xlabel="epoch",
+               ylabel="top-1 (%)")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, not 1.2
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=7)
@@ -46,3 +55,33 @@ def plot_curves(summaries: list[dict], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _evals(run_dir: str) -> dict[int, dict]:
+    """epoch -> its EpochEvaluated record."""
+    from .engine.store import read_metrics
+
+    return {m["epoch"]: m for m in read_metrics(Path(run_dir) / "metrics.jsonl") if m.get("event") == "EpochEvaluated"}
+
+
+def _run_series(summaries: list[dict]) -> list[tuple[str, list[dict]]]:
+    from .report import started
+
+    names = [f"{s.get('experiment', '')}/{s.get('name', '')}" for s in summaries]
+    series = []
+    for s, name in zip(summaries, names):
+        repeated = names.count(name) > 1 and s.get("started_at")  # the same run trained again: say when
+        series.append((f"{name} {started(s)}" if repeated else name, [_evals(s["run_dir"])]))
+    return series
+
+
+def _seed_series(summaries: list[dict]) -> list[tuple[str, list[dict]]]:
+    from .report import seed_groups
+
+    finished = {s.get("run_dir") for s in summaries if s.get("status") == "finished"}
+    series = []
+    for g in seed_groups(summaries):
+        dirs = [d for d in g["run_dirs"] if d in finished]
+        if dirs:
+            series.append((f"{g['experiment']}/{g['name']} ({len(dirs)} seeds)", [_evals(d) for d in dirs]))
+    return series

@@ -252,7 +252,7 @@ def seeds_json(groups: list[dict]) -> str:
 SEED_TITLE = "Across seeds (mean ± standard deviation of the finished runs)"
 GROUP_FIELDS = ("experiment", "name", "model", "seeds", "runs", "finished", "best_accuracy_mean", "best_accuracy_std",
                 "accuracy_mean", "accuracy_std", "train_time_s_mean", "throughput_img_s_mean", "params", "flops",
-                "run_names")
+                "run_names", "run_dirs")
 
 
 def run_seed(summary: dict) -> int | None:
@@ -308,7 +308,8 @@ def seed_groups(summaries: list[dict]) -> list[dict]:
             group[f"{field}_mean"] = mean
             if field.endswith("accuracy"):
                 group[f"{field}_std"] = std
-        group.update(params=runs[0].get("params"), flops=runs[0].get("flops"), run_names=[r.get("name") for r in runs])
+        group.update(params=runs[0].get("params"), flops=runs[0].get("flops"), run_names=[r.get("name") for r in runs],
+                     run_dirs=[r.get("run_dir") for r in runs])
         groups.append(group)
     return groups
 

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--sort", choices=COLUMN_KEYS, metavar="COLUMN",
                    help=f"sort by a column: {', '.join(COLUMN_KEYS)} (default: newest first)")
     p.add_argument("--by-seed", action="store_true",
-                   help="only the runs that differ by seed alone, one row per condition: mean ± standard deviation")
+                   help="only the runs that differ by seed alone, one row per condition: mean ± standard deviation "
+                        "(with --plot: one curve per condition, in a band of ± one standard deviation)")
     p.add_argument("--plot", type=user_path, metavar="FILE",
                    help="also draw loss and accuracy curves to FILE (.png or .svg)")
     p.set_defaults(handler=main)
@@ -58,6 +59,6 @@ def main(args: argparse.Namespace) -> int:
             {"md": to_markdown, "csv": to_csv, "json": to_json}, summaries)
         sys.stdout.write(render[args.format](rows) + ("\n" if args.format == "json" else ""))
     if args.plot:
-        plot_curves(summaries, args.plot)
+        plot_curves(summaries, args.plot, by_seed=args.by_seed)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
