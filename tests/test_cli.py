@@ -73,6 +73,10 @@ def test_run_prints_table_and_the_spread_across_seeds(tmp_path, tiny):
         assert header in out.stderr
     assert "16x2" in out.stderr and "RSS" in out.stderr
     assert all(f"{name}-s{seed}" in out.stderr for name in ("vit", "vit-acc") for seed in (3, 4))
+    again = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--set", "train.epochs=1", "--seeds", "3,4",
+                   "--continue")  # nothing left to train: the four are kept and the tables shown again
+    assert again.returncode == 0 and again.stderr.count("finished earlier") == 4 and "epoch 1/1" not in again.stderr
+    assert "Across seeds" in again.stderr
     out = vitlab("compare", tmp_path / "runs", "--by-seed", "--format", "json")
     groups = json.loads(out.stdout)["seed_groups"]
     assert [(g["name"], g["seeds"], g["finished"]) for g in groups] == [("vit-acc", [3, 4], 2), ("vit", [3, 4], 2)]
@@ -105,6 +109,7 @@ def test_profile_json_needs_no_data(tmp_path):
     (["frobnicate"], "no such preset file"),
     (["run", "{tiny}", "--seeds", "1,1"], "--seeds: must be a list of distinct whole numbers >= 0"),
     (["run", "{tiny}", "--seeds", "1,2", "--set", "train.seed=3"], "--seeds and --set train.seed"),
+    (["run", "{tiny}", "--continue", "--nproc", "2"], "--continue resumes runs in one process"),
 ])
 def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
     out = vitlab(*[a.replace("{tiny}", str(tiny)) for a in args], cwd=tmp_path)

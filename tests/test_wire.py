@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vitlab.commands.worker import Control, torchrun_command
 from vitlab.engine import events, wire
-from vitlab.engine.events import (EpochEvaluated, Memory, RunCancelled, RunFailed, RunFinished, RunStarted,
+from vitlab.engine.events import (EpochEvaluated, Memory, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
                                   StepsLogged, WarningRaised)
 
 SUMMARY = {"name": "v", "status": "finished", "accuracy": 0.9, "config": {"train": {"lr": 0.001}}, "mfu": None}
@@ -21,6 +21,7 @@ SAMPLES = [
     RunFinished("v", "e", SUMMARY),
     RunFailed("v", "e", {**SUMMARY, "status": "failed"}, "Out of memory.", "oom"),
     RunCancelled("v", "e", {**SUMMARY, "status": "cancelled"}),
+    RunKept("v", "e", SUMMARY),
     wire.RunNotStarted("v", "runs: cannot write here"),
 ]
 

@@ -41,6 +41,11 @@ def human_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def train_time(seconds: float | None) -> str:
+    """A run's training time: tenths below 10 s (a digits run's 0.3 s is not '0s'), then as human_duration."""
+    return f"{seconds:.1f}s" if seconds is not None and seconds < 9.95 else human_duration(seconds)
+
+
 def started(s: dict) -> str:
     """'2026-11-27 01:07' from the ISO time the run started; '-' when unknown."""
     at = s.get("started_at")
@@ -84,7 +89,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("params", "Params", lambda s: human_count(s.get("params")), _field("params"), True),
     Column("gflops", "GFLOPs/img", lambda s: _num(s["flops"] / 1e9 if s.get("flops") else None, ".3g"),
            lambda s: s["flops"] / 1e9 if s.get("flops") else None, True),
-    Column("time", "Train time", lambda s: human_duration(s.get("train_time_s")), _field("train_time_s"), True),
+    Column("time", "Train time", lambda s: train_time(s.get("train_time_s")), _field("train_time_s"), True),
     Column("throughput", "img/s", lambda s: _num(s.get("throughput_img_s"), ",.0f"), _field("throughput_img_s"), True),
     Column("mfu", "MFU", lambda s: _pct(s.get("mfu")), _field("mfu"), True),
     Column("memory", "Peak memory", _memory, _field("peak_memory_mb"), True),
@@ -334,8 +339,7 @@ SEED_COLUMNS: tuple[Column, ...] = (
     Column("best_accuracy", "Best acc", lambda g: _pct_spread(g, "best_accuracy"), _field("best_accuracy_mean"), True),
     Column("accuracy", "Final acc", lambda g: _pct_spread(g, "accuracy"), _field("accuracy_mean"), True),
     Column("params", "Params", lambda g: human_count(g.get("params")), _field("params"), True),
-    Column("time", "Train time", lambda g: human_duration(g.get("train_time_s_mean")), _field("train_time_s_mean"),
-           True),
+    Column("time", "Train time", lambda g: train_time(g.get("train_time_s_mean")), _field("train_time_s_mean"), True),
     Column("throughput", "img/s", lambda g: _num(g.get("throughput_img_s_mean"), ",.0f"),
            _field("throughput_img_s_mean"), True),
 )

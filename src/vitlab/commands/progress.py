@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..engine.events import (EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
+from ..engine.events import (EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
                              StepsLogged, WarningRaised)
 from ..report import human_count
 
@@ -33,7 +33,8 @@ class ProgressPrinter:
                     f"{human_count(event.params)} params{flops}, {event.train_samples} train / {event.val_samples} "
                     f"val samples, effective batch {event.effective_batch}, on {escape(event.device)}"
                     + (", compiling the model (the first steps take tens of seconds)" if event.compiled else ""))
-            c.print(f"  run dir: {escape(event.run_dir)}", style="dim")
+            c.print(f"  run dir: {escape(event.run_dir)}"
+                    + (f" (resumed after epoch {event.start_epoch})" if event.start_epoch else ""), style="dim")
             self.progress.start()
             self.task = self.progress.add_task(event.run, total=event.epochs * event.steps_per_epoch,
                                                completed=event.start_epoch * event.steps_per_epoch, status="")
@@ -45,6 +46,15 @@ class ProgressPrinter:
         elif isinstance(event, EpochEvaluated):
             c.print(f"  epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f}, "
                     f"eval loss {event.eval_loss:.4f}, accuracy {event.accuracy:.2%} ({event.epoch_time_s:.1f}s)")
+        elif isinstance(event, RunKept):
+            s = event.summary
+            if s.get("status") == "finished":
+                acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
+                what = f"[green]finished[/] earlier (accuracy {acc}): kept"
+            else:  # failed on a non-finite loss: deterministic training would fail at the same step
+                what = f"[red]failed[/] earlier: kept, not trained again: {escape(s.get('error') or '')}"
+            c.print(f"[bold cyan]{escape(event.run)}[/] {what}")
+            c.print(f"  run dir: {escape(s.get('run_dir') or '')}", style="dim")
         elif isinstance(event, WarningRaised):
             c.print(f"  [yellow]warning ({event.code}):[/] {escape(event.message)}")
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):

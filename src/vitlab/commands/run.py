@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import CannotStart
+from ..errors import CannotStart, VitlabError
 from ..presets import load_preset, parse_seeds
 from . import user_path
 from .progress import ProgressPrinter
@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", metavar="S,S,...",
                    help="train every run once per seed (e.g. 0,1,2; replaces the preset's seeds) and end on the mean "
                         "and standard deviation across seeds")
+    p.add_argument("--continue", dest="resume_earlier", action="store_true",
+                   help="pick up where an earlier run of this preset stopped: keep its finished runs, resume its "
+                        "cancelled, interrupted or failed ones, train the rest")
     p.add_argument("--runs-dir", type=user_path, default=Path("runs"), help="where runs are written (default ./runs)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout (human text on stderr)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
@@ -82,6 +85,9 @@ def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
     seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
     exp = load_preset(args.preset, overrides, seeds=seeds)
+    if args.resume_earlier and (args.nproc > 1 or "WORLD_SIZE" in os.environ):
+        raise VitlabError("--continue resumes runs in one process; with --nproc, resume a run with "
+                          "`vitlab resume RUN_DIR` or leave out --continue")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..engine.preflight import queue_blockers
         from .launch import launch_torchrun
@@ -99,7 +105,8 @@ def main(args: argparse.Namespace) -> int:
     printer = ProgressPrinter(console)
     try:
         return run_and_report(
-            exp.name, lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=printer, should_stop=stop),
+            exp.name, lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=printer, should_stop=stop,
+                                             resume_earlier=args.resume_earlier),
             as_json=args.json, console=console)
     finally:
         printer.stop()

@@ -109,6 +109,11 @@ class RunCancelled(RunEnded):
     pass
 
 
+@dataclass(frozen=True)
+class RunKept(RunEnded):
+    """`vitlab run --continue`: an earlier run of the same config, kept instead of trained again (its summary)."""
+
+
 Emit = Callable[[Event], None]
 ShouldStop = Callable[[], bool]
 

@@ -25,9 +25,9 @@ from ..config import ExperimentConfig, RunConfig, model_label
 from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
-from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunStarted,
-                     ShouldStop, StepsLogged, WarningRaised, ignore, never)
 from .cpu_share import CpuShare
+from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
+                     ShouldStop, StepsLogged, WarningRaised, ignore, never)
 from .health import HealthMonitor
 from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
                    windows)
@@ -468,7 +468,8 @@ def train_run(cfg: RunConfig, *, experiment: str, runs_dir: Path, emit: Emit = i
                total_runs=total_runs).execute()
 
 
-def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = never) -> dict[str, Any]:
+def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = never, index: int = 0,
+               total_runs: int = 1) -> dict[str, Any]:
     """Continue a cancelled, failed, interrupted or killed run from its last checkpoint, in place."""
     run_dir = Path(run_dir)
     try:
@@ -499,8 +500,9 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
     if is_main_process():
         _drop_metrics_after_checkpoint(run_dir)
     store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
-    return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=0,
-               total_runs=1, resume=True, started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
+    return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
+               total_runs=total_runs, resume=True,
+               started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
 
 
 def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
@@ -517,16 +519,26 @@ def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
 
 
 def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore,
-                   should_stop: ShouldStop = never) -> list[dict[str, Any]]:
-    """Every run of the experiment in order; a failed run does not stop the queue, a cancel does."""
+                   should_stop: ShouldStop = never, resume_earlier: bool = False) -> list[dict[str, Any]]:
+    """Every run of the experiment in order; a failed run does not stop the queue, a cancel does.
+    `resume_earlier` (`vitlab run --continue`): keep or resume the earlier runs of the same config (continuation)."""
+    from .continuation import plan
     from .preflight import queue_blockers
 
-    if missing := queue_blockers(exp.runs):
+    steps = plan(exp, runs_dir) if resume_earlier else [("train", None)] * len(exp.runs)
+    if missing := queue_blockers([cfg for cfg, (how, _) in zip(exp.runs, steps) if how != "keep"]):
         raise CannotStart(missing[1])
     summaries = []
-    for i, cfg in enumerate(exp.runs):
-        summary = train_run(cfg, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
-                            index=i, total_runs=len(exp.runs))
+    for i, (cfg, (how, earlier)) in enumerate(zip(exp.runs, steps)):
+        if how == "keep":
+            emit(RunKept(cfg.name, exp.name, earlier))
+            summary = earlier
+        elif how == "resume":
+            summary = resume_run(Path(earlier["run_dir"]), emit=emit, should_stop=should_stop, index=i,
+                                 total_runs=len(exp.runs))
+        else:
+            summary = train_run(cfg, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
+                                index=i, total_runs=len(exp.runs))
         summaries.append(summary)
         if summary["status"] == "cancelled":
             break

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .events import (EpochEvaluated, Event, Memory, RunCancelled, RunFailed, RunFinished, RunStarted, StepsLogged,
-                     WarningRaised)
+from .events import (EpochEvaluated, Event, Memory, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
+                     StepsLogged, WarningRaised)
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class RunNotStarted:
 
 
 MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    RunStarted, StepsLogged, EpochEvaluated, WarningRaised, RunFinished, RunFailed, RunCancelled, RunNotStarted)}
+    RunStarted, StepsLogged, EpochEvaluated, WarningRaised, RunFinished, RunFailed, RunCancelled, RunKept,
+    RunNotStarted)}
 
 WireMessage = Event | RunNotStarted
 

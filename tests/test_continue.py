@@ -1,0 +1,68 @@
+"""`vitlab run --continue`: a queue stopped part-way keeps its finished runs, resumes the stopped one where it
+stopped and trains the rest; a changed config trains afresh; a run still training blocks it."""
+import os
+import socket
+
+import pytest
+
+from vitlab.config import ExperimentConfig
+from vitlab.engine.events import RunKept, RunStarted
+from vitlab.engine.runner import run_experiment
+from vitlab.errors import CannotStart
+
+MODEL = {"kind": "vit", "patch_size": 2, "embed_dim": 16, "heads": 2, "layers": 1}
+DATA = {"dataset": "synthetic", "image_size": 8, "limit_train": 128, "limit_val": 32}
+
+
+def experiment(epochs=(2, 2, 2)):
+    return ExperimentConfig.model_validate({"name": "sweep", "runs": [
+        {"name": f"r{i}", "model": MODEL, "data": DATA, "train": {"epochs": e, "batch_size": 32, "log_every": 1}}
+        for i, e in enumerate(epochs)]})
+
+
+def test_a_stopped_queue_continues_where_it_stopped(tmp_path):
+    steps = []
+
+    def stop_in_r1():  # Ctrl-C during r1's second epoch: r1 cancelled, r2 never starts
+        return len(steps) > 6
+
+    def record(event):
+        if isinstance(event, RunStarted) and event.run == "r1":
+            steps.clear()
+        if event.run == "r1" and type(event).__name__ == "StepsLogged":
+            steps.append(event)
+
+    first = run_experiment(experiment(), runs_dir=tmp_path, emit=record, should_stop=stop_in_r1)
+    assert [s["status"] for s in first] == ["finished", "cancelled"]
+    events = []
+    again = run_experiment(experiment(), runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    assert [s["status"] for s in again] == ["finished", "finished", "finished"]
+    kept = [e for e in events if isinstance(e, RunKept)]
+    assert [e.run for e in kept] == ["r0"] and kept[0].summary["run_dir"] == first[0]["run_dir"]
+    started = {e.run: e for e in events if isinstance(e, RunStarted)}
+    assert started["r1"].run_dir == first[1]["run_dir"] and started["r1"].start_epoch == 1  # resumed in place
+    assert started["r2"].start_epoch == 0 and (started["r1"].index, started["r2"].index) == (1, 2)
+    assert len(list((tmp_path / "sweep").iterdir())) == 3  # no run trained twice
+    events.clear()
+    third = run_experiment(experiment(), runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    assert all(isinstance(e, RunKept) for e in events) and len(events) == 3
+    assert [s["accuracy"] for s in third] == [s["accuracy"] for s in again]
+    changed = run_experiment(experiment(epochs=(2, 2, 3)), runs_dir=tmp_path, resume_earlier=True)
+    assert changed[2]["run_dir"] != again[2]["run_dir"] and changed[2]["epochs"] == 3  # a new config trains afresh
+    assert changed[:2] == again[:2]
+
+
+def test_a_nonfinite_failure_is_kept_and_a_live_run_blocks(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITLAB_INJECT_FAULT", "nan:1")
+    exp = experiment(epochs=(1,))
+    [failed] = run_experiment(exp, runs_dir=tmp_path)
+    assert failed["failure"] == "non-finite"
+    monkeypatch.delenv("VITLAB_INJECT_FAULT")
+    events = []
+    [kept] = run_experiment(exp, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    assert kept["status"] == "failed" and isinstance(events[0], RunKept) and len(events) == 1
+    run_dir = tmp_path / "sweep" / os.path.basename(failed["run_dir"])
+    (run_dir / "summary.json").unlink()  # as a run killed mid-training leaves it, with a fresh heartbeat
+    (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")
+    with pytest.raises(CannotStart, match="r0: .* is still training"):
+        run_experiment(exp, runs_dir=tmp_path, resume_earlier=True)
