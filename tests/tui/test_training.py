@@ -76,6 +76,50 @@ async def test_quickstart_through_the_ui_to_finished_runs_and_their_spread_acros
     assert outcome(on_disk["vit-tiny-s0"]).startswith(", final accuracy")
 
 
+CONTINUE_PRESET = """\
+name: cont
+defaults:
+  data: {dataset: digits, limit_train: 256, limit_val: 64}
+  train: {epochs: 2, batch_size: 64, lr: 3.0e-3, log_every: 1}
+runs:
+  - name: vit-a
+    model: {kind: vit, patch_size: 4, embed_dim: 16, heads: 2, layers: 1}
+  - name: vit-b
+    model: {kind: vit, patch_size: 2, embed_dim: 16, heads: 2, layers: 1}
+"""
+
+
+async def test_ctrl_r_offers_to_continue_a_queue_that_stopped_part_way(tmp_path, runs_dir):
+    from vitlab.engine.events import EpochEvaluated
+    from vitlab.engine.runner import run_experiment
+    from vitlab.presets import load_preset
+
+    preset = tmp_path / "cont.yaml"
+    preset.write_text(CONTINUE_PRESET)
+    evaluated = []
+    earlier = run_experiment(load_preset(preset), runs_dir=runs_dir, emit=evaluated.append,  # vit-b: Ctrl-C
+                             should_stop=lambda: any(isinstance(e, EpochEvaluated) and e.run == "vit-b"
+                                                     for e in evaluated))
+    assert [s["status"] for s in earlier] == ["finished", "cancelled"]
+    app = make_app(preset, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.screen.title_text == "Continue where it stopped?" and not app.running
+        assert "1 finished and 1 stopped part-way" in app.screen.message
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.running)
+        await wait_for(pilot, lambda: not app.running, timeout=90)
+        a, b = app.state.runs["vit-a"], app.state.runs["vit-b"]
+        assert a.status == "finished" and [e[0] for e in a.evals] == [1, 2]  # kept, its curves read from disk
+        assert b.status == "finished" and [e[0] for e in b.evals] == [1, 2]  # resumed after its first epoch
+        assert any(text.startswith("vit-a: finished earlier, kept") for _, text in app.state.log)
+    on_disk = summaries(runs_dir)
+    assert on_disk["vit-b"]["status"] == "finished" and on_disk["vit-b"]["run_dir"] == earlier[1]["run_dir"]
+    assert len(list((runs_dir / "cont").iterdir())) == 2  # nothing trained twice
+
+
 async def start_long_run(app, pilot) -> None:
     """ctrl+r on a 300-epoch queue, returning once vit-a has logged steps."""
     await pilot.pause()

@@ -6,8 +6,8 @@ own session, it ignores SIGHUP, and when nobody reads its stream any more it sto
 (the run directory records everything). Its stderr is the TUI's log file; it never writes to a terminal.
 
 The TUI keeps one started ahead with --standby: it loads torch and the engine, then waits for the path of
-its experiment's JSON as the first line on stdin (EOF first: the TUI is gone, it exits), so ctrl+r does not
-wait for torch to load. Control arrives on stdin after that, a word a line: `cancel` ends the current run as
+its experiment's JSON as the first line on stdin (followed by a tab and `continue` for --continue; EOF
+first: the TUI is gone, it exits), so ctrl+r does not wait for torch to load. Control arrives on stdin after that, a word a line: `cancel` ends the current run as
 cancelled and goes on with the queue; `stop` ends it and skips the rest. SIGINT and SIGTERM mean `stop`
 (`kill PID` of a run left training in the background). With --nproc N > 1 it relaunches itself under
 torchrun; rank 0 streams and listens.
@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
     p.add_argument("--runs-dir", type=user_path, required=True)
     p.add_argument("--nproc", type=int, default=1, help="local processes (GPUs), launched with torchrun")
     p.add_argument("--resume-dir", type=user_path, help="continue this run (the experiment JSON holds its config)")
+    p.add_argument("--continue", dest="resume_earlier", action="store_true",
+                   help="keep or resume the earlier runs of the same config, as `vitlab run --continue`")
     p.set_defaults(handler=main)
 
 
@@ -153,10 +155,10 @@ def main(args: argparse.Namespace) -> int:
     if args.standby:
         for module in WARM_MODULES:  # while nobody waits for them
             importlib.import_module(module)
-        path = first_line()
+        path, _, flag = first_line().partition("\t")
         if not path:
             return 0
-        args.experiment_json = Path(path)
+        args.experiment_json, args.resume_earlier = Path(path), flag == "continue"
     exp = ExperimentConfig.model_validate_json(args.experiment_json.read_text(encoding="utf-8"))
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return launch(args, exp.name)
@@ -167,12 +169,19 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, control.on_signal)
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
+    from ..engine.continuation import plan
+    from ..engine.events import RunKept
     from ..engine.preflight import queue_blockers
     from ..engine.runner import resume_run, train_run  # torch loads here
 
     try:
-        if missing := queue_blockers(exp.runs):  # one message for the queue, not one failed run each
-            stream(wire.RunNotStarted(*missing))
+        try:
+            steps = plan(exp, args.runs_dir) if args.resume_earlier else [("train", None)] * len(exp.runs)
+        except VitlabError as e:  # one of them is still training elsewhere
+            stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
+            return 1
+        if missing := queue_blockers([cfg for cfg, (how, _) in zip(exp.runs, steps) if how != "keep"]):
+            stream(wire.RunNotStarted(*missing))  # one message for the queue, not one failed run each
             return 1
         if args.resume_dir:
             try:
@@ -181,13 +190,20 @@ def main(args: argparse.Namespace) -> int:
                 stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
                 return 1
             return 0
-        for i, cfg in enumerate(exp.runs):
+        for i, (cfg, (how, earlier)) in enumerate(zip(exp.runs, steps)):
             if queue_stops(control):
                 break
+            if how == "keep":
+                stream(RunKept(cfg.name, exp.name, earlier))
+                continue
             control.current = cfg.name
             try:
-                train_run(cfg, experiment=exp.name, runs_dir=args.runs_dir, emit=stream, should_stop=control,
-                          index=i, total_runs=len(exp.runs))
+                if how == "resume":
+                    resume_run(Path(earlier["run_dir"]), emit=stream, should_stop=control, index=i,
+                               total_runs=len(exp.runs))
+                else:
+                    train_run(cfg, experiment=exp.name, runs_dir=args.runs_dir, emit=stream, should_stop=control,
+                              index=i, total_runs=len(exp.runs))
             except VitlabError as e:  # e.g. the runs directory is not writable: the queue cannot go on
                 stream(wire.RunNotStarted(cfg.name, str(e)))
                 return 1

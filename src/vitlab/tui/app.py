@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from ..config import ExperimentConfig, RunConfig
 from ..engine.events import RunEnded, RunStarted
 from ..engine.wire import RunNotStarted
-from ..errors import PresetError
+from ..errors import CannotStart, PresetError
 from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
 from ..report import runs_count, seed_groups
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
@@ -346,7 +346,33 @@ class VitlabApp(App[int]):
             self.notify(str(e.errors()[0].get("ctx", {}).get("message") or e.errors()[0]["msg"]),
                         title="Not started", severity="error")
             return
-        self.start(exp, setup.nproc)
+        self.offer_continue(exp, setup.nproc)
+
+    def offer_continue(self, exp: ExperimentConfig, nproc: int) -> None:
+        """Runs of this queue that finished or stopped earlier with the same settings: ask whether to keep and
+        resume them (`vitlab run --continue`) or train everything again."""
+        from ..engine.continuation import plan
+
+        try:
+            steps = [how for how, _ in plan(exp, self.runs_dir)] if nproc == 1 else []
+        except CannotStart:  # one is training elsewhere: nothing to continue, training afresh is allowed
+            steps = []
+        kept, resumed = steps.count("keep"), steps.count("resume")
+        if not kept and not resumed:
+            self.start(exp, nproc)
+            return
+        done = [f"{kept} finished" if kept else "", f"{resumed} stopped part-way" if resumed else ""]
+        message = (f"Of this queue's {runs_count(len(exp.runs))}, {' and '.join(filter(None, done))} earlier with the "
+                   f"same settings (in {self.runs_dir / exp.name}). Continue keeps the finished ones, resumes the "
+                   "stopped ones from their checkpoints and trains the rest.")
+        answers = [("continue", "Continue", "primary"), ("again", "Train all again", "default"),
+                   ("back", "Back", "default")]
+
+        def answered(answer: str | None) -> None:
+            if answer in ("continue", "again") and not self.running:
+                self.start(exp, nproc, resume_earlier=answer == "continue")
+
+        self.push_screen(Choice("Continue where it stopped?", message, answers), answered)
 
     def resume(self, run_dir: Path) -> None:
         """Continue a run of the Results view in a fresh training process, shown in the Live view like a queue
@@ -362,12 +388,13 @@ class VitlabApp(App[int]):
             return
         self.start(ExperimentConfig(name=run_dir.parent.name, runs=[cfg]), resume_dir=run_dir)
 
-    def start(self, exp: ExperimentConfig, nproc: int = 1, resume_dir: Path | None = None) -> None:
+    def start(self, exp: ExperimentConfig, nproc: int = 1, resume_dir: Path | None = None,
+              resume_earlier: bool = False) -> None:
         from ..config import model_label
 
         try:
-            child = self._take_standby(exp) if nproc == 1 and resume_dir is None else None
-            child = child or TrainingChild.start(exp, self.runs_dir, nproc, resume_dir)
+            child = self._take_standby(exp, resume_earlier) if nproc == 1 and resume_dir is None else None
+            child = child or TrainingChild.start(exp, self.runs_dir, nproc, resume_dir, resume_earlier)
         except OSError as e:
             self.notify(f"{self.runs_dir}: cannot write here ({e.strerror or e}); choose a writable --runs-dir",
                         title="Not started", severity="error", timeout=15)
@@ -383,13 +410,13 @@ class VitlabApp(App[int]):
             self.live.show_tab("tab-loss")
         self.train_queue(child, exp)
 
-    def _take_standby(self, exp: ExperimentConfig) -> TrainingChild | None:
+    def _take_standby(self, exp: ExperimentConfig, resume_earlier: bool = False) -> TrainingChild | None:
         standby, self.standby = self.standby, None
         if standby is None:
             return None
         taken = False
         try:
-            taken = standby.take(exp, self.runs_dir)
+            taken = standby.take(exp, self.runs_dir, resume_earlier)
         finally:
             if not taken:  # it died meanwhile (a fresh process trains), or the experiment file can't be written
                 standby.dismiss()

@@ -15,7 +15,7 @@ from typing import Any
 from textual.message import Message
 
 from ..engine.events import (EpochEvaluated, Event, Memory, RunCancelled, RunEnded, RunFailed, RunFinished,
-                             RunStarted, StepsLogged, WarningRaised)
+                             RunKept, RunStarted, StepsLogged, WarningRaised)
 from ..report import runs_count
 
 MAX_POINTS = 2000  # train-loss points kept per run (older ones are thinned)
@@ -150,6 +150,12 @@ class LiveState:
                                  f"{ev.device}, {ev.train_samples} train / {ev.val_samples} val images{compiling}")
         elif isinstance(ev, WarningRaised):
             self.add_log("warning", f"{ev.run}: warning [{ev.code}] {ev.message}")
+        elif isinstance(ev, RunKept):  # trained earlier (--continue): its curves and figures, from its run dir
+            t.summary, t.status, t.model = ev.summary, ev.summary.get("status") or "finished", ev.summary.get("model")
+            t.steps, t.evals = [], []
+            self.earlier_curves(t, Path(ev.summary["run_dir"]), ev.summary.get("epochs") or 0)
+            self.add_log("success" if t.status == "finished" else "warning",
+                         f"{ev.run}: {t.status} earlier, kept{outcome(ev.summary)}")
         elif isinstance(ev, RunEnded):
             t.summary = ev.summary
             t.status = ev.summary.get("status") or {RunFinished: "finished", RunFailed: "failed",

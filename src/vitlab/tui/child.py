@@ -32,12 +32,12 @@ class TrainingChild:
         self.log_path = log_path
 
     @classmethod
-    def start(cls, exp: ExperimentConfig, runs_dir: Path, nproc: int = 1,
-              resume_dir: Path | None = None) -> "TrainingChild":
+    def start(cls, exp: ExperimentConfig, runs_dir: Path, nproc: int = 1, resume_dir: Path | None = None,
+              resume_earlier: bool = False) -> "TrainingChild":
         """Spawn `vitlab worker` for the experiment (or to resume the run in resume_dir, whose config `exp`
-        holds); OSError when the runs directory is not writable."""
+        holds; `resume_earlier`: as `vitlab run --continue`); OSError when the runs directory is not writable."""
         exp_path, log_path = experiment_files(exp, runs_dir)
-        resume = ["--resume-dir", str(resume_dir)] if resume_dir else []
+        resume = ["--resume-dir", str(resume_dir)] if resume_dir else ["--continue"] if resume_earlier else []
         return cls.spawn(["--experiment-json", str(exp_path), "--runs-dir", str(runs_dir), "--nproc", str(nproc),
                           *resume], log_path)
 
@@ -54,13 +54,14 @@ class TrainingChild:
                                     stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         return cls(proc, log_path)
 
-    def take(self, exp: ExperimentConfig, runs_dir: Path) -> bool:
+    def take(self, exp: ExperimentConfig, runs_dir: Path, resume_earlier: bool = False) -> bool:
         """Hand a standby worker its experiment; False when it is gone (start a fresh one then)."""
         if self.proc.poll() is not None:
             return False
         exp_path, log_path = experiment_files(exp, runs_dir)
+        flag = "\tcontinue" if resume_earlier else ""  # the worker's first line: see commands/worker.py
         try:
-            self.proc.stdin.write(f"{exp_path}\n".encode())
+            self.proc.stdin.write(f"{exp_path}{flag}\n".encode())
             self.proc.stdin.flush()
         except OSError:
             return False
