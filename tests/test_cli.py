@@ -70,13 +70,13 @@ def test_run_prints_table_and_the_spread_across_seeds(tmp_path, tiny):
     out = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--set", "train.epochs=1", "--seeds", "3,4")
     assert out.returncode == 0, out.stderr
     for header in ("Params", "GFLOPs/img", "Train time", "img/s", "Peak memory", "Final acc", "Across seeds"):
-        assert header in out.stderr
-    assert "16x2" in out.stderr and "RSS" in out.stderr
-    assert all(f"{name}-s{seed}" in out.stderr for name in ("vit", "vit-acc") for seed in (3, 4))
+        assert header in out.stdout  # the result on stdout (`> results.txt` keeps it), progress on stderr
+    assert "16x2" in out.stdout and "RSS" in out.stdout and "Final acc" not in out.stderr
+    assert all(f"{name}-s{seed}" in out.stdout for name in ("vit", "vit-acc") for seed in (3, 4))
     again = vitlab("run", tiny, "--runs-dir", tmp_path / "runs", "--set", "train.epochs=1", "--seeds", "3,4",
                    "--continue")  # nothing left to train: the four are kept and the tables shown again
     assert again.returncode == 0 and again.stderr.count("finished earlier") == 4 and "epoch 1/1" not in again.stderr
-    assert "Across seeds" in again.stderr
+    assert "Across seeds" in again.stdout
     out = vitlab("compare", tmp_path / "runs", "--by-seed", "--format", "json")
     groups = json.loads(out.stdout)["seed_groups"]
     assert [(g["name"], g["seeds"], g["finished"]) for g in groups] == [("vit-acc", [3, 4], 2), ("vit", [3, 4], 2)]
@@ -107,7 +107,8 @@ def test_profile_json_needs_no_data(tmp_path):
     (["run", "{tiny}", "--set", "train.nope=1"], "train has no key 'nope'"),
     (["run", "{tiny}", "--set", "train.precision=fp8"], "train.precision"),
     (["frobnicate"], "no such preset file"),
-    (["run", "{tiny}", "--seeds", "1,1"], "--seeds: must be a list of distinct whole numbers >= 0"),
+    (["run", "{tiny}", "--seeds", "1,1"], "--seeds: give distinct whole numbers 0..4294967295 separated by commas, "
+                                          "e.g. 0,1,2 (got '1,1')"),
     (["run", "{tiny}", "--seeds", "1,2", "--set", "train.seed=3"], "--seeds and --set train.seed"),
     (["run", "{tiny}", "--continue", "--nproc", "2"], "--continue resumes runs in one process"),
 ])

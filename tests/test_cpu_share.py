@@ -46,7 +46,7 @@ def test_trainings_share_the_threads_and_take_them_back(tmp_path, unpinned, othe
     other_training.wait()
     assert share.adapt() is None  # looked moments ago: not again yet
     assert share.adapt(now=True) == "the other CPU trainings ended: back to 2 threads"
-    assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 2 and share.describe() == "cpu (1-2 threads, shared)"
     share.adapt(now=True)
     share.close()
     assert not (tmp_path / str(os.getpid())).exists()
@@ -71,4 +71,5 @@ def test_a_run_says_it_shares_the_cpu_and_gives_the_threads_back(tmp_path, unpin
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.device == "cpu (1 thread)"
     assert any(isinstance(e, WarningRaised) and e.code == "cpu-shared" for e in events)
+    assert summary["device"] == "cpu (1 thread)"  # what it trained with, not what it has again after
     assert torch.get_num_threads() == 2 and not (tmp_path / str(os.getpid())).exists()

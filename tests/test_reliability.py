@@ -104,6 +104,9 @@ runs:
   - name: long
     model: {kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1}
     train: {epochs: EPOCHS, batch_size: 64, log_every: 2, seed: 5}
+  - name: after
+    model: {kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1}
+    train: {epochs: 1, batch_size: 64}
 """
 
 
@@ -135,6 +138,8 @@ def test_ctrl_c_cancels_with_summary(tmp_path):
     assert_kept(run_dir, "cancelled")
     assert "Traceback" not in err
     assert f"vitlab resume {run_dir}\n" in err  # the command on one line, however long the path: to copy
+    assert f"Not started: after. To go on where this stopped: vitlab run {tmp_path / 'sig.yaml'} --json " \
+           f"--runs-dir {tmp_path / 'runs'} --continue\n" in err
 
 
 def test_second_ctrl_c_exits_at_once_leaving_a_readable_run(tmp_path):

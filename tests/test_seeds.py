@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from vitlab.errors import PresetError
-from vitlab.presets import PACKAGE_ROOT, dump_preset, load_preset, save_preset
+from vitlab.presets import PACKAGE_ROOT, dump_preset, load_preset, parse_seeds, save_preset
 from vitlab.report import (SEED_TITLE, seed_groups, seed_table, seeds_csv, seeds_markdown, to_csv, to_json,
                            to_markdown)
 
@@ -50,12 +50,26 @@ def test_cli_seeds_replace_the_presets(tmp_path):
     assert [r.train.seed for r in one.runs] == [1, 2, 1, 2]
     with pytest.raises(PresetError, match="--seeds and --set train.seed both set the seed"):
         load(PRESET, tmp_path, seeds=[1], overrides=["train.seed=3"])
+    with pytest.raises(PresetError, match="--set train.seed: this preset's seeds give every run its seed; choose "
+                                          r"them with --seeds \(e.g. --seeds 1\)"):
+        load(PRESET, tmp_path, overrides=["train.seed=1"])  # would be replaced silently by the preset's seeds
+
+
+@pytest.mark.parametrize("text", ["0,,1", "0,1,", "1,a", "-1", "", "1,1", "4294967296"])
+def test_the_command_lines_seeds_are_checked_whole(text):
+    with pytest.raises(PresetError, match=f"--seeds: give distinct whole numbers .* \\(got '{text}'\\)"):
+        parse_seeds(text)
+    assert parse_seeds(" 2, 0 ,1") == [2, 0, 1]
 
 
 @pytest.mark.parametrize("text, fragment", [
-    (PRESET.replace("[0, 1, 2]", "[0, 0]"), "p.yaml:2: seeds: must be a list of distinct whole numbers >= 0"),
+    (PRESET.replace("[0, 1, 2]", "[0, 0]"),
+     "p.yaml:2: seeds: must be a list of distinct whole numbers 0..4294967295, e.g. [0, 1, 2] (got [0, 0])"),
     (PRESET.replace("[0, 1, 2]", "three"), "p.yaml:2: seeds: must be a list"),
-    (PRESET.replace("[0, 1, 2]", "[1, -1]"), "p.yaml:2: seeds: must be"),
+    (PRESET.replace("[0, 1, 2]", "'0,1'"), "p.yaml:2: seeds: must be a list"),  # YAML has lists for that
+    (PRESET.replace("[0, 1, 2]", "[1, -1]"), "p.yaml:2: seeds: must be a list of distinct whole numbers 0..4294967295, "
+                                             "e.g. [0, 1, 2] (-1 is not one)"),
+    (PRESET.replace("[0, 1, 2]", "[1, 4294967296]"), "(4294967296 is not one)"),
     (PRESET.replace("train: {epochs: 3}", "train: {epochs: 3, seed: 4}"),
      "p.yaml:5: defaults.train.seed: the preset's seeds give every run its seed; remove one of the two"),
     (PRESET.replace("{kind: vit, patch_size: 4}", "{kind: vit, patch_size: 4}\n    train: {seed: 1}"),
@@ -68,9 +82,10 @@ def test_bad_seeds_name_the_line_and_the_rule(tmp_path, text, fragment):
     assert fragment in str(e.value)
 
 
-def summary(name, seed, acc, *, status="finished", experiment="study", patch=4, started="2026-11-27T01:00:00"):
+def summary(name, seed, acc, *, status="finished", experiment="study", patch=4, started="2026-11-27T01:00:00",
+            lr=0.001):
     config = {"name": name, "model": {"kind": "vit", "patch_size": patch}, "data": {"dataset": "digits"},
-              "train": {"epochs": 3, "seed": seed}}
+              "train": {"epochs": 3, "seed": seed, "lr": lr}}
     return {"name": name, "experiment": experiment, "status": status, "model": f"ViT p{patch}", "accuracy": acc,
             "best_accuracy": acc and acc + 0.01, "train_time_s": 10.0 + seed, "throughput_img_s": 1000.0,
             "params": 1234, "flops": 5678, "started_at": started, "config": config}
@@ -107,7 +122,7 @@ def test_one_finished_seed_has_no_spread_and_none_has_no_mean():
     console = Console(width=200, record=True, color_system=None)
     console.print(seed_table([group]))
     row = console.export_text().splitlines()[-2]
-    assert "90.00%" in row and "±" not in row and "0,1 (1 done)" in row
+    assert "90.00%" in row and "±" not in row and "0,1 (finished: 0)" in row
     (none,) = seed_groups([summary("p4-s0", 0, None, status="failed"), summary("p4-s1", 1, None, status="failed")])
     assert none["accuracy_mean"] is None and "| - |" in seeds_markdown([none])
 
@@ -119,7 +134,8 @@ def test_every_format_carries_the_groups():
     assert json.loads(to_json(runs))["seed_groups"][0]["seeds"] == [0, 1]
     (row,) = csv.DictReader(io.StringIO(seeds_csv(seed_groups(runs))))
     assert row["seeds"] == "0 1" and float(row["accuracy_std"]) == pytest.approx(statistics.stdev([0.9, 0.94]))
-    assert "seed" not in next(csv.reader(io.StringIO(to_csv(runs))))  # the runs' CSV stays one table
+    header, first = list(csv.reader(io.StringIO(to_csv(runs))))[:2]
+    assert first[header.index("seed")] == "0" and "accuracy_mean" not in header  # the runs' CSV stays one table
     assert "Across seeds" not in to_markdown(runs[:1]) and json.loads(to_json(runs[:1]))["seed_groups"] == []
 
 
@@ -145,3 +161,49 @@ def test_nproc_hands_the_seeds_to_every_torchrun_rank():
     args = build_parser().parse_args(["run", "p.yaml", "--nproc", "2", "--seeds", "0,1", "--set", "train.epochs=1"])
     cmd = torchrun_command(args)
     assert cmd[cmd.index("--seeds") + 1] == "0,1" and cmd[cmd.index("--set") + 1] == "train.epochs=1"
+
+
+def test_settings_of_one_name_trained_apart_are_told_apart():
+    runs = [summary("p4-s0", 0, 0.90), summary("p4-s1", 1, 0.94),  # then `--set train.lr=0.003` into the same dir
+            summary("p4-s0", 0, 0.80, lr=0.003), summary("p4-s1", 1, 0.82, lr=0.003)]
+    groups = seed_groups(runs)
+    assert [g["name"] for g in groups] == ["p4 (lr=0.001)", "p4 (lr=0.003)"]
+    assert groups[1]["accuracy_mean"] == pytest.approx(0.81)
+
+
+def test_a_seed_past_the_generators_range_is_a_config_error():
+    from pydantic import ValidationError
+
+    from vitlab.config import TrainConfig
+
+    for bad in (-1, 2**32):
+        with pytest.raises(ValidationError):
+            TrainConfig(seed=bad)
+    assert TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+def test_profile_shows_a_run_and_its_seeds_once(tmp_path, capsys):
+    from vitlab.cli import main as cli_main
+
+    path = tmp_path / "p.yaml"
+    path.write_text(PRESET.replace("{kind: vit, patch_size: 2}", "{kind: vit, patch_size: 2, embed_dim: 16, heads: 2, "
+                                   "layers: 1}").replace("{kind: vit, patch_size: 4}", "{kind: vit, patch_size: 4, "
+                                   "embed_dim: 16, heads: 2, layers: 1}"))
+    assert cli_main(["profile", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "p2 (seeds 0,1,2)" in table and "p4 (seeds 0,1,2)" in table and "p2-s1" not in table
+    assert cli_main(["profile", str(path), "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["runs"]][:2] == ["p2-s0", "p2-s1"]
+
+
+def test_compare_by_seed_sorts_the_conditions_and_scripts_get_an_empty_list(tmp_path, capsys):
+    from vitlab.cli import main as cli_main
+
+    assert cli_main(["compare", str(tmp_path), "--by-seed", "--sort", "status"]) == 2
+    assert "the table across seeds has no such column" in capsys.readouterr().err
+    (tmp_path / "e" / "r").mkdir(parents=True)
+    (tmp_path / "e" / "r" / "config.yaml").write_text("name: r\n")
+    (tmp_path / "e" / "r" / "summary.json").write_text(json.dumps(summary("r", 0, 0.5)))
+    assert cli_main(["compare", str(tmp_path), "--by-seed", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"seed_groups": []}
+    assert cli_main(["compare", str(tmp_path), "--by-seed"]) == 2  # a person gets told why the table is empty

@@ -151,7 +151,7 @@ class TrainConfig(Strict):
     scheduler: Literal["none", "cosine"] = "none"
     warmup_epochs: float = Field(0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)  # the epoch order's generator takes seed * 1_000_003 + epoch
     # torch.compile the model. auto: on CUDA for a single-process ViT run long enough to repay the
     # compilation (see engine/runner.py compile_wanted); true/false force it.
     compile: Literal["auto"] | bool = "auto"

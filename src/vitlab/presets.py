@@ -201,17 +201,27 @@ def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]], us
     return run
 
 
-def parse_seeds(raw: Any, where: str) -> list[int]:
-    """A list of distinct integer seeds (YAML `[0, 1, 2]`, or the CLI's `0,1,2`), else a PresetError naming `where`."""
-    if isinstance(raw, str):
-        try:
-            raw = [int(part) for part in raw.split(",") if part.strip()]
-        except ValueError:
-            raw = None
-    if (not isinstance(raw, list) or not raw or len(set(raw)) != len(raw)
-            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw)):
-        raise PresetError(f"{where}: must be a list of distinct whole numbers >= 0, e.g. [0, 1, 2]")
+MAX_SEED = 2**32 - 1
+
+
+def check_seeds(raw: Any, where: str) -> list[int]:
+    """A preset's `seeds`: a list of distinct whole numbers 0..2**32-1, else a PresetError naming `where`."""
+    bad = [x for x in raw if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= MAX_SEED] \
+        if isinstance(raw, list) else None
+    if bad is None or not raw or bad or len(set(raw)) != len(raw):
+        got = f"{bad[0]!r} is not one" if bad else f"got {raw!r}"
+        raise PresetError(f"{where}: must be a list of distinct whole numbers 0..{MAX_SEED}, e.g. [0, 1, 2] ({got})")
     return raw
+
+
+def parse_seeds(text: str, where: str = "--seeds") -> list[int]:
+    """The command line's (and the TUI's) `0,1,2`."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts) or len(set(map(int, parts))) != len(parts) or \
+            any(int(part) > MAX_SEED for part in parts):
+        raise PresetError(f"{where}: give distinct whole numbers 0..{MAX_SEED} separated by commas, e.g. 0,1,2 "
+                          f"(got {text!r})")
+    return [int(part) for part in parts]
 
 
 def seeded_name(name: str, seed: int) -> str:
@@ -257,9 +267,12 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
     if seeds is not None and "train.seed" in set_keys:
         raise PresetError("--seeds and --set train.seed both set the seed: give one of them")
     if seeds is None and data.get("seeds") is not None:
+        if "train.seed" in set_keys:
+            raise PresetError("--set train.seed: this preset's seeds give every run its seed; choose them with "
+                              "--seeds (e.g. --seeds 1)")
         seeds_line = _line_of(lines, ("seeds",))
         try:
-            seeds = parse_seeds(data["seeds"], f"{file}:{seeds_line}: seeds" if seeds_line else f"{file}: seeds")
+            seeds = check_seeds(data["seeds"], f"{file}:{seeds_line}: seeds" if seeds_line else f"{file}: seeds")
         except PresetError as e:
             issues.append(str(e))
         # a seed written in the file as well would be silently replaced: say that they clash

@@ -210,7 +210,7 @@ def _markdown(columns: tuple[Column, ...], rows: list[dict]) -> str:
 def to_csv(summaries: list[dict]) -> str:
     """The JSON fields but the config, one row per run: names with their units (train_time_s, peak_memory_mb),
     the raw numbers behind the table's cells (batch_size, accumulation_steps, world_size, not '32x2')."""
-    return _csv([f for f in JSON_FIELDS if f != "config"], summaries)
+    return _csv([f for f in JSON_FIELDS if f != "config"], json_runs(summaries))
 
 
 def seeds_csv(groups: list[dict]) -> str:
@@ -228,7 +228,7 @@ def _csv(fields: list[str], rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-JSON_FIELDS = ("name", "experiment", "status", "model", "params", "trainable_params", "flops", "precision",
+JSON_FIELDS = ("name", "experiment", "status", "seed", "model", "params", "trainable_params", "flops", "precision",
                "batch_size", "accumulation_steps", "world_size", "effective_batch", "epochs", "epochs_planned",
                "train_time_s", "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
                "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "cuda_graphs", "compiled", "device",
@@ -236,7 +236,7 @@ JSON_FIELDS = ("name", "experiment", "status", "model", "params", "trainable_par
 
 
 def json_runs(summaries: list[dict]) -> list[dict]:
-    return [{k: s.get(k) for k in JSON_FIELDS} for s in summaries]
+    return [{k: run_seed(s) if k == "seed" else s.get(k) for k in JSON_FIELDS} for s in summaries]
 
 
 def to_json(summaries: list[dict], experiment: str | None = None) -> str:
@@ -255,9 +255,9 @@ def seeds_json(groups: list[dict]) -> str:
 # only by seed are summarised as mean ± sample standard deviation, so a difference can be read against the noise.
 
 SEED_TITLE = "Across seeds (mean ± standard deviation of the finished runs)"
-GROUP_FIELDS = ("experiment", "name", "model", "seeds", "runs", "finished", "best_accuracy_mean", "best_accuracy_std",
-                "accuracy_mean", "accuracy_std", "train_time_s_mean", "throughput_img_s_mean", "params", "flops",
-                "run_names", "run_dirs")
+GROUP_FIELDS = ("experiment", "name", "model", "seeds", "runs", "finished", "finished_seeds", "best_accuracy_mean",
+                "best_accuracy_std", "accuracy_mean", "accuracy_std", "train_time_s_mean", "throughput_img_s_mean",
+                "params", "flops", "run_names", "run_dirs")
 
 
 def run_seed(summary: dict) -> int | None:
@@ -299,15 +299,16 @@ def seed_groups(summaries: list[dict]) -> list[dict]:
         held = seeds.get(run_seed(s))
         if held is None or rank > (held.get("status") == "finished", held.get("started_at") or ""):
             seeds[run_seed(s)] = s
-    groups = []
+    groups, configs = [], []
     for seeds in by_condition.values():
         if len(seeds) < 2:
             continue
         runs = [seeds[k] for k in sorted(seeds)]
+        configs.append(runs[0].get("config") or {})
         done = [r for r in runs if r.get("status") == "finished"]
         group: dict[str, Any] = {"experiment": runs[0].get("experiment"), "name": _group_name(runs),
                                  "model": runs[0].get("model"), "seeds": sorted(seeds), "runs": len(runs),
-                                 "finished": len(done)}
+                                 "finished": len(done), "finished_seeds": [run_seed(r) for r in done]}
         for field in ("best_accuracy", "accuracy", "train_time_s", "throughput_img_s"):
             mean, std = _mean_std([r[field] for r in done if r.get(field) is not None])
             group[f"{field}_mean"] = mean
@@ -316,7 +317,36 @@ def seed_groups(summaries: list[dict]) -> list[dict]:
         group.update(params=runs[0].get("params"), flops=runs[0].get("flops"), run_names=[r.get("name") for r in runs],
                      run_dirs=[r.get("run_dir") for r in runs])
         groups.append(group)
+    _tell_apart(groups, configs)
     return groups
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _tell_apart(groups: list[dict], configs: list[dict]) -> None:
+    """Groups of one experiment and name trained with other settings (`--set train.lr=...` into the same runs
+    directory) get the settings that differ in their name: `vit (lr=0.001)`, `vit (lr=0.003)`."""
+    flat = [_flat({k: v for k, v in c.items() if k != "name"}) for c in configs]
+    for g in groups:
+        same = [i for i, o in enumerate(groups) if (o["experiment"], o["name"]) == (g["experiment"], g["name"])]
+        if len(same) < 2 or "differs" in g:
+            continue
+        keys = sorted({k for i in same for k in flat[i]} - {"train.seed"})
+        keys = [k for k in keys if len({repr(flat[i].get(k)) for i in same}) > 1]
+        for i in same:
+            shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={flat[i].get(k)}" for k in keys[:2]) + ", …" * (len(keys) > 2)
+            groups[i]["differs"] = shown
+    for g in groups:
+        if differs := g.pop("differs", None):
+            g["name"] = f"{g['name']} ({differs})"
 
 
 def _pct_spread(group: dict, field: str) -> str:
@@ -327,8 +357,11 @@ def _pct_spread(group: dict, field: str) -> str:
 
 
 def _seeds_cell(group: dict) -> str:
+    """`0,1,2`; `0,1,2 (finished: 0,2)` while some have not finished (running, cancelled, failed)."""
     seeds = ",".join(map(str, group["seeds"]))
-    return seeds if group["finished"] == group["runs"] else f"{seeds} ({group['finished']} done)"
+    if group["finished"] == group["runs"]:
+        return seeds
+    return f"{seeds} (finished: {','.join(map(str, group['finished_seeds'])) or 'none'})"
 
 
 SEED_COLUMNS: tuple[Column, ...] = (

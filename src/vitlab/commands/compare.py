@@ -7,20 +7,21 @@ import sys
 from rich.console import Console
 
 from ..errors import VitlabError
-from ..report import (COLUMN_KEYS, rich_table, seed_groups, seed_table, seeds_csv, seeds_json, seeds_markdown,
-                      sort_summaries, to_csv, to_json, to_markdown)
+from ..report import (COLUMN_KEYS, SEED_COLUMNS, rich_table, seed_groups, seed_table, seeds_csv, seeds_json,
+                      seeds_markdown, sort_summaries, to_csv, to_json, to_markdown)
 from . import user_path
 
 NAME = "compare"
 FORMATS = ("table", "md", "csv", "json")
+SORT_KEYS = (*COLUMN_KEYS, "seeds")  # seeds: of the table across seeds
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help="compare runs: a run directory or any directory above run directories")
     p.add_argument("paths", nargs="+", type=user_path, metavar="PATH")
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), md, csv or json")
-    p.add_argument("--sort", choices=COLUMN_KEYS, metavar="COLUMN",
-                   help=f"sort by a column: {', '.join(COLUMN_KEYS)} (default: newest first)")
+    p.add_argument("--sort", choices=SORT_KEYS, metavar="COLUMN",
+                   help=f"sort by a column: {', '.join(SORT_KEYS)} (default: newest first)")
     p.add_argument("--by-seed", action="store_true",
                    help="only the runs that differ by seed alone, one row per condition: mean ± standard deviation "
                         "(with --plot: one curve per condition, in a band of ± one standard deviation)")
@@ -33,17 +34,23 @@ def main(args: argparse.Namespace) -> int:
     from ..engine.store import find_runs
     from ..plots import check_plot_path, plot_curves
 
+    seed_keys = [c.key for c in SEED_COLUMNS]
+    if args.by_seed and args.sort not in (None, *seed_keys):
+        raise VitlabError(f"--sort {args.sort}: the table across seeds has no such column; one of: "
+                          f"{', '.join(seed_keys)}")
     if args.plot:
         check_plot_path(args.plot)  # before the table, not after it
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise VitlabError(f"compare: no such path: {', '.join(missing)}")
-    summaries = sort_summaries(find_runs(args.paths), args.sort)
+    summaries = sort_summaries(find_runs(args.paths), args.sort if args.sort in COLUMN_KEYS else None)
     if not summaries:
         raise VitlabError(f"compare: no run directories under {', '.join(map(str, args.paths))} "
                           "(a run directory holds config.yaml and summary.json)")
     groups = seed_groups(summaries)
-    if args.by_seed and not groups:
+    if args.sort in seed_keys:  # the conditions in the order asked for too
+        groups = sort_summaries(groups, args.sort, SEED_COLUMNS)
+    if args.by_seed and not groups and args.format == "table":
         raise VitlabError("compare --by-seed: no runs under these paths differ by their seed alone "
                           "(train with `vitlab run PRESET --seeds 0,1,2`, or a preset's `seeds: [0, 1, 2]`)")
     if args.format == "table":

@@ -8,7 +8,7 @@ from dataclasses import replace
 from rich.console import Console
 from rich.table import Table
 
-from ..config import model_label, profile_key
+from ..config import RunConfig, condition_key, model_label, profile_key
 from ..presets import load_preset
 from ..report import human_count
 
@@ -38,17 +38,26 @@ def main(args: argparse.Namespace) -> int:
             {"name": p.name, "params": p.params, "trainable_params": p.trainable_params, "flops": p.flops,
              "config": p.config} for p in profiles]}, indent=2))
         return 0
+    rows: list[tuple[str, list[RunConfig], Profile]] = []  # a run and its copies with other seeds: one row
+    for run, p in zip(exp.runs, profiles):
+        key = condition_key(run.resolved())
+        if rows and rows[-1][0] == key:
+            rows[-1][1].append(run)
+        else:
+            rows.append((key, [run], p))
+    names = [runs[0].name if len(runs) == 1 else f"{runs[0].name.removesuffix(f'-s{runs[0].train.seed}')} "
+             f"(seeds {','.join(str(r.train.seed) for r in runs)})" for _, runs, _ in rows]
     table = Table(title=exp.name, header_style="bold")
     # a narrow terminal wraps the model's words; a run's name is never cut ("conv-stem-…" told nothing)
-    table.add_column("Run", no_wrap=True, min_width=max(len(run.name) for run in exp.runs))
+    table.add_column("Run", no_wrap=True, min_width=max(map(len, names)))
     table.add_column("Model")
     for header in ("Image", "Params", "Trainable", "GFLOPs", "Tokens"):  # GFLOPs per image: see the note
         table.add_column(header, justify="right", no_wrap=True)
-    for run, p in zip(exp.runs, profiles):
-        size = run.data.size
+    for name, (_, runs, p) in zip(names, rows):
+        run, size = runs[0], runs[0].data.size
         tokens = str((size // run.model.patch_size) ** 2) if run.model.kind == "vit" else "-"
-        table.add_row(run.name, model_label(run.model), f"{size}px", human_count(p.params),
-                      human_count(p.trainable_params), f"{p.flops / 1e9:.3f}", tokens)
+        table.add_row(name, model_label(run.model), f"{size}px", human_count(p.params),
+                      human_count(p.trainable_params), f"{p.flops / 1e9:.3g}", tokens)
     console = Console(highlight=False)
     if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
         console.width = 200

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
+import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import CannotStart, VitlabError
 from ..presets import load_preset, parse_seeds
@@ -52,8 +55,10 @@ class StopRequest:
         self.console.print("[yellow]Stopping after this step (Ctrl-C again to quit at once)...[/]")
 
     def on_sighup(self, signum, frame) -> None:
-        # The terminal is gone (SSH dropped): keep training, stop writing to it.
+        # The terminal is gone (SSH dropped): keep training, stop writing to it (the tables go to stdout).
         self.console.file = open(os.devnull, "w")
+        if sys.stdout.isatty():
+            sys.stdout = open(os.devnull, "w")
 
 
 def install_signals(stop: StopRequest) -> None:
@@ -62,7 +67,16 @@ def install_signals(stop: StopRequest) -> None:
         signal.signal(signal.SIGHUP, stop.on_sighup)
 
 
-def run_and_report(experiment, summaries_source, *, as_json: bool, console: Console) -> int:
+def wide_when_piped(console: Console) -> Console:
+    if not console.is_terminal:  # piped or redirected: don't wrap tables and lines at 80 columns
+        console.width = 200
+    return console
+
+
+def run_and_report(experiment, summaries_source, *, as_json: bool, console: Console,
+                   planned: list[str] | None = None, again: str | None = None) -> int:
+    """Train, then the comparison on stdout (the table, or the JSON document); progress stays on stderr.
+    `planned`: the queue's run names, and `again` the command that continues it, to say what a Ctrl-C left."""
     from ..report import rich_table, seed_groups, seed_table, to_json
 
     summaries = summaries_source()
@@ -71,14 +85,29 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     if as_json:
         print(to_json(summaries, experiment=experiment), flush=True)
     else:
-        if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
-            console.width = 200
-        console.print(rich_table(summaries, title=experiment, hide=("experiment", "started"), width=console.width))
+        out = wide_when_piped(Console(highlight=False))
+        out.print(rich_table(summaries, title=experiment, hide=("experiment", "started"), width=out.width))
         if groups := seed_groups(summaries):
-            console.print(seed_table(groups, hide=("experiment",), width=console.width))
+            out.print(seed_table(groups, hide=("experiment",), width=out.width))
+    left = (planned or [])[len(summaries):]
+    if left and summaries and summaries[-1]["status"] == "cancelled":
+        console.print(f"[yellow]Not started:[/] {escape(', '.join(left))}." + (
+            f" To go on where this stopped: [bold]{escape(again)}[/]" if again else ""), soft_wrap=True)
     if any(s["status"] == "failed" for s in summaries):
         return 1
     return 0 if all(s["status"] == "finished" for s in summaries) else 130
+
+
+def continue_command(args: argparse.Namespace) -> str:
+    """This command line with --continue: it picks up the queue where a Ctrl-C stopped it."""
+    words = ["vitlab", "run", str(args.preset)]
+    for pair in args.overrides:
+        words += ["--set", pair]
+    words += ["--seeds", args.seeds] if args.seeds else []
+    words += ["--tensorboard"] if args.tensorboard else []
+    words += ["--json"] if args.json else []
+    words += ["--runs-dir", str(args.runs_dir)] if args.runs_dir != Path("runs") else []
+    return shlex.join([*words, "--continue"])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -95,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
         if missing := queue_blockers(exp.runs):  # said once here, not by every rank
             raise CannotStart(missing[1])
         return launch_torchrun(args, exp.name)
-    console = Console(stderr=True, highlight=False)
+    console = wide_when_piped(Console(stderr=True, highlight=False))
     if int(os.environ.get("RANK", "0")) != 0:
         console.file = open(os.devnull, "w")
     stop = StopRequest(console)
@@ -107,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         return run_and_report(
             exp.name, lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=printer, should_stop=stop,
                                              resume_earlier=args.resume_earlier),
-            as_json=args.json, console=console)
+            as_json=args.json, console=console, planned=[r.name for r in exp.runs], again=continue_command(args))
     finally:
         printer.stop()
 

@@ -37,6 +37,8 @@ class CpuShare:
         self.registry = registry = registry or REGISTRY
         self.path = registry / str(os.getpid())
         self.full = torch.get_num_threads()  # torch's choice for this machine when alone
+        self.used: set[int] = set()  # every thread count it set or found at a check (for the run's summary)
+        self.shared = False  # other CPU trainings run now
         self.checked = float("-inf")
         if not self.pinned:
             try:
@@ -69,13 +71,21 @@ class CpuShare:
         except OSError:
             return None
         threads = max(1, self.full // n)
+        self.shared = n > 1
+        self.used.add(threads)
         if threads == torch.get_num_threads():
             return None
         torch.set_num_threads(threads)
         if n == 1:
             return f"the other CPU trainings ended: back to {threads} threads"
         return (f"{n} vitlab trainings share this machine's CPU: {threads} of {self.full} threads each, so they do "
-                "not slow each other down many times over (OMP_NUM_THREADS=N sets it yourself)")
+                "not slow each other down many times over. A run's figures depend on its thread count (they differ "
+                "from a run alone as another seed's would); OMP_NUM_THREADS=N fixes the count.")
+
+    def describe(self) -> str:
+        """The threads a run trained with, for its summary: `cpu (1-2 threads, shared)` when they changed."""
+        low, high = min(self.used, default=self.full), max(self.used, default=self.full)
+        return f"cpu ({low}-{high} threads, shared)" if low != high else f"cpu ({high} thread{'s' * (high > 1)})"
 
     def close(self) -> None:
         """Leave the registry and give the process its threads back (the next run of a queue takes its share)."""

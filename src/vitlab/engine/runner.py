@@ -152,8 +152,16 @@ class Run:
         cfg = self.cfg
         self.device = devices.pick_device(cfg.train.device)
         if self.device.type == "cpu" and not self.dist.enabled:
-            self.cpu_share = CpuShare()
-            self.cpu_note = self.cpu_share.adapt(now=True)
+            self.cpu_share = share = CpuShare()
+            self.cpu_note = share.adapt(now=True)
+            asked_to_stop = self.should_stop
+
+            def should_stop() -> bool:  # heard between steps and batches: a newcomer is answered within seconds
+                if note := share.adapt():
+                    self.on_cpu_share(note)
+                return asked_to_stop()
+
+            self.should_stop = should_stop
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         if self.device.type == "cuda":
@@ -268,7 +276,7 @@ class Run:
             "skipped_steps": int(self.skipped) if hasattr(self, "skipped") else 0,
             "cuda_graphs": bool(getattr(getattr(self, "steps", None), "graph", None)),
             "compiled": self.compiled,
-            "device": devices.describe(self.device),
+            "device": self.cpu_share.describe() if self.cpu_share else devices.describe(self.device),
             "run_dir": str(self.store.dir), "started_at": self.started_at,
             "ended_at": dt.datetime.now().isoformat(timespec="seconds") if status != "running" else None,
             "error": error, "failure": failure, "config": cfg.resolved(),
@@ -288,7 +296,7 @@ class Run:
         for message in self.data.warnings:
             self.warn("data", message)
         if self.cpu_note:
-            self.warn("cpu-shared", self.cpu_note)
+            self.on_cpu_share(self.cpu_note)
         for code, message in self.health.at_start(self.device):
             self.warn(code, message)
         m = cfg.model
@@ -335,8 +343,6 @@ class Run:
                     self.throughput() or 0.0, self.train_time, eta, self.memory.read(),
                     int(self.skipped)))
                 self.health.on_steps(step, int(self.skipped), self.warn)
-                if self.cpu_share is not None and (note := self.cpu_share.adapt()):
-                    self.warn("cpu-shared", note)
 
             self.step, train_loss = train_epoch(
                 self.steps, plan, model=self.forward, scheduler=self.scheduler, cfg=t, device=self.device,
@@ -391,6 +397,14 @@ class Run:
     def step_here(self) -> int:
         """Optimizer steps taken by this process (a resumed run counts from its checkpoint)."""
         return self.step - getattr(self, "start_step", self.step)
+
+    def on_cpu_share(self, note: str) -> None:
+        """Sharing the CPU is worth a warning (the pace drops, the last bits of the figures move); getting the
+        threads back is not."""
+        if self.cpu_share is not None and self.cpu_share.shared:
+            self.warn("cpu-shared", note)
+        else:
+            self.store.log(note)
 
     def warn(self, code: str, message: str) -> None:
         self.emit(WarningRaised(self.cfg.name, self.experiment, code, message))

@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import ExperimentConfig, RunConfig
-from ..engine.events import RunEnded, RunStarted
+from ..engine.events import RunEnded, RunKept, RunStarted
 from ..engine.wire import RunNotStarted
 from ..errors import CannotStart, PresetError
 from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
@@ -361,10 +361,14 @@ class VitlabApp(App[int]):
         if not kept and not resumed:
             self.start(exp, nproc)
             return
+        rest = len(steps) - kept - resumed
         done = [f"{kept} finished" if kept else "", f"{resumed} stopped part-way" if resumed else ""]
+        does = [d for d in ("keeps the finished ones" if kept else "",
+                            "resumes the stopped ones from their checkpoints" if resumed else "",
+                            f"trains the other {rest}" if rest else "") if d]
         message = (f"Of this queue's {runs_count(len(exp.runs))}, {' and '.join(filter(None, done))} earlier with the "
-                   f"same settings (in {self.runs_dir / exp.name}). Continue keeps the finished ones, resumes the "
-                   "stopped ones from their checkpoints and trains the rest.")
+                   f"same settings (in {self.runs_dir / exp.name}). Continue "
+                   f"{', '.join(does[:-1]) + ' and ' if len(does) > 1 else ''}{does[-1]}.")
         answers = [("continue", "Continue", "primary"), ("again", "Train all again", "default"),
                    ("back", "Back", "default")]
 
@@ -457,6 +461,8 @@ class VitlabApp(App[int]):
             if isinstance(ev, RunEnded):
                 self.results.add_session_run(ev.summary)
                 status = ev.summary.get("status", "")
+                if isinstance(ev, RunKept):  # trained earlier: the Live log says so, a toast each would flood
+                    continue
                 self.notify(f"{ev.run}: {status}{outcome(ev.summary)}",
                             severity={"finished": "information", "failed": "error"}.get(status, "warning"))
 

@@ -46,6 +46,7 @@ class ResultsView(Vertical):
         self.history: list[dict[str, Any]] = []
         self.sort_key: str | None = None
         self.by_seed = False  # the table across seeds instead of the runs
+        self._groups: list[dict[str, Any]] = []  # the runs' seed groups, as of the last render
         self._scrolled_to: str | None = None  # the sort whose column was last scrolled into view
         self.loads = 0  # history loads so far
 
@@ -99,7 +100,7 @@ class ResultsView(Vertical):
     def rows(self) -> list[dict[str, Any]]:
         """What the table shows, sorted: the runs, or across seeds one row per condition."""
         if self.by_seed:
-            return sort_summaries(seed_groups(self.runs()), self.sort_key, SEED_COLUMNS)
+            return sort_summaries(self._groups, self.sort_key, SEED_COLUMNS)
         return sort_summaries(self.runs(), self.sort_key)
 
     def columns(self, rows: list[dict[str, Any]]):
@@ -107,6 +108,7 @@ class ResultsView(Vertical):
 
     # -- table ------------------------------------------------------------------------------------
     def render_table(self) -> None:
+        self._groups = seed_groups(self.runs())  # once per change of the runs, not per cursor move
         if not self.is_mounted:
             return
         table = self.query_one(DataTable)
@@ -196,8 +198,7 @@ class ResultsView(Vertical):
         where += [s["run_dir"]] if s.get("run_dir") else []
         if where:
             text.append("\n" + " · ".join(where), style="dim")
-        group = next((g for g in seed_groups(rows) if s.get("name") in g["run_names"]
-                      and g["experiment"] == s.get("experiment")), None)
+        group = next((g for g in self._groups if s.get("run_dir") in g["run_dirs"]), None)
         if group:  # the figure of one seed means little without the spread of the others
             cells = dict(zip((c.key for c in SEED_COLUMNS), format_row(group, SEED_COLUMNS)))
             text.append(f"\nseeds {cells['seeds']}: final {cells['accuracy']} · best {cells['best_accuracy']} (g)")
@@ -236,8 +237,10 @@ class ResultsView(Vertical):
         row = self.query_one(DataTable).cursor_row
         if not rows or row >= len(rows) or not rows[row].get("run_dir"):
             return
-        if rows[row].get("status") == "running":
-            self.app.notify("It is still training; ctrl+x stops it.", title="Not resumed", severity="warning")
+        refusal = {"running": "It is still training; ctrl+x stops it.",
+                   "finished": "It finished: there is nothing to resume."}.get(rows[row].get("status", ""))
+        if refusal:  # said here and now, not after a training process has loaded torch to say it
+            self.app.notify(refusal, title="Not resumed", severity="warning")
             return
         self.app.resume(Path(rows[row]["run_dir"]))  # type: ignore[attr-defined]
 

@@ -251,7 +251,8 @@ class SetupView(Horizontal):
 
     def set_seeds(self, runs: list[RunConfig], seeds: list[int]) -> None:
         self.queue = reseed(runs, seeds)
-        self.editing = None
+        self.editing = 0  # the form edits the first of them (left on a run of the old queue, its name would clash)
+        self.form.load(self.queue[0])
         self.refresh_queue()
         self.notify(f"The queue trains {runs_count(len(self.queue))}: every run with seeds "
                     f"{', '.join(map(str, seeds))}.", title="Seeds")
