@@ -7,8 +7,9 @@ own session, it ignores SIGHUP, and when nobody reads its stream any more it sto
 
 The TUI keeps one started ahead with --standby: it loads torch and the engine, then waits for the path of
 its experiment's JSON as the first line on stdin (followed by a tab and `continue` for --continue; EOF
-first: the TUI is gone, it exits), so ctrl+r does not wait for torch to load. Control arrives on stdin after that, a word a line: `cancel` ends the current run as
-cancelled and goes on with the queue; `stop` ends it and skips the rest. SIGINT and SIGTERM mean `stop`
+first: the TUI is gone, it exits), so ctrl+r does not wait for torch to load. Control arrives on stdin
+after that, a word a line: `cancel` ends the current run as cancelled and goes on with the queue; `stop`
+ends it and skips the rest. SIGINT and SIGTERM mean `stop`
 (`kill PID` of a run left training in the background). With --nproc N > 1 it relaunches itself under
 torchrun; rank 0 streams and listens.
 """

@@ -399,8 +399,8 @@ class Run:
         return self.step - getattr(self, "start_step", self.step)
 
     def on_cpu_share(self, note: str) -> None:
-        """Sharing the CPU is worth a warning (the pace drops, the last bits of the figures move); getting the
-        threads back is not."""
+        """Sharing the CPU is worth a warning (the pace drops and the figures move, as at any other thread
+        count); getting the threads back is not."""
         if self.cpu_share is not None and self.cpu_share.shared:
             self.warn("cpu-shared", note)
         else:
