@@ -3,6 +3,7 @@ column sorted by is on the screen."""
 import csv
 import io
 import json
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -25,13 +26,20 @@ def test_export_follows_the_extension(tmp_path):
     assert not (tmp_path / "c.txt").exists()
 
 
-async def test_sorting_by_a_column_off_the_screen_scrolls_to_it(runs_dir):
+@asynccontextmanager
+async def results_at_80x24(runs_dir):
+    """The app on its Results view, the history (write_history's and whatever the test wrote) loaded."""
     write_history(runs_dir)
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
         await pilot.press("f3")
         await wait_for(pilot, lambda: app.results.history)
+        yield app, pilot
+
+
+async def test_sorting_by_a_column_off_the_screen_scrolls_to_it(runs_dir):
+    async with results_at_80x24(runs_dir) as (app, pilot):
         table = app.results.query_one("#results-table")
         assert table.scroll_x == 0
         await pilot.press("S")  # back from unsorted: the last column, Started
@@ -54,18 +62,13 @@ def seeded(name: str, seed: int, accuracy: float, started: str) -> dict:
                    config={"name": name, "model": {"kind": "vit"}, "train": {"seed": seed}})
 
 
-async def test_g_shows_the_runs_across_seeds_and_exports_that_table(runs_dir, tmp_path):
+async def test_g_shows_the_runs_across_seeds_and_exports_that_table(runs_dir):
     for i, acc in enumerate((0.90, 0.94, 0.95)):
         d = runs_dir / "demo" / f"20250103-10000{i}-p4-s{i}"
         d.mkdir(parents=True)
         (d / "config.yaml").write_text(f"name: p4-s{i}\n")
         (d / "summary.json").write_text(json.dumps(seeded(f"p4-s{i}", i, acc, f"2025-01-03T10:00:0{i}")))
-    write_history(runs_dir)
-    app = make_app(None, runs_dir)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await form_ready(pilot)
-        await pilot.press("f3")
-        await wait_for(pilot, lambda: app.results.history)
+    async with results_at_80x24(runs_dir) as (app, pilot):
         detail = app.results.query_one("#results-detail")
         text = str(detail.render())
         assert "p4-s2" in text and "seeds 0,1,2: final 93.00 ± 2.65% · best 93.00 ± 2.65% (g)" in text
