@@ -28,11 +28,14 @@ class QueueList(ListView):
         index = self.index
         self.clear()
         items = []
+        room = (self.content_size.width or 30) - 2  # each item's padding
         for i, run in enumerate(runs):
             text = Text()
             text.append("✎ " if i == editing else f"{i + 1} ", style="bold" if i == editing else "dim")
             text.append(run.name, style="bold")
-            text.append(f"  {model_label(run.model)}\n  ", style="dim")
+            label = model_label(run.model)  # beside the name where it fits, else under it: never cut
+            fits = len(str(i + 1)) + 1 + len(run.name) + 2 + len(label) <= room
+            text.append(f"  {label}\n  " if fits else f"\n  {label}\n  ", style="dim")
             text.append(f"{run.data.dataset} {run.data.size}px · {run.train.epochs} ep · "
                         f"{run.train.batch_size}x{run.train.accumulation_steps}", style="dim")
             items.append(ListItem(Label(text)))
