@@ -6,9 +6,11 @@ import socket
 import pytest
 
 from vitlab.config import ExperimentConfig
-from vitlab.engine.events import RunKept, RunStarted
+from vitlab.engine.events import RunKept, RunStarted, WarningRaised
 from vitlab.engine.runner import run_experiment
 from vitlab.errors import CannotStart
+from vitlab.presets import reseed
+from vitlab.report import seed_groups
 
 MODEL = {"kind": "vit", "patch_size": 2, "embed_dim": 16, "heads": 2, "layers": 1}
 DATA = {"dataset": "synthetic", "image_size": 8, "limit_train": 128, "limit_val": 32}
@@ -47,9 +49,31 @@ def test_a_stopped_queue_continues_where_it_stopped(tmp_path):
     third = run_experiment(experiment(), runs_dir=tmp_path, emit=events.append, resume_earlier=True)
     assert all(isinstance(e, RunKept) for e in events) and len(events) == 3
     assert [s["accuracy"] for s in third] == [s["accuracy"] for s in again]
-    changed = run_experiment(experiment(epochs=(2, 2, 3)), runs_dir=tmp_path, resume_earlier=True)
+    events.clear()
+    changed = run_experiment(experiment(epochs=(2, 2, 3)), runs_dir=tmp_path, emit=events.append, resume_earlier=True)
     assert changed[2]["run_dir"] != again[2]["run_dir"] and changed[2]["epochs"] == 3  # a new config trains afresh
     assert changed[:2] == again[:2]
+    [note] = [e for e in events if isinstance(e, WarningRaised) and e.code == "continue"]  # and says why
+    assert note.run == "r2"
+    assert note.message == f"its settings changed since {again[2]['run_dir']} (train.epochs 2 -> 3): it trains afresh"
+
+
+def test_seeds_added_to_a_study_trained_once_keep_its_runs_as_seed_0(tmp_path):
+    [once] = run_experiment(experiment(epochs=(1,)), runs_dir=tmp_path)
+    events = []
+    seeded = experiment(epochs=(1,)).model_copy(update={"runs": reseed(experiment(epochs=(1,)).runs, [0, 1])})
+    summaries = run_experiment(seeded, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    assert [e.run for e in events if isinstance(e, RunKept)] == ["r0-s0"] and summaries[0] == once
+    assert [e.run for e in events if isinstance(e, RunStarted)] == ["r0-s1"]
+    assert not any(isinstance(e, WarningRaised) and e.code == "continue" for e in events)  # a new seed is no change
+    assert seed_groups(summaries)[0]["seeds"] == [0, 1]
+
+
+def test_nothing_earlier_is_said_once(tmp_path):
+    events = []
+    run_experiment(experiment(epochs=(1, 1)), runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    [note] = [e.message for e in events if isinstance(e, WarningRaised) and e.code == "continue"]
+    assert note == f"nothing earlier in {tmp_path / 'sweep'}: every run of the queue trains"
 
 
 def test_a_nonfinite_failure_is_kept_and_a_live_run_blocks(tmp_path, monkeypatch):
@@ -60,7 +84,9 @@ def test_a_nonfinite_failure_is_kept_and_a_live_run_blocks(tmp_path, monkeypatch
     monkeypatch.delenv("VITLAB_INJECT_FAULT")
     events = []
     [kept] = run_experiment(exp, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
-    assert kept["status"] == "failed" and isinstance(events[0], RunKept) and len(events) == 1
+    assert kept["status"] == "failed" and [type(e) for e in events] == [WarningRaised, RunKept]
+    assert "would fail again with the same settings" in events[0].message  # and how to train it again
+    assert "delete that directory to train it again as it is" in events[0].message
     run_dir = tmp_path / "sweep" / os.path.basename(failed["run_dir"])
     (run_dir / "summary.json").unlink()  # as a run killed mid-training leaves it, with a fresh heartbeat
     (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")

@@ -149,6 +149,7 @@ def test_second_ctrl_c_exits_at_once_leaving_a_readable_run(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
+    assert "To go on where this stopped: vitlab run" in err and "--continue" in err  # no table, but the way back
     summary = read_run(run_dir)
     assert summary["status"] in ("cancelled", "interrupted") and summary["epochs"] >= 1
     assert (run_dir / "checkpoint.pt").exists()

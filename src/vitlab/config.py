@@ -243,6 +243,17 @@ class ExperimentConfig(Strict):
         return self
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 0.001}} -> {'train.lr': 0.001}: dotted paths, as messages and --set name fields."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def condition_key(resolved: dict[str, Any]) -> str:
     """A resolved run config less its name and seed: runs with one key differ by their seed alone."""
     train = {k: v for k, v in (resolved.get("train") or {}).items() if k != "seed"}

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .config import condition_key
+from .config import condition_key, flatten
 
 
 def _num(x: float | int | None, fmt: str) -> str:
@@ -321,20 +321,10 @@ def seed_groups(summaries: list[dict]) -> list[dict]:
     return groups
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _tell_apart(groups: list[dict], configs: list[dict]) -> None:
     """Groups of one experiment and name trained with other settings (`--set train.lr=...` into the same runs
     directory) get the settings that differ in their name: `vit (lr=0.001)`, `vit (lr=0.003)`."""
-    flat = [_flat({k: v for k, v in c.items() if k != "name"}) for c in configs]
+    flat = [flatten({k: v for k, v in c.items() if k != "name"}) for c in configs]
     for g in groups:
         same = [i for i, o in enumerate(groups) if (o["experiment"], o["name"]) == (g["experiment"], g["name"])]
         if len(same) < 2 or "differs" in g:

@@ -108,11 +108,13 @@ async def test_ctrl_r_offers_to_continue_a_queue_that_stopped_part_way(tmp_path,
         await pilot.pause()
         assert app.screen.title_text == "Continue where it stopped?" and not app.running
         assert "1 finished and 1 stopped part-way" in app.screen.message
+        assert "Continue keeps the finished one and resumes the stopped one from its checkpoint." in app.screen.message
         await pilot.press("c")
         await wait_for(pilot, lambda: app.running)
         await wait_for(pilot, lambda: not app.running, timeout=90)
         a, b = app.state.runs["vit-a"], app.state.runs["vit-b"]
         assert a.status == "finished" and [e[0] for e in a.evals] == [1, 2]  # kept, its curves read from disk
+        assert (a.steps_per_epoch, a.epochs) == (4, 2)  # the loss chart's steps become epochs
         assert b.status == "finished" and [e[0] for e in b.evals] == [1, 2]  # resumed after its first epoch
         assert any(text.startswith("vit-a: finished earlier, kept") for _, text in app.state.log)
     on_disk = summaries(runs_dir)

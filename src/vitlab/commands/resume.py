@@ -7,7 +7,7 @@ from rich.console import Console
 
 from . import user_path
 from .progress import ProgressPrinter
-from .run import StopRequest, install_signals, run_and_report
+from .run import StopRequest, install_signals, run_and_report, wide_when_piped
 
 NAME = "resume"
 
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    console = Console(stderr=True, highlight=False)
+    console = wide_when_piped(Console(stderr=True, highlight=False))
     stop = StopRequest(console)
     install_signals(stop)
     from ..engine.runner import resume_run

@@ -137,6 +137,10 @@ def main(args: argparse.Namespace) -> int:
             exp.name, lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=printer, should_stop=stop,
                                              resume_earlier=args.resume_earlier),
             as_json=args.json, console=console, planned=[r.name for r in exp.runs], again=continue_command(args))
+    except KeyboardInterrupt:  # a second Ctrl-C: no table, but still the way back
+        printer.stop()
+        console.print(f"To go on where this stopped: [bold]{escape(continue_command(args))}[/]", soft_wrap=True)
+        raise
     finally:
         printer.stop()
 

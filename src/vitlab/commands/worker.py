@@ -171,17 +171,17 @@ def main(args: argparse.Namespace) -> int:
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
     from ..engine.continuation import plan
-    from ..engine.events import RunKept
+    from ..engine.events import RunKept, WarningRaised
     from ..engine.preflight import queue_blockers
     from ..engine.runner import resume_run, train_run  # torch loads here
 
     try:
         try:
-            steps = plan(exp, args.runs_dir) if args.resume_earlier else [("train", None)] * len(exp.runs)
+            steps = plan(exp, args.runs_dir) if args.resume_earlier else [("train", None, None)] * len(exp.runs)
         except VitlabError as e:  # one of them is still training elsewhere
             stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
             return 1
-        if missing := queue_blockers([cfg for cfg, (how, _) in zip(exp.runs, steps) if how != "keep"]):
+        if missing := queue_blockers([cfg for cfg, (how, _, _) in zip(exp.runs, steps) if how != "keep"]):
             stream(wire.RunNotStarted(*missing))  # one message for the queue, not one failed run each
             return 1
         if args.resume_dir:
@@ -191,9 +191,11 @@ def main(args: argparse.Namespace) -> int:
                 stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
                 return 1
             return 0
-        for i, (cfg, (how, earlier)) in enumerate(zip(exp.runs, steps)):
+        for i, (cfg, (how, earlier, note)) in enumerate(zip(exp.runs, steps)):
             if queue_stops(control):
                 break
+            if note:
+                stream(WarningRaised(cfg.name, exp.name, "continue", note))
             if how == "keep":
                 stream(RunKept(cfg.name, exp.name, earlier))
                 continue

@@ -14,37 +14,61 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..config import ExperimentConfig, RunConfig
+from ..config import ExperimentConfig, RunConfig, flatten
 from ..errors import CannotStart
 from .store import find_runs
 
-Step = tuple[Literal["train", "resume", "keep"], dict[str, Any] | None]
+Step = tuple[Literal["train", "resume", "keep"], dict[str, Any] | None, str | None]  # what, the earlier run, a note
 
 
-def _same(summary: dict[str, Any], cfg: RunConfig) -> bool:
+def _base(name: str, seed: int) -> str:
+    """`vit` for vit-s2 trained with seed 2: an unseeded run is the seeds' run of its seed (`--seeds 0,1` added
+    to a study trained once keeps its runs as seed 0)."""
+    return name.removesuffix(f"-s{seed}")
+
+
+def _config(summary: dict[str, Any]) -> RunConfig | None:
     try:
-        return summary.get("name") == cfg.name and RunConfig.from_resolved(summary.get("config") or {}) == cfg
+        return RunConfig.from_resolved(summary.get("config") or {})
     except (ValidationError, AttributeError):  # a config.yaml vitlab did not write, or an older schema
-        return False
+        return None
+
+
+def _changes(was: RunConfig, now: RunConfig) -> str:
+    """`train.lr 0.003 -> 0.002`: the settings that differ (at most three named)."""
+    a, b = flatten(was.resolved()), flatten(now.resolved())
+    keys = [k for k in dict.fromkeys([*a, *b]) if k != "name" and a.get(k) != b.get(k)]
+    return ", ".join(f"{k} {a.get(k)} -> {b.get(k)}" for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
 def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
-    """What to do with each run of the queue, with the earlier run it builds on. Nothing is changed on disk."""
+    """What to do with each run of the queue, with the earlier run it builds on and what a user should be told
+    about it. Nothing is changed on disk."""
     where = Path(runs_dir) / exp.name
-    earlier = find_runs([where]) if where.is_dir() else []  # newest first
+    earlier = [(s, c) for s in (find_runs([where]) if where.is_dir() else []) if (c := _config(s))]  # newest first
     steps: list[Step] = []
     for cfg in exp.runs:
-        same = [s for s in earlier if _same(s, cfg)]
+        base = _base(cfg.name, cfg.train.seed)
+        named = [(s, c) for s, c in earlier if _base(c.name, c.train.seed) == base]
+        same = [s for s, c in named if c.model_copy(update={"name": cfg.name}) == cfg]
         finished = next((s for s in same if s.get("status") == "finished"), None)
         if finished is not None:
-            steps.append(("keep", finished))
-        elif not same:
-            steps.append(("train", None))
+            steps.append(("keep", finished, None))
+        elif not same:  # new, or changed since (a seed not trained before is new, not a change)
+            changed = [(s, c) for s, c in named if c.train.seed == cfg.train.seed]
+            note = (f"its settings changed since {changed[0][0]['run_dir']} ({_changes(changed[0][1], cfg)}): it "
+                    "trains afresh" if changed else None)
+            steps.append(("train", None, note))
         elif same[0].get("status") == "running":
             raise CannotStart(f"{cfg.name}: {same[0]['run_dir']} is still training (its heartbeat is fresh); let it "
-                              "finish or stop it (ctrl+x in vitlab), then --continue")
+                              "finish or stop it (Ctrl-C where it runs, ctrl+x in the vitlab that started it), then "
+                              "--continue")
         elif same[0].get("failure") == "non-finite":
-            steps.append(("keep", same[0]))
+            steps.append(("keep", same[0], f"it failed on a non-finite loss in {same[0]['run_dir']} and would fail "
+                          "again with the same settings: kept as failed. Change them (train.lr, warmup_epochs) and "
+                          "it trains afresh, or delete that directory to train it again as it is."))
         else:
-            steps.append(("resume", same[0]))
+            steps.append(("resume", same[0], None))
+    if not earlier and exp.runs:
+        steps[0] = ("train", None, f"nothing earlier in {where}: every run of the queue trains")
     return steps

@@ -539,11 +539,13 @@ def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore
     from .continuation import plan
     from .preflight import queue_blockers
 
-    steps = plan(exp, runs_dir) if resume_earlier else [("train", None)] * len(exp.runs)
-    if missing := queue_blockers([cfg for cfg, (how, _) in zip(exp.runs, steps) if how != "keep"]):
+    steps = plan(exp, runs_dir) if resume_earlier else [("train", None, None)] * len(exp.runs)
+    if missing := queue_blockers([cfg for cfg, (how, _, _) in zip(exp.runs, steps) if how != "keep"]):
         raise CannotStart(missing[1])
     summaries = []
-    for i, (cfg, (how, earlier)) in enumerate(zip(exp.runs, steps)):
+    for i, (cfg, (how, earlier, note)) in enumerate(zip(exp.runs, steps)):
+        if note:
+            emit(WarningRaised(cfg.name, exp.name, "continue", note))
         if how == "keep":
             emit(RunKept(cfg.name, exp.name, earlier))
             summary = earlier

@@ -354,21 +354,25 @@ class VitlabApp(App[int]):
         from ..engine.continuation import plan
 
         try:
-            steps = [how for how, _ in plan(exp, self.runs_dir)] if nproc == 1 else []
+            steps = plan(exp, self.runs_dir) if nproc == 1 else []
         except CannotStart:  # one is training elsewhere: nothing to continue, training afresh is allowed
             steps = []
-        kept, resumed = steps.count("keep"), steps.count("resume")
-        if not kept and not resumed:
+        kinds = [how if how != "keep" or earlier["status"] == "finished" else "failed" for how, earlier, _ in steps]
+        kept, failed, resumed = kinds.count("keep"), kinds.count("failed"), kinds.count("resume")
+        if not kept and not resumed and not failed:
             self.start(exp, nproc)
             return
-        rest = len(steps) - kept - resumed
-        done = [f"{kept} finished" if kept else "", f"{resumed} stopped part-way" if resumed else ""]
-        does = [d for d in ("keeps the finished ones" if kept else "",
-                            "resumes the stopped ones from their checkpoints" if resumed else "",
-                            f"trains the other {rest}" if rest else "") if d]
-        message = (f"Of this queue's {runs_count(len(exp.runs))}, {' and '.join(filter(None, done))} earlier with the "
-                   f"same settings (in {self.runs_dir / exp.name}). Continue "
-                   f"{', '.join(does[:-1]) + ' and ' if len(does) > 1 else ''}{does[-1]}.")
+        rest = len(steps) - kept - failed - resumed
+        done = [f"{kept} finished" if kept else "", f"{failed} failed on a non-finite loss" if failed else "",
+                f"{resumed} stopped part-way" if resumed else ""]
+        does = [d for d in (
+            kept and f"keeps the finished {'one' if kept == 1 else 'ones'}",
+            failed and f"keeps the failed {'one' if failed == 1 else 'ones'} (the same settings would fail again)",
+            resumed and ("resumes the stopped one from its checkpoint" if resumed == 1 else
+                         "resumes the stopped ones from their checkpoints"),
+            rest and f"trains the {'other one' if rest == 1 else f'other {rest}'}") if d]
+        message = (f"Of this queue's {runs_count(len(exp.runs))}, {join_and([d for d in done if d])} earlier with the "
+                   f"same settings (in {self.runs_dir / exp.name}). Continue {join_and(does)}.")
         answers = [("continue", "Continue", "primary"), ("again", "Train all again", "default"),
                    ("back", "Back", "default")]
 
@@ -458,11 +462,11 @@ class VitlabApp(App[int]):
     def on_engine_event(self, message: EngineEvent) -> None:
         for ev in message.events:
             self.state.apply(ev)
+            if isinstance(ev, RunKept):  # trained earlier: in Results' history; the Live log says so (a toast
+                continue                   # each would flood the screen)
             if isinstance(ev, RunEnded):
                 self.results.add_session_run(ev.summary)
                 status = ev.summary.get("status", "")
-                if isinstance(ev, RunKept):  # trained earlier: the Live log says so, a toast each would flood
-                    continue
                 self.notify(f"{ev.run}: {status}{outcome(ev.summary)}",
                             severity={"finished": "information", "failed": "error"}.get(status, "warning"))
 
@@ -512,7 +516,8 @@ class VitlabApp(App[int]):
         answers.append(("keep", "Keep training", "default"))
         name = t.name if t else "the current run"
         message = (f"Cancel {name}? It stops after the current step; its metrics and last checkpoint are kept "
-                   "(resume it later: r in Results, or `vitlab resume RUN_DIR`).")
+                   "(resume it later: r in Results, or `vitlab resume RUN_DIR`; ctrl+r on this queue offers to "
+                   "continue it where it stopped).")
 
         def done(answer: str | None) -> None:
             if not self.running or answer in (None, "keep"):
@@ -606,6 +611,11 @@ class VitlabApp(App[int]):
         yield SystemCommand("Show Setup", "The run form and queue (F1)", lambda: self.action_show("setup"))
         yield SystemCommand("Show Live", "Charts and figures of the current run (F2)", lambda: self.action_show("live"))
         yield SystemCommand("Show Results", "The comparison table (F3)", lambda: self.action_show("results"))
+
+
+def join_and(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
 
 
 def run_tui(preset: Path | None = None, runs_dir: Path = Path("runs")) -> int:

@@ -151,9 +151,16 @@ class LiveState:
         elif isinstance(ev, WarningRaised):
             self.add_log("warning", f"{ev.run}: warning [{ev.code}] {ev.message}")
         elif isinstance(ev, RunKept):  # trained earlier (--continue): its curves and figures, from its run dir
+            from ..engine.store import read_metrics
+
+            self.current = ev.run
+            run_dir = Path(ev.summary["run_dir"])
+            started = next((r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("event") == "RunStarted"), {})
             t.summary, t.status, t.model = ev.summary, ev.summary.get("status") or "finished", ev.summary.get("model")
+            t.epochs = started.get("epochs") or ev.summary.get("epochs_planned") or 0
+            t.steps_per_epoch, t.device = max(1, started.get("steps_per_epoch") or 1), started.get("device", "")
             t.steps, t.evals = [], []
-            self.earlier_curves(t, Path(ev.summary["run_dir"]), ev.summary.get("epochs") or 0)
+            self.earlier_curves(t, run_dir, ev.summary.get("epochs") or 0)
             self.add_log("success" if t.status == "finished" else "warning",
                          f"{ev.run}: {t.status} earlier, kept{outcome(ev.summary)}")
         elif isinstance(ev, RunEnded):

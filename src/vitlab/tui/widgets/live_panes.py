@@ -138,6 +138,8 @@ class ProgressPane(Vertical, Pane):
             bar.update(total=last.total_steps, progress=last.step)
         elif t.summary is None:
             bar.update(total=100, progress=0)
+        elif t.status == "finished":  # kept from an earlier queue (--continue): no steps were seen here
+            bar.update(total=100, progress=100)
         return False
 
 
