@@ -35,7 +35,8 @@ class ProgressPrinter:
                     + (", compiling the model (the first steps take tens of seconds)" if event.compiled else ""))
             c.print(f"  run dir: {escape(event.run_dir)}"
                     + (f" (resumed after epoch {event.start_epoch})" if event.start_epoch else ""), style="dim")
-            self.progress.start()
+            if c.is_terminal:  # a live bar; piped or logged, it would only leave empty lines behind
+                self.progress.start()
             self.task = self.progress.add_task(event.run, total=event.epochs * event.steps_per_epoch,
                                                completed=event.start_epoch * event.steps_per_epoch, status="")
         elif isinstance(event, StepsLogged) and self.task is not None:
@@ -73,6 +74,7 @@ class ProgressPrinter:
 
     def stop(self) -> None:
         if self.task is not None:
-            self.progress.stop()
+            if self.progress.live.is_started:  # Rich prints an empty line when stopping a bar it never showed
+                self.progress.stop()
             self.progress.remove_task(self.task)
             self.task = None
