@@ -170,14 +170,13 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, control.on_signal)
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
-    from ..engine.continuation import plan
-    from ..engine.events import RunKept, WarningRaised
+    from ..engine.continuation import TRAIN, plan
     from ..engine.preflight import queue_blockers
-    from ..engine.runner import resume_run, train_run  # torch loads here
+    from ..engine.runner import resume_run, run_step  # torch loads here
 
     try:
         try:
-            steps = plan(exp, args.runs_dir) if args.resume_earlier else [("train", None, None)] * len(exp.runs)
+            steps = plan(exp, args.runs_dir) if args.resume_earlier else [TRAIN] * len(exp.runs)
         except VitlabError as e:  # one of them is still training elsewhere
             stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
             return 1
@@ -191,22 +190,13 @@ def main(args: argparse.Namespace) -> int:
                 stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
                 return 1
             return 0
-        for i, (cfg, (how, earlier, note)) in enumerate(zip(exp.runs, steps)):
+        for i, (cfg, step) in enumerate(zip(exp.runs, steps)):
             if queue_stops(control):
                 break
-            if note:
-                stream(WarningRaised(cfg.name, exp.name, "continue", note))
-            if how == "keep":
-                stream(RunKept(cfg.name, exp.name, earlier))
-                continue
             control.current = cfg.name
             try:
-                if how == "resume":
-                    resume_run(Path(earlier["run_dir"]), emit=stream, should_stop=control, index=i,
-                               total_runs=len(exp.runs))
-                else:
-                    train_run(cfg, experiment=exp.name, runs_dir=args.runs_dir, emit=stream, should_stop=control,
-                              index=i, total_runs=len(exp.runs))
+                run_step(cfg, step, experiment=exp.name, runs_dir=args.runs_dir, emit=stream, should_stop=control,
+                         index=i, total_runs=len(exp.runs))
             except VitlabError as e:  # e.g. the runs directory is not writable: the queue cannot go on
                 stream(wire.RunNotStarted(cfg.name, str(e)))
                 return 1

@@ -19,6 +19,7 @@ from ..errors import CannotStart
 from .store import find_runs
 
 Step = tuple[Literal["train", "resume", "keep"], dict[str, Any] | None, str | None]  # what, the earlier run, a note
+TRAIN: Step = ("train", None, None)  # a queue that does not continue: every run trains
 
 
 def _base(name: str, seed: int) -> str:

@@ -25,6 +25,7 @@ from ..config import ExperimentConfig, RunConfig, model_label
 from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
+from .continuation import TRAIN, Step, plan
 from .cpu_share import CpuShare
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
                      ShouldStop, StepsLogged, WarningRaised, ignore, never)
@@ -532,29 +533,35 @@ def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
     atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
+def run_step(cfg: RunConfig, step: Step, *, experiment: str, runs_dir: Path, emit: Emit, should_stop: ShouldStop,
+             index: int, total_runs: int) -> dict[str, Any]:
+    """One run of a queue as its continuation step says (continuation.plan): keep it, resume it or train it."""
+    how, earlier, note = step
+    if note:
+        emit(WarningRaised(cfg.name, experiment, "continue", note))
+    if how == "keep":
+        emit(RunKept(cfg.name, experiment, earlier))
+        return earlier
+    if how == "resume":
+        return resume_run(Path(earlier["run_dir"]), emit=emit, should_stop=should_stop, index=index,
+                          total_runs=total_runs)
+    return train_run(cfg, experiment=experiment, runs_dir=runs_dir, emit=emit, should_stop=should_stop, index=index,
+                     total_runs=total_runs)
+
+
 def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore,
                    should_stop: ShouldStop = never, resume_earlier: bool = False) -> list[dict[str, Any]]:
     """Every run of the experiment in order; a failed run does not stop the queue, a cancel does.
     `resume_earlier` (`vitlab run --continue`): keep or resume the earlier runs of the same config (continuation)."""
-    from .continuation import plan
     from .preflight import queue_blockers
 
-    steps = plan(exp, runs_dir) if resume_earlier else [("train", None, None)] * len(exp.runs)
+    steps = plan(exp, runs_dir) if resume_earlier else [TRAIN] * len(exp.runs)
     if missing := queue_blockers([cfg for cfg, (how, _, _) in zip(exp.runs, steps) if how != "keep"]):
         raise CannotStart(missing[1])
     summaries = []
-    for i, (cfg, (how, earlier, note)) in enumerate(zip(exp.runs, steps)):
-        if note:
-            emit(WarningRaised(cfg.name, exp.name, "continue", note))
-        if how == "keep":
-            emit(RunKept(cfg.name, exp.name, earlier))
-            summary = earlier
-        elif how == "resume":
-            summary = resume_run(Path(earlier["run_dir"]), emit=emit, should_stop=should_stop, index=i,
-                                 total_runs=len(exp.runs))
-        else:
-            summary = train_run(cfg, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
-                                index=i, total_runs=len(exp.runs))
+    for i, (cfg, step) in enumerate(zip(exp.runs, steps)):
+        summary = run_step(cfg, step, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
+                           index=i, total_runs=len(exp.runs))
         summaries.append(summary)
         if summary["status"] == "cancelled":
             break
