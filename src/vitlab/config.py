@@ -243,6 +243,16 @@ class ExperimentConfig(Strict):
         return self
 
 
+def seeded_name(name: str, seed: int) -> str:
+    """The name of one seed's run: `vit` trained with seed 2 is `vit-s2` (a preset's `seeds`, --seeds, Seeds…)."""
+    return f"{name}-s{seed}"
+
+
+def unseeded_name(name: str, seed: int) -> str:
+    """`vit` for vit-s2 trained with seed 2; any other name as it is."""
+    return name.removesuffix(f"-s{seed}")
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'train': {'lr': 0.001}} -> {'train.lr': 0.001}: dotted paths, as messages and --set name fields."""
     out: dict[str, Any] = {}

@@ -16,7 +16,8 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .config import MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig, condition_key
+from .config import (MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig, condition_key, seeded_name,
+                     unseeded_name)
 from .errors import PresetError
 
 TOP_KEYS = ("name", "description", "defaults", "runs", "seeds")
@@ -224,11 +225,6 @@ def parse_seeds(text: str, where: str = "--seeds") -> list[int]:
     return [int(part) for part in parts]
 
 
-def seeded_name(name: str, seed: int) -> str:
-    """The name of one seed's run: `vit` trained with seed 2 is `vit-s2`."""
-    return f"{name}-s{seed}"
-
-
 def reseed(runs: list[RunConfig], seeds: list[int]) -> list[RunConfig]:
     """Every run once per seed, as a preset's `seeds` would train them. Runs that differ by their seed alone are
     one run first, so `vit-s0, vit-s1` reseeded with [0, 1, 2] are `vit-s0, vit-s1, vit-s2`, not `vit-s0-s0`.
@@ -236,7 +232,7 @@ def reseed(runs: list[RunConfig], seeds: list[int]) -> list[RunConfig]:
     conditions: dict[str, RunConfig] = {}
     for run in runs:
         conditions.setdefault(condition_key(run.resolved()), run)
-    bases = [{**run.resolved(), "name": run.name.removesuffix(f"-s{run.train.seed}")} for run in conditions.values()]
+    bases = [{**run.resolved(), "name": unseeded_name(run.name, run.train.seed)} for run in conditions.values()]
     return [RunConfig.model_validate(_with_seed(base, seed)) for base in bases for seed in seeds]
 
 

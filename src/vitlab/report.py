@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .config import condition_key, flatten
+from .config import condition_key, flatten, unseeded_name
 
 
 def _num(x: float | int | None, fmt: str) -> str:
@@ -275,7 +275,7 @@ def _condition(summary: dict) -> str | None:
 def _group_name(runs: list[dict]) -> str:
     """`vit` for vit-s0, vit-s1 (the names seeds give); otherwise the names' common start, or the first's."""
     names = [r.get("name") or "" for r in runs]
-    bases = [name.removesuffix(f"-s{run_seed(r)}") for name, r in zip(names, runs)]
+    bases = [unseeded_name(name, run_seed(r)) for name, r in zip(names, runs)]
     if len(set(bases)) == 1:
         return bases[0]
     return os.path.commonprefix(names).rstrip("-_.+") or bases[0]

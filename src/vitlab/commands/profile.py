@@ -8,7 +8,7 @@ from dataclasses import replace
 from rich.console import Console
 from rich.table import Table
 
-from ..config import RunConfig, condition_key, model_label, profile_key
+from ..config import RunConfig, condition_key, model_label, profile_key, unseeded_name
 from ..presets import load_preset
 from ..report import human_count
 
@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
             rows[-1][1].append(run)
         else:
             rows.append((key, [run], p))
-    names = [runs[0].name if len(runs) == 1 else f"{runs[0].name.removesuffix(f'-s{runs[0].train.seed}')} "
+    names = [runs[0].name if len(runs) == 1 else f"{unseeded_name(runs[0].name, runs[0].train.seed)} "
              f"(seeds {','.join(str(r.train.seed) for r in runs)})" for _, runs, _ in rows]
     table = Table(title=exp.name, header_style="bold")
     # a narrow terminal wraps the model's words; a run's name is never cut ("conv-stem-…" told nothing)

@@ -14,18 +14,12 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..config import ExperimentConfig, RunConfig, flatten
+from ..config import ExperimentConfig, RunConfig, flatten, unseeded_name
 from ..errors import CannotStart
 from .store import find_runs
 
 Step = tuple[Literal["train", "resume", "keep"], dict[str, Any] | None, str | None]  # what, the earlier run, a note
 TRAIN: Step = ("train", None, None)  # a queue that does not continue: every run trains
-
-
-def _base(name: str, seed: int) -> str:
-    """`vit` for vit-s2 trained with seed 2: an unseeded run is the seeds' run of its seed (`--seeds 0,1` added
-    to a study trained once keeps its runs as seed 0)."""
-    return name.removesuffix(f"-s{seed}")
 
 
 def _config(summary: dict[str, Any]) -> RunConfig | None:
@@ -49,8 +43,10 @@ def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
     earlier = [(s, c) for s in (find_runs([where]) if where.is_dir() else []) if (c := _config(s))]  # newest first
     steps: list[Step] = []
     for cfg in exp.runs:
-        base = _base(cfg.name, cfg.train.seed)
-        named = [(s, c) for s, c in earlier if _base(c.name, c.train.seed) == base]
+        # by name less the seed suffix: an unseeded run is the seeds' run of its seed (`--seeds 0,1` added to a
+        # study trained once keeps its runs as seed 0)
+        base = unseeded_name(cfg.name, cfg.train.seed)
+        named = [(s, c) for s, c in earlier if unseeded_name(c.name, c.train.seed) == base]
         same = [s for s, c in named if c.model_copy(update={"name": cfg.name}) == cfg]
         finished = next((s for s in same if s.get("status") == "finished"), None)
         if finished is not None:

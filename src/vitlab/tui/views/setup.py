@@ -247,7 +247,7 @@ class SetupView(Horizontal):
                                                                 if len(seeds) > 1 else "0,1,2")], ok="Apply",
                             note="Each run becomes one per seed (vit-s0, vit-s1, ...), the same but for train.seed; "
                                  "Results (g) then shows mean ± std across seeds.", check=check)
-        self.app.push_screen(prompt, lambda values: values and self.set_seeds(runs, parse_seeds(values["seeds"], "")))
+        self.app.push_screen(prompt, lambda v: v and self.set_seeds(runs, parse_seeds(v["seeds"], "Seeds")))
 
     def set_seeds(self, runs: list[RunConfig], seeds: list[int]) -> None:
         self.queue = reseed(runs, seeds)
