@@ -1,10 +1,12 @@
-"""Shared test setup: pinned CPU threads, offline Hugging Face with a cache of its own, no GPU."""
+"""Shared test setup: pinned CPU threads, offline Hugging Face with a cache of its own, no GPU.
+
+One thread per test process: pytest-xdist runs two (pyproject's addopts), one per core of a 2-core machine."""
 import atexit
 import os
 import shutil
 import tempfile
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -21,5 +23,5 @@ import pytest  # noqa: E402
 def _pin_threads():
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     yield

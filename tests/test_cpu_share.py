@@ -16,10 +16,11 @@ from vitlab.engine.runner import train_run
 
 @pytest.fixture
 def unpinned(monkeypatch):
+    before = torch.get_num_threads()  # the suite's pinned count: later tests compare runs trained with it
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(2)
     yield
-    torch.set_num_threads(2)
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -54,8 +55,9 @@ def test_trainings_share_the_threads_and_take_them_back(tmp_path, unpinned, othe
 
 def test_omp_num_threads_is_the_users_choice(tmp_path, monkeypatch, other_training):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = torch.get_num_threads()
     share = CpuShare(tmp_path)
-    assert share.adapt(now=True) is None and torch.get_num_threads() == 2
+    assert share.adapt(now=True) is None and torch.get_num_threads() == before
     assert not (tmp_path / str(os.getpid())).exists()
 
 
