@@ -5,6 +5,7 @@ import json
 import statistics
 
 import pytest
+import yaml
 from rich.console import Console
 
 from vitlab.errors import PresetError
@@ -38,8 +39,14 @@ def test_every_run_is_trained_once_per_seed(tmp_path):
     p2 = [r.model_dump() for r in exp.runs[:3]]
     assert all({**r, "name": None, "train": {**r["train"], "seed": None}} ==
                {**p2[0], "name": None, "train": {**p2[0]["train"], "seed": None}} for r in p2)
-    assert load_preset(save_preset(exp, tmp_path / "saved.yaml")) == exp  # saved as the runs it trains
-    assert "seeds" not in dump_preset(exp)
+    saved = save_preset(exp, tmp_path / "saved.yaml")
+    assert load_preset(saved) == exp
+    # saved as written: one block per setting and the seeds, so a setting is edited once, not once per seed
+    assert "seeds: [0, 1, 2]\n" in saved.read_text() and [r["name"] for r in yaml.safe_load(saved.read_text())[
+        "runs"]] == ["p2", "p4"]
+    # a queue that is not every setting once per seed (one seed's run removed) is saved run by run
+    uneven = exp.model_copy(update={"runs": exp.runs[:2] + exp.runs[3:]})
+    assert "seeds" not in dump_preset(uneven) and load_preset(save_preset(uneven, tmp_path / "u.yaml")) == uneven
 
 
 def test_cli_seeds_replace_the_presets(tmp_path):

@@ -349,20 +349,47 @@ def _minimal(model: BaseModel, defaults: BaseModel) -> dict[str, Any]:
     return {k: v for k, v in full.items() if base.get(k) != v or k == "kind"}
 
 
+def _seeds_of(runs: list[RunConfig]) -> list[int] | None:
+    """The seeds of a queue that a preset's `seeds` (or --seeds, Seeds…) made: every setting once per seed, in
+    that order and named so. None for any other queue."""
+    first = condition_key(runs[0].resolved()) if runs else None
+    seeds = [r.train.seed for r in runs if condition_key(r.resolved()) == first]
+    try:
+        return seeds if runs and reseed(runs, seeds) == runs else None
+    except ValidationError:
+        return None
+
+
 def experiment_to_dict(exp: ExperimentConfig) -> dict[str, Any]:
+    """A seeded queue is written as its settings and `seeds` (one block to edit per setting, not per seed)."""
+    seeds = _seeds_of(exp.runs)
     runs = []
     for run in exp.runs:
+        if seeds is not None:
+            if run.train.seed != seeds[0]:
+                continue
+            run = run.model_copy(update={"name": unseeded_name(run.name, run.train.seed),
+                                         "train": run.train.model_copy(update={"seed": TrainConfig().seed})})
         entry: dict[str, Any] = {"name": run.name, "model": _minimal(run.model, type(run.model)())}
         for section, cls in (("data", DataConfig), ("train", TrainConfig)):
             block = _minimal(getattr(run, section), cls())
             if block:
                 entry[section] = block
         runs.append(entry)
-    return {"name": exp.name, "description": exp.description, "runs": runs}
+    return {"name": exp.name, "description": exp.description, **({"seeds": tuple(seeds)} if seeds else {}),
+            "runs": runs}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes the seeds on one line (`seeds: [0, 1, 2]`), as people write them."""
+
+
+_Dumper.add_representer(tuple, lambda dumper, seq: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", seq, flow_style=True))
 
 
 def dump_preset(exp: ExperimentConfig) -> str:
-    return yaml.safe_dump(experiment_to_dict(exp), sort_keys=False, allow_unicode=True)
+    return yaml.dump(experiment_to_dict(exp), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 def save_preset(exp: ExperimentConfig, path: str | Path) -> Path:
