@@ -11,7 +11,7 @@ from rich.console import Console
 from vitlab.errors import PresetError
 from vitlab.presets import PACKAGE_ROOT, dump_preset, load_preset, parse_seeds, save_preset
 from vitlab.report import (SEED_TITLE, seed_groups, seed_table, seeds_csv, seeds_markdown, to_csv, to_json,
-                           to_markdown)
+                           to_markdown, versus_best)
 
 PRESET = """name: patch
 seeds: [0, 1, 2]
@@ -144,6 +144,27 @@ def test_every_format_carries_the_groups():
     header, first = list(csv.reader(io.StringIO(to_csv(runs))))[:2]
     assert first[header.index("seed")] == "0" and "accuracy_mean" not in header  # the runs' CSV stays one table
     assert "Across seeds" not in to_markdown(runs[:1]) and json.loads(to_json(runs[:1]))["seed_groups"] == []
+
+
+def test_each_setting_is_compared_with_the_best_by_welchs_t_test():
+    # R: t.test(c(1, 2, 3), c(4, 5, 6)) -> t = -3.6742, df = 4, p-value = 0.02131
+    runs = [summary(f"p4-s{i}", i, acc) for i, acc in enumerate([0.04, 0.05, 0.06])]
+    runs += [summary(f"p2-s{i}", i, acc, patch=2) for i, acc in enumerate([0.01, 0.02, 0.03])]
+    runs += [summary(f"p8-s{i}", i, 0.045, patch=8) for i in range(2)]  # no spread of its own
+    runs += [summary("p16-s0", 0, 0.9, patch=16), summary("p16-s1", 1, None, patch=16, status="failed")]
+    runs += [summary(f"lone-s{i}", i, 0.5, experiment="other") for i in range(2)]  # alone in its experiment
+    p4, p2, p8, p16, lone = seed_groups(runs)
+    assert (p4["accuracy_vs_best"], p4["p_vs_best"]) == (0, None)
+    assert p2["accuracy_vs_best"] == pytest.approx(-0.03) and p2["p_vs_best"] == pytest.approx(0.02131, abs=5e-6)
+    # one sample without spread: t = 0.005 / sqrt(0.0001 / 3), df = 2, where the two-sided p is 1 - t / sqrt(t² + 2)
+    t = 0.005 / (0.0001 / 3) ** 0.5
+    assert p8["accuracy_vs_best"] == pytest.approx(-0.005) and p8["p_vs_best"] == pytest.approx(1 - t / (t * t + 2) ** 0.5)
+    assert p16["accuracy_vs_best"] is None and lone["accuracy_vs_best"] is None  # one finished seed; nothing to beat
+    cells = {g["name"]: row for g, row in zip([p4, p2, p8, p16, lone],
+                                              seeds_markdown([p4, p2, p8, p16, lone]).splitlines()[2:])}
+    assert "| best |" in cells["p4"] and "| -3.00, p=0.021 |" in cells["p2"] and "| - |" in cells["lone"]
+    assert versus_best(p2) == " · -3.00 pts vs the best setting (p=0.021)" and versus_best(lone) == ""
+    assert json.loads(to_json(runs))["seed_groups"][1]["p_vs_best"] == pytest.approx(0.02131, abs=5e-6)
 
 
 def test_the_seeds_table_fits_a_narrow_terminal():

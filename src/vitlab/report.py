@@ -9,6 +9,7 @@ import io
 import json
 import os
 import statistics
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -135,8 +136,8 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
 NARROW_DROPS = ("started", "epochs", "precision", "batch", "mfu", "gflops", "memory", "params", "time", "throughput")
 
 
-def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int,
-                keep: str | None = None) -> tuple[Column, ...]:
+def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int, keep: str | None = None,
+                drops: tuple[str, ...] = NARROW_DROPS) -> tuple[Column, ...]:
     """The columns whose cells fit `width` characters uncut (each takes its widest cell, 2 of padding and 1 of
     rule), dropping NARROW_DROPS in order, never `keep` (the column sorted by): cut cells ('qu…', '0.…') tell
     nothing."""
@@ -145,7 +146,7 @@ def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int,
     one_experiment = "experiment" in keys and len({r[keys.index("experiment")] for r in rows}) <= 1
     kept = list(columns)
     # a kept sort column may leave too little room: the model, then the final accuracy make way for it
-    for key in ("experiment",) * one_experiment + NARROW_DROPS + ("model", "accuracy") * bool(keep):
+    for key in ("experiment",) * one_experiment + drops + ("model", "accuracy") * bool(keep):
         if sum(need[c.key] for c in kept) + 1 <= width:
             break
         kept = [c for c in kept if c.key != key or key == keep]
@@ -161,16 +162,16 @@ def rich_table(summaries: list[dict], title: str | None = None, hide: tuple[str,
 def seed_table(groups: list[dict], hide: tuple[str, ...] = (), width: int | None = None):
     """The runs that differ only by seed, one row per condition: mean ± sample standard deviation."""
     columns = tuple(c for c in SEED_COLUMNS if c.key not in hide)
-    return _rich(columns, groups, SEED_TITLE, width, None, styled=None)
+    return _rich(columns, groups, SEED_TITLE, width, None, styled=None, drops=SEED_DROPS)
 
 
 def _rich(columns: tuple[Column, ...], rows: list[dict], title: str | None, width: int | None, sort: str | None,
-          styled: str | None):
+          styled: str | None, drops: tuple[str, ...] = NARROW_DROPS):
     from rich.markup import escape
     from rich.table import Table
 
     if width:
-        fitted = fit_columns(columns, [format_row(r, columns) for r in rows], width, keep=sort)
+        fitted = fit_columns(columns, [format_row(r, columns) for r in rows], width, keep=sort, drops=drops)
         hidden = [c.header for c in columns if c not in fitted]
         columns = fitted
     table = Table(title=title, header_style="bold", caption_justify="left",
@@ -256,8 +257,8 @@ def seeds_json(groups: list[dict]) -> str:
 
 SEED_TITLE = "Across seeds (mean ± standard deviation of the finished runs)"
 GROUP_FIELDS = ("experiment", "name", "model", "seeds", "runs", "finished", "finished_seeds", "best_accuracy_mean",
-                "best_accuracy_std", "accuracy_mean", "accuracy_std", "train_time_s_mean", "throughput_img_s_mean",
-                "params", "flops", "run_names", "run_dirs")
+                "best_accuracy_std", "accuracy_mean", "accuracy_std", "accuracy_vs_best", "p_vs_best",
+                "train_time_s_mean", "throughput_img_s_mean", "params", "flops", "run_names", "run_dirs")
 
 
 def run_seed(summary: dict) -> int | None:
@@ -299,7 +300,7 @@ def seed_groups(summaries: list[dict]) -> list[dict]:
         held = seeds.get(run_seed(s))
         if held is None or rank > (held.get("status") == "finished", held.get("started_at") or ""):
             seeds[run_seed(s)] = s
-    groups, configs = [], []
+    groups, configs, accuracies = [], [], []
     for seeds in by_condition.values():
         if len(seeds) < 2:
             continue
@@ -317,8 +318,39 @@ def seed_groups(summaries: list[dict]) -> list[dict]:
         group.update(params=runs[0].get("params"), flops=runs[0].get("flops"), run_names=[r.get("name") for r in runs],
                      run_dirs=[r.get("run_dir") for r in runs])
         groups.append(group)
+        accuracies.append([r["accuracy"] for r in done if r.get("accuracy") is not None])
     _tell_apart(groups, configs)
+    _versus_best(groups, accuracies)
     return groups
+
+
+def _versus_best(groups: list[dict], accuracies: list[list[float]]) -> None:
+    """Each setting's mean final accuracy against the best setting of its experiment: the difference and the
+    two-sided p-value of Welch's t-test (unequal variances), so a gap can be read against the seed noise. Needs
+    two finished seeds on both sides; None where it cannot be said (and the best's own p)."""
+    for g in groups:
+        g["accuracy_vs_best"] = g["p_vs_best"] = None
+    for experiment in dict.fromkeys(g["experiment"] for g in groups):
+        able = [i for i, g in enumerate(groups) if g["experiment"] == experiment and len(accuracies[i]) >= 2]
+        if len(able) < 2:
+            continue
+        best = max(able, key=lambda i: groups[i]["accuracy_mean"])
+        for i in able:
+            if i != best:
+                groups[i]["accuracy_vs_best"] = groups[i]["accuracy_mean"] - groups[best]["accuracy_mean"]
+                groups[i]["p_vs_best"] = welch_p(accuracies[i], accuracies[best])
+        groups[best]["accuracy_vs_best"] = 0.0
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test; None when both samples have no spread (the test is undefined)."""
+    from scipy.stats import ttest_ind
+
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        return None
+    with warnings.catch_warnings():  # scipy warns of precision loss when a sample's values are (nearly) equal
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _tell_apart(groups: list[dict], configs: list[dict]) -> None:
@@ -346,6 +378,31 @@ def _pct_spread(group: dict, field: str) -> str:
     return f"{100 * mean:.2f}%" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
 
 
+def _vs_best_cell(group: dict) -> str:
+    """`best`; `-2.10, p=0.04` (percentage points of mean final accuracy, Welch's p); `-` without two finished
+    seeds on both sides."""
+    diff, p = group.get("accuracy_vs_best"), group.get("p_vs_best")
+    if diff is None:
+        return "-"
+    if p is None and diff == 0:
+        return "best"
+    return f"{100 * diff:+.2f}" + ("" if p is None else f", {p_text(p)}")
+
+
+def p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}"
+
+
+def versus_best(group: dict) -> str:
+    """` · -3.17 pts vs the best setting (p=0.052)`, ` · the best setting` or nothing: a run's detail line."""
+    diff, p = group.get("accuracy_vs_best"), group.get("p_vs_best")
+    if diff is None:
+        return ""
+    if diff == 0 and p is None:
+        return " · the best setting"
+    return f" · {100 * diff:+.2f} pts vs the best setting" + ("" if p is None else f" ({p_text(p)})")
+
+
 def _seeds_cell(group: dict) -> str:
     """`0,1,2`; `0,1,2 (finished: 0,2)` while some have not finished (running, cancelled, failed)."""
     seeds = ",".join(map(str, group["seeds"]))
@@ -361,8 +418,11 @@ SEED_COLUMNS: tuple[Column, ...] = (
     Column("seeds", "Seeds", _seeds_cell, _field("finished")),
     Column("best_accuracy", "Best acc", lambda g: _pct_spread(g, "best_accuracy"), _field("best_accuracy_mean"), True),
     Column("accuracy", "Final acc", lambda g: _pct_spread(g, "accuracy"), _field("accuracy_mean"), True),
+    Column("vs_best", "vs best (pts)", _vs_best_cell, _field("accuracy_vs_best"), True),
     Column("params", "Params", lambda g: human_count(g.get("params")), _field("params"), True),
     Column("time", "Train time", lambda g: train_time(g.get("train_time_s_mean")), _field("train_time_s_mean"), True),
     Column("throughput", "img/s", lambda g: _num(g.get("throughput_img_s_mean"), ",.0f"),
            _field("throughput_img_s_mean"), True),
 )
+# the answer across seeds is the final accuracy and its gap to the best: the best accuracy makes way first
+SEED_DROPS = ("params", "time", "throughput", "best_accuracy")

@@ -16,7 +16,8 @@ from textual.geometry import Region, Spacing
 from textual.widgets import DataTable, Static
 
 from ...report import (SEED_COLUMNS, STATUS_STYLE, format_row, runs_count, seed_groups, seeds_csv, seeds_json,
-                       seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown, visible_columns)
+                       seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown, versus_best,
+                       visible_columns)
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -201,7 +202,8 @@ class ResultsView(Vertical):
         group = next((g for g in self._groups if s.get("run_dir") in g["run_dirs"]), None)
         if group:  # the figure of one seed means little without the spread of the others
             cells = dict(zip((c.key for c in SEED_COLUMNS), format_row(group, SEED_COLUMNS)))
-            text.append(f"\nseeds {cells['seeds']}: final {cells['accuracy']} · best {cells['best_accuracy']} (g)")
+            text.append(f"\nseeds {cells['seeds']}: final {cells['accuracy']} · best {cells['best_accuracy']}"
+                        f"{versus_best(group)} (g)")
         detail.update(text)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
