@@ -105,7 +105,10 @@ class ResultsView(Vertical):
         return sort_summaries(self.runs(), self.sort_key)
 
     def columns(self, rows: list[dict[str, Any]]):
-        return SEED_COLUMNS if self.by_seed else visible_columns(rows)
+        if not self.by_seed:
+            return visible_columns(rows)
+        one_experiment = len({g["experiment"] for g in rows}) <= 1  # named in the detail line: room for the answer
+        return tuple(c for c in SEED_COLUMNS if c.key != "experiment" or not one_experiment)
 
     # -- table ------------------------------------------------------------------------------------
     def render_table(self) -> None:
