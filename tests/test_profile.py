@@ -82,3 +82,17 @@ def test_count_flops_keeps_training_mode():
     model = build_model(vit(patch=4, dim=32, heads=2, layers=1), 10).train()
     count_flops(model, 32)
     assert model.training
+
+
+def test_a_model_too_large_to_trace_is_profiled_from_its_shapes():
+    """The TUI profiles as a form is typed: a 3.6B-parameter ViT must not cost 14 GB (it did)."""
+    import resource
+
+    huge = vit(patch=4, dim=4096, heads=4, layers=4, mlp_dim=102_400)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    p = profile_run(huge, trace_limit=10**8)
+    assert p.params == p.trainable_params > 3.6e9 and p.flops == vit_flops_analytic(huge.model, 32, 100)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300_000  # no real weights built
+    assert profile_run(vit(patch=4, dim=4096, heads=4, layers=4, stem="conv"), trace_limit=10**8).flops is None
+    small = vit(patch=4, dim=64, heads=2, layers=1, stem="conv")
+    assert profile_run(small, trace_limit=10**8) == profile_run(small)  # under the limit: traced as always

@@ -78,7 +78,7 @@ class Profile:
     name: str
     params: int
     trainable_params: int
-    flops: int
+    flops: int | None  # None: not counted (a model too large to trace for a hint)
     config: dict
 
 
@@ -91,9 +91,19 @@ def classes_for(cfg: RunConfig) -> int:
     return len(found) or 1000  # an image folder not on disk yet: ImageNet-sized head
 
 
-def profile_run(cfg: RunConfig, num_classes: int | None = None) -> Profile:
+def profile_run(cfg: RunConfig, num_classes: int | None = None, trace_limit: int | None = None) -> Profile:
+    """Params from the model built on the meta device (shapes only: no memory, however large), FLOPs from a
+    trace of the real model. Above `trace_limit` parameters (the TUI's hint as a form is typed) the real model is
+    not built: a patchify ViT's FLOPs come from the closed form, other models' are left out (None)."""
     from .models import build_model, count_params
 
-    model = build_model(cfg, num_classes or classes_for(cfg), load_weights=False)
-    params, trainable = count_params(model)
+    classes = num_classes or classes_for(cfg)
+    with torch.device("meta"):
+        params, trainable = count_params(build_model(cfg, classes, load_weights=False))
+    if trace_limit is not None and params > trace_limit:
+        m = cfg.model
+        flops = vit_flops_analytic(m, cfg.data.size, classes) if isinstance(m, ViTModel) and m.stem == "patchify" \
+            else None
+        return Profile(cfg.name, params, trainable, flops, cfg.resolved())
+    model = build_model(cfg, classes, load_weights=False)
     return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved())
