@@ -62,13 +62,11 @@ class PresetInfo:
 
 
 def list_presets() -> list[PresetInfo]:
+    """Every preset of preset_dirs(), each with its path: one of the user's named like a shipped one is listed too
+    (a name is looked up in that order, but a picker shows them all)."""
     found: list[PresetInfo] = []
-    seen: set[str] = set()
     for d in preset_dirs():
         for path in sorted(d.glob("*.y*ml")):
-            if path.name in seen:
-                continue
-            seen.add(path.name)
             try:
                 exp = load_preset(path)
                 found.append(PresetInfo(path, exp.name, exp.description, len(exp.runs)))

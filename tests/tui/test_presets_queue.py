@@ -87,6 +87,11 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, co
         await pilot.pause()
         dialog = app.screen
         dialog.query_one("#in-name", Input).value = "tiny-edited"
+        await pilot.pause()
+        assert dialog.query_one("#in-path", Input).value == str(config_home / "vitlab" / "presets" / "tiny-edited.yaml")
+        await pilot.press("ctrl+r")  # the view keys wait while a dialog is open (ctrl+x is the field's cut)
+        await pilot.pause()
+        assert app.screen is dialog and not app.running
         await pilot.press("enter", "enter", "enter")  # name -> description -> file -> saved
         await pilot.pause()
         saved = config_home / "vitlab" / "presets" / "tiny-edited.yaml"
@@ -105,6 +110,9 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, co
         assert app.screen is dialog and "not a safe name" in str(dialog.query_one("#dialog-note").render())
         assert "Value error" not in str(dialog.query_one("#dialog-note").render())
         dialog.query_one("#in-name", Input).value = "my-exp"
+        await pilot.pause()
+        assert "not a safe name" not in str(dialog.query_one("#dialog-note").render())  # fixed: the note is back
+        assert dialog.query_one("#in-path", Input).value == str(other)  # typed by hand: it no longer follows
         dialog.query_one("#in-path", Input).focus()
         await enter_keeps_the_dialog(pilot, dialog, "exists: Save again to replace it")
         assert other.read_text() == "keep me"
@@ -158,6 +166,24 @@ async def test_queue_add_edit_reorder_remove(runs_dir):
         form.query_one("#f-vit-layers", Input).value = "2"
         await pilot.pause()
         assert app.setup.queue[1].model.layers == 2
+        # heads typed as 1, then 17 (not a divisor of the embed dim): the queue holds 1, and the form may not be
+        # left, nor the queue saved, as if the 17 had been taken
+        for heads in ("1", "17"):
+            form.query_one("#f-vit-heads", Input).value = heads
+            await pilot.pause()
+        assert app.setup.queue[1].model.heads == 1
+        queue.focus()
+        queue.index = 0
+        await pilot.press("enter")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.setup.editing == 1 and app.screen is app.screen_stack[0]
+        assert [n.title for n in app._notifications][-2:] == ["Not left", "Not saved"]
+        assert list(app._notifications)[-1].message == (
+            "Run 2 in the form: Heads: must divide embed_dim 192 (got 17). The queue holds its last valid settings "
+            "(ViT p4 d192 h1 L2): fix the field first.")
+        form.query_one("#f-vit-heads", Input).value = "2"
+        await pilot.pause()
         # a name already in the queue is refused beside the name field
         form.query_one("#f-run-name", Input).value = "FIRST-2"
         await pilot.pause()
@@ -231,3 +257,28 @@ async def test_export_asks_before_replacing_a_file_and_keeps_a_bad_name(tmp_path
         await pilot.press("enter")
         await pilot.pause()
         assert app.screen is not dialog and notes.read_text().startswith("| Experiment | Run |")
+
+
+async def test_the_picker_lists_every_preset_file_and_says_what_is_wrong_with_a_broken_one(tmp_path, runs_dir,
+                                                                                          config_home, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "presets").mkdir()
+    write_preset(tmp_path / "presets" / "tiny.yaml")
+    broken = "name: broken\nruns:\n  - name: x\n    model: {kind: vit, heads: 5}\n"
+    (tmp_path / "presets" / "broken.yaml").write_text(broken)
+    (config_home / "vitlab" / "presets").mkdir(parents=True)
+    write_preset(config_home / "vitlab" / "presets" / "tiny.yaml")  # the user's own, named like the project's
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        picker = app.screen
+        paths = [p.path for p in picker.presets]
+        assert tmp_path / "presets" / "tiny.yaml" in paths and config_home / "vitlab" / "presets" / "tiny.yaml" in paths
+        picker.query_one(ListView).index = paths.index(tmp_path / "presets" / "broken.yaml")
+        await pilot.pause()
+        assert "heads" in str(picker.query_one("#preset-about").render())  # highlighted: what is wrong
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is picker and list(app._notifications)[-1].title == "Invalid preset"

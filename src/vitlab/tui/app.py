@@ -19,7 +19,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.notifications import SeverityLevel
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -45,10 +45,15 @@ REFRESH_S = 1.0  # the Live view redraws at most once a second (charts, log: eve
 STANDBY_AFTER_S = 1.0  # the standby training process starts this long after the first paint
 
 
+# The Derived pane's FLOPs trace a real model in this process: not above this many parameters (~0.4 GB of fp32
+# weights; a patchify ViT's FLOPs then come from the closed form), so typing a big size never costs gigabytes.
+TRACE_LIMIT = 100_000_000
+
+
 def default_profiler(cfg: RunConfig):
     from ..engine.profile import profile_run  # imports torch: only ever called from a worker thread
 
-    return profile_run(cfg)
+    return profile_run(cfg, trace_limit=TRACE_LIMIT)
 
 
 class VitlabApp(App[int]):
@@ -96,6 +101,13 @@ class VitlabApp(App[int]):
         """Plain text, always (widgets' notify asks for markup too): vitlab's messages quote run names, paths
         and errors, whose brackets are not markup (`[type=...]` in an error used to crash the app)."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The view keys are priority bindings, so they would reach through a dialog: ctrl+r in the Save dialog
+        # started a training behind it, ctrl+x twice stacked two cancel dialogs. ctrl+q still quits.
+        if action in ("run", "cancel", "save", "show", "presets", "export") and isinstance(self.screen, ModalScreen):
+            return False
+        return True
 
     def action_help_quit(self) -> None:
         """ctrl+c, pressed to quit out of habit: say which key quits (Textual's hint is markup, see notify)."""
@@ -239,16 +251,16 @@ class VitlabApp(App[int]):
         if not setup.queue and setup.config is None:
             self.notify("Nothing to save: the queue is empty and the form has errors.", severity="error")
             return
+        if stale := setup.stale_edit():
+            self.notify(stale, title="Not saved", severity="error", timeout=10)
+            return
         name = self.experiment_name or "my-experiment"
         initial_path = default_preset_path(user_preset_dir(), name)
         n = len(setup.queue)
         what = f"the queue ({runs_count(n)})" if n else "the form (one run)"
 
         def target(values: dict) -> Path:
-            path = values["path"] or initial_path
-            if path == initial_path and values["name"] != name:
-                path = default_preset_path(user_preset_dir(), values["name"])
-            return Path(path).expanduser()
+            return Path(values["path"] or default_preset_path(user_preset_dir(), values["name"])).expanduser()
 
         warned: set[Path] = set()
 
@@ -263,7 +275,8 @@ class VitlabApp(App[int]):
         prompt = PathPrompt("Save as a preset", [("name", "Experiment name", name),
                                                  ("description", "Description", self.experiment_description),
                                                  ("path", "File", initial_path)],
-                            note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.", check=check)
+                            note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.", check=check,
+                            follows=("name", "path", lambda typed: default_preset_path(user_preset_dir(), typed)))
         self.push_screen(prompt, lambda values: values and self.save_queue(target(values), values["name"],
                                                                          values["description"]))
 

@@ -53,10 +53,14 @@ class PathPrompt(ModalScreen[dict | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
 
     def __init__(self, title: str, fields: list[tuple[str, str, str]], ok: str = "Save", note: str = "",
-                 check: Callable[[dict], str | None] | None = None) -> None:
-        """fields: (key, label, initial value)."""
+                 check: Callable[[dict], str | None] | None = None,
+                 follows: tuple[str, str, Callable[[str], str]] | None = None) -> None:
+        """fields: (key, label, initial value). follows: (source, target, rule): the target field shows
+        rule(source) as the source is typed, until it is edited itself (the file named after the preset)."""
         super().__init__(classes="dialog-screen")
         self.title_text, self.fields, self.ok, self.note, self.check = title, fields, ok, note, check
+        self.follows = follows
+        self._followed = dict((key, value) for key, _, value in fields).get(follows[0], "") if follows else ""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -71,6 +75,20 @@ class PathPrompt(ModalScreen[dict | None]):
 
     def on_mount(self) -> None:
         self.query(Input).first().focus()
+
+    @on(Input.Changed)
+    def _follow(self, event: Input.Changed) -> None:
+        note = self.query_one("#dialog-note", Static)
+        if note.has_class("dialog-problem"):  # what was wrong may be fixed now: back to the note
+            note.update(self.note)
+            note.remove_class("dialog-problem")
+        if not self.follows or event.input.id != f"in-{self.follows[0]}":
+            return
+        source, target, rule = self.follows
+        field = self.query_one(f"#in-{target}", Input)
+        if field.value == rule(self._followed):  # not edited by hand: it follows
+            field.value = rule(event.value.strip())
+        self._followed = event.value.strip()
 
     def values(self) -> dict:
         return {key: self.query_one(f"#in-{key}", Input).value.strip() for key, _, _ in self.fields}

@@ -30,7 +30,7 @@ class PresetPicker(ModalScreen[Path | None]):
                 text.append(p.name, style="bold red" if p.error else "bold")
                 text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
                 text.append(f"  {p.path}", style="dim")
-                items.append(ListItem(Label(text), disabled=p.error is not None))
+                items.append(ListItem(Label(text)))  # an invalid one too: highlighted, it shows what is wrong
             yield ListView(*items, id="preset-list")
             yield Static("", id="preset-about", classes="dialog-message")
             yield Static("enter load · escape back · replaces the current queue", classes="dialog-hint")
@@ -51,5 +51,10 @@ class PresetPicker(ModalScreen[Path | None]):
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
         lst = self.query_one(ListView)
-        if lst.index is not None and self.presets[lst.index].error is None:
-            self.dismiss(self.presets[lst.index].path)
+        if lst.index is None:
+            return
+        if (p := self.presets[lst.index]).error is None:
+            self.dismiss(p.path)
+        else:
+            self.notify(f"{p.path} does not load: fix it first (the message above says where).", title="Invalid preset",
+                        severity="error", markup=False)

@@ -16,7 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
-from ...config import ExperimentConfig, RunConfig, profile_key
+from ...config import ExperimentConfig, RunConfig, model_label, profile_key
 from ...errors import PresetError
 from ...presets import describe_errors, parse_seeds, reseed
 from ...report import human_count, runs_count
@@ -152,6 +152,15 @@ class SetupView(Horizontal):
             hint.append("ctrl+r trains this run (queue empty)")
         self.query_one("#run-hint", Static).update(hint)
 
+    def stale_edit(self) -> str | None:
+        """Why the queued run being edited is not what the form shows: the form has an error, and the queue
+        holds the last valid values typed on the way (heads 1 while typing 12). None when they agree."""
+        if self.editing is None or self.form.result.config is not None or self.editing >= len(self.queue):
+            return None
+        run = self.queue[self.editing]
+        return (f"Run {self.editing + 1} in the form: {self.form_problem()}. The queue holds its last valid settings "
+                f"({model_label(run.model)}): fix the field first.")
+
     def form_problem(self) -> str:
         """The first problem of the form, naming its field (it may be below the fold)."""
         first = self.form.first_error()
@@ -174,6 +183,9 @@ class SetupView(Horizontal):
         self.notify(f"Added {cfg.name} to the queue ({runs_count(len(self.queue))}).")
 
     def action_new(self) -> None:
+        if stale := self.stale_edit():
+            self.notify(stale, title="Not left", severity="error", timeout=10)
+            return
         self.editing = None
         self.refresh_queue()
         self.form.query_one("#f-run-name").value = next_name(
@@ -183,6 +195,9 @@ class SetupView(Horizontal):
     @on(QueueList.Action)
     def _queue_action(self, event: QueueList.Action) -> None:
         i = event.index
+        if event.action == "edit" and i != self.editing and (stale := self.stale_edit()):
+            self.notify(stale, title="Not left", severity="error", timeout=10)
+            return
         if event.action == "edit":
             self.editing = i
             self.form.load(self.queue[i])
@@ -231,6 +246,9 @@ class SetupView(Horizontal):
         runs = self.queue or ([self.config] if self.config else [])
         if not runs:
             self.notify("Nothing to repeat: the queue is empty and the form has errors.", severity="error")
+            return
+        if stale := self.stale_edit():
+            self.notify(stale, title="Not repeated", severity="error", timeout=10)
             return
         seeds = sorted({r.train.seed for r in runs})
 
@@ -298,7 +316,7 @@ class SetupView(Horizontal):
                 text.append(f"{'Params':<12}", style="dim")
                 text.append(f"{human_count(params)}\n")
                 text.append(f"{'GFLOPs/img':<12}", style="dim")
-                text.append(f"{flops / 1e9:.3g}" if flops else "-")
+                text.append(f"{flops / 1e9:.3g}" if flops else "n/a here (vitlab profile)")
         self.query_one("#derived", Static).update(text.rstrip() or text)
 
     @work(thread=True, exclusive=True, group="profile", exit_on_error=False)
