@@ -111,6 +111,13 @@ def test_yaml_syntax_error_has_line(tmp_path):
     assert "YAML syntax error" in msg and "p.yaml:" in msg
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    twice = "name: x\nruns:\n  - name: a\n    train:\n      epochs: 1\n    model: {kind: vit}\n    train: {lr: 0.01}\n"
+    assert problem(tmp_path, twice) == f"{tmp_path / 'p.yaml'}:7: YAML syntax error: 'train' is given twice (lines 4 " \
+                                       "and 7): keep one"
+    assert "'name' is given twice (lines 1 and 2)" in problem(tmp_path, "name: x\nname: y\nruns: []\n")
+
+
 def test_missing_file():
     with pytest.raises(PresetError, match="no such preset file"):
         load_preset("/nonexistent/preset.yaml")

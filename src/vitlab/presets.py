@@ -77,6 +77,22 @@ def list_presets() -> list[PresetInfo]:
 
 # -- line numbers -------------------------------------------------------------------------------
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key written twice in one mapping is an error: YAML keeps the last silently, so a second
+    `train:` in a run dropped the first block's settings and trained another experiment than the one written."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen and key_node.tag != "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice (lines {seen[key]} and {line}): keep one", key_node.start_mark)
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _line_map(text: str) -> dict[tuple, int]:
     """Map each key path (('runs', 0, 'model', 'heads')) to its 1-based line in the YAML text."""
     lines: dict[tuple, int] = {}
@@ -332,7 +348,7 @@ def load_preset(path: str | Path, overrides: Iterable[str] = (), seeds: list[int
     except (OSError, UnicodeDecodeError) as e:
         raise PresetError(f"{path}: cannot read it ({e})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
