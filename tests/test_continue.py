@@ -69,6 +69,18 @@ def test_seeds_added_to_a_study_trained_once_keep_its_runs_as_seed_0(tmp_path):
     assert seed_groups(summaries)[0]["seeds"] == [0, 1]
 
 
+def test_what_only_watches_a_run_is_no_change(tmp_path):
+    [once] = run_experiment(experiment(epochs=(1,)), runs_dir=tmp_path)
+    watched = ExperimentConfig.model_validate({"name": "sweep", "runs": [
+        {"name": "r0", "model": MODEL, "data": {**DATA, "num_workers": 0},
+         "train": {"epochs": 1, "batch_size": 32, "log_every": 3, "tensorboard": True}}]})
+    events = []
+    [kept] = run_experiment(watched, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    assert kept == once and [type(e).__name__ for e in events] == ["RunKept"]
+    assert len(seed_groups([once, {**kept, "name": "r0-s1", "config": {  # one group: the same training
+        **watched.runs[0].resolved(), "train": {**watched.runs[0].resolved()["train"], "seed": 1}}}])) == 1
+
+
 def test_nothing_earlier_is_said_once(tmp_path):
     events = []
     run_experiment(experiment(epochs=(1, 1)), runs_dir=tmp_path, emit=events.append, resume_earlier=True)

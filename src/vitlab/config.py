@@ -270,6 +270,18 @@ def condition_key(resolved: dict[str, Any]) -> str:
     return json.dumps({**resolved, "name": None, "train": train}, sort_keys=True, default=str)
 
 
+# How a run is watched, not what it trains: runs that differ only here trained the same thing
+WATCH_ONLY = ("train.tensorboard", "train.log_every", "data.num_workers")
+
+
+def trained_key(resolved: dict[str, Any], seed: bool = False) -> str:
+    """What a run trained: its resolved config less its name, what only watches it (WATCH_ONLY) and, unless asked,
+    its seed. Seed groups and `--continue` compare runs by it (a --tensorboard run is the same training)."""
+    flat = flatten({k: v for k, v in resolved.items() if k != "name"})
+    return json.dumps({k: v for k, v in flat.items() if k not in WATCH_ONLY and (seed or k != "train.seed")},
+                      sort_keys=True, default=str)
+
+
 def profile_key(cfg: RunConfig) -> str:
     """What params and FLOPs depend on: the model, the image size, the class count, what is frozen."""
     return json.dumps([cfg.model.model_dump(mode="json"), cfg.data.size, cfg.data.dataset, cfg.data.num_classes,

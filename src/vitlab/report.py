@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .config import condition_key, flatten, unseeded_name
+from .config import WATCH_ONLY, flatten, trained_key, unseeded_name
 
 
 def _num(x: float | int | None, fmt: str) -> str:
@@ -270,7 +270,7 @@ def _condition(summary: dict) -> str | None:
     config = summary.get("config")
     if not isinstance(config, dict) or run_seed(summary) is None:
         return None
-    return json.dumps([summary.get("experiment"), condition_key(config)])
+    return json.dumps([summary.get("experiment"), trained_key(config)])
 
 
 def _group_name(runs: list[dict]) -> str:
@@ -361,7 +361,7 @@ def _tell_apart(groups: list[dict], configs: list[dict]) -> None:
         same = [i for i, o in enumerate(groups) if (o["experiment"], o["name"]) == (g["experiment"], g["name"])]
         if len(same) < 2 or "differs" in g:
             continue
-        keys = sorted({k for i in same for k in flat[i]} - {"train.seed"})
+        keys = sorted({k for i in same for k in flat[i]} - {"train.seed", *WATCH_ONLY})
         keys = [k for k in keys if len({repr(flat[i].get(k)) for i in same}) > 1]
         for i in same:
             shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={flat[i].get(k)}" for k in keys[:2]) + ", …" * (len(keys) > 2)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..config import ExperimentConfig, RunConfig, flatten, unseeded_name
+from ..config import WATCH_ONLY, ExperimentConfig, RunConfig, flatten, trained_key, unseeded_name
 from ..errors import CannotStart
 from .store import find_runs
 
@@ -32,7 +32,7 @@ def _config(summary: dict[str, Any]) -> RunConfig | None:
 def _changes(was: RunConfig, now: RunConfig) -> str:
     """`train.lr 0.003 -> 0.002`: the settings that differ (at most three named)."""
     a, b = flatten(was.resolved()), flatten(now.resolved())
-    keys = [k for k in dict.fromkeys([*a, *b]) if k != "name" and a.get(k) != b.get(k)]
+    keys = [k for k in dict.fromkeys([*a, *b]) if k not in ("name", *WATCH_ONLY) and a.get(k) != b.get(k)]
     return ", ".join(f"{k} {a.get(k)} -> {b.get(k)}" for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
@@ -47,7 +47,8 @@ def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
         # study trained once keeps its runs as seed 0)
         base = unseeded_name(cfg.name, cfg.train.seed)
         named = [(s, c) for s, c in earlier if unseeded_name(c.name, c.train.seed) == base]
-        same = [s for s, c in named if c.model_copy(update={"name": cfg.name}) == cfg]
+        # the same training: what only watches it (--tensorboard, log_every, loader workers) may differ
+        same = [s for s, c in named if trained_key(c.resolved(), seed=True) == trained_key(cfg.resolved(), seed=True)]
         finished = next((s for s in same if s.get("status") == "finished"), None)
         if finished is not None:
             steps.append(("keep", finished, None))
