@@ -136,8 +136,13 @@ def test_failed_run_exits_1_and_keeps_summary(tmp_path, tiny):
 
 
 def test_presets_lists_shipped(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "mine.yaml").write_text(
+        "name: tiny\ndescription: Does it learn? Details follow.\nruns:\n  - name: r\n    model: {kind: resnet18}\n")
     out = vitlab("presets", cwd=tmp_path)
     assert out.returncode == 0 and "quickstart" in out.stdout
+    [mine] = [line for line in out.stdout.splitlines() if "mine.yaml" in line]  # piped: one line, never cut
+    assert mine.split()[1] == "mine" and "Does it learn?" in mine and "Details" not in mine  # the name to type
 
 
 @pytest.mark.slow

@@ -118,6 +118,15 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
     assert "'name' is given twice (lines 1 and 2)" in problem(tmp_path, "name: x\nname: y\nruns: []\n")
 
 
+def test_set_gives_the_mlp_width_either_way_and_image_size_is_bounded(tmp_path):
+    path = write(tmp_path, "name: x\nruns:\n  - name: a\n    model: {kind: vit, mlp_ratio: 2}\n")
+    [run] = load_preset(path, ["model.mlp_dim=128"]).runs  # replaces the preset's ratio, not "give one of them"
+    assert run.model.mlp_dim == 128 and "mlp_ratio" not in run.model.model_fields_set
+    assert load_preset(path, ["model.mlp_ratio=3"]).runs[0].model.hidden_dim == 3 * run.model.embed_dim
+    assert "--set data.image_size: Input should be less than or equal to 1024 (got 100000)" in problem(
+        tmp_path, "name: x\nruns:\n  - name: a\n", ["data.image_size=100000"])
+
+
 def test_missing_file():
     with pytest.raises(PresetError, match="no such preset file"):
         load_preset("/nonexistent/preset.yaml")

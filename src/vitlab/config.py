@@ -108,7 +108,9 @@ MODEL_CLASSES = {"vit": ViTModel, "swin": SwinModel, "resnet18": ResNet18Model}
 class DataConfig(Strict):
     dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
     root: UserPath = "data"
-    image_size: int | None = Field(None, ge=4)  # None: the dataset's native size
+    # None: the dataset's native size. At most 1024 px (21x ImageNet's 224 in pixels): far past that, one image's
+    # activations no longer fit a machine, and the profile and the first step fail on allocation instead
+    image_size: int | None = Field(None, ge=4, le=1024)
     augment: bool | None = None  # None: on for CIFAR (random crop + flip), off otherwise
     num_workers: int = Field(2, ge=0)  # DataLoader workers (imagefolder only)
     download: bool = False

@@ -212,6 +212,8 @@ def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]], us
             if name not in MODEL_CLASSES.get(kind, MODEL_CLASSES["vit"]).model_fields:
                 continue  # e.g. model.patch_size does not apply to a ResNet run
         block[name] = value
+        if section == "model" and name in ("mlp_ratio", "mlp_dim"):  # two ways to give one width: --set replaces
+            block.pop("mlp_dim" if name == "mlp_ratio" else "mlp_ratio", None)
         used.add(f"{section}.{name}")
     return run
 

@@ -1,5 +1,13 @@
 """Headless subcommands of the `vitlab` CLI, one module each; each exposes `add_parser(subparsers)`."""
+import argparse
 from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """A count argument (--nproc): a whole number from 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 (got {text!r})")
+    return int(text)
 
 
 def user_path(text: str) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int)
         if summary.get("status") in ("running", "interrupted"):
             summary.update(status="failed", error=(
                 f"a training process died (torchrun exit code {returncode}); the run was stopped. Resume it with "
-                f"`vitlab resume {run_dir}` (checkpoint of the last finished epoch)."))
+                f"`vitlab resume {shlex.quote(str(run_dir))}` (checkpoint of the last finished epoch)."))
             RunStore(run_dir).write_summary(summary)
 
 

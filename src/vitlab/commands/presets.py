@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..presets import list_presets, preset_dirs
+from .run import wide_when_piped
 
 NAME = "presets"
 
@@ -17,16 +18,26 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=main)
 
 
+def first_sentence(text: str) -> str:
+    """What a preset asks, in its description's first sentence (the rest is in the file)."""
+    text = " ".join(text.split())
+    for end in (". ", "? "):
+        if end in text:
+            text = text[:text.index(end) + 1]
+    return text
+
+
 def main(args: argparse.Namespace) -> int:
-    console = Console(highlight=False)
+    console = wide_when_piped(Console(highlight=False))
     table = Table(header_style="bold", show_lines=False)
-    table.add_column("Preset")
+    table.add_column("Preset", no_wrap=True)  # what `vitlab run NAME` takes: the file's name
     table.add_column("Runs", justify="right")
     table.add_column("Description")
-    table.add_column("File", style="dim")
+    table.add_column("File", style="dim", overflow="fold")
     for info in list_presets():
-        desc = f"[red]invalid: {escape(info.error.splitlines()[0])}[/]" if info.error else escape(info.description)
-        table.add_row(escape(info.name), str(info.runs), desc, escape(str(info.path)))
+        desc = f"[red]invalid: {escape(info.error.splitlines()[0])}[/]" if info.error else \
+            escape(first_sentence(info.description))
+        table.add_row(escape(info.path.stem), str(info.runs), desc, escape(str(info.path)))
     console.print(table)
     console.print(f"searched: {escape(', '.join(str(d) for d in preset_dirs())) or '(no preset directories)'}",
                   style="dim")

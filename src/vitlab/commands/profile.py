@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import RunConfig, condition_key, model_label, profile_key, unseeded_name
+from ..errors import VitlabError
 from ..presets import load_preset
 from ..report import human_count
 
@@ -31,7 +32,11 @@ def main(args: argparse.Namespace) -> int:
     profiles = []
     for run in exp.runs:
         if (key := profile_key(run)) not in done:
-            done[key] = profile_run(run)
+            try:
+                done[key] = profile_run(run)
+            except (RuntimeError, MemoryError) as e:  # too large to trace here: say so, no traceback
+                raise VitlabError(f"{run.name}: cannot trace {model_label(run.model)} at {run.data.size} px on this "
+                                  f"machine ({str(e).splitlines()[0][:160]})") from None
         profiles.append(replace(done[key], name=run.name, config=run.resolved()))
     if args.json:
         print(json.dumps({"experiment": exp.name, "runs": [

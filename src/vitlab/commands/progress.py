@@ -3,6 +3,8 @@
 Text from outside (errors, warnings, paths, names) is escaped: its brackets are not Rich markup."""
 from __future__ import annotations
 
+import shlex
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -67,7 +69,7 @@ class ProgressPrinter:
                 c.print(f"  [red]failed:[/] {escape(event.error)}")
             elif isinstance(event, RunCancelled):
                 c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with:")
-                c.print(f"    vitlab resume {escape(s['run_dir'])}", soft_wrap=True)  # one line to copy
+                c.print(f"    vitlab resume {escape(shlex.quote(s['run_dir']))}", soft_wrap=True)  # one line to copy
             else:
                 acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
                 c.print(f"  [green]finished[/]: accuracy {acc} in {s['train_time_s']:.1f}s of training")

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from ..errors import CannotStart, VitlabError
 from ..presets import load_preset, parse_seeds
-from . import user_path
+from . import positive_int, user_path
 from .progress import ProgressPrinter
 
 NAME = "run"
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--runs-dir", type=user_path, default=Path("runs"), help="where runs are written (default ./runs)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout (human text on stderr)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
+    p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                    help="train each run on N local processes (GPUs) with DistributedDataParallel, via torchrun")
     p.set_defaults(handler=main)
 
