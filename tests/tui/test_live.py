@@ -67,3 +67,11 @@ async def test_a_resize_across_the_wide_layout_redraws_the_new_panes():
             assert "finished" in str(app.query_one("#progress-text").render())
             assert "vit-a" in str(app.query_one("#runs").render())
             assert "MiB" in str(app.query_one("#memory").render())
+
+
+def test_a_run_that_did_not_finish_reports_its_last_accuracy_not_a_final_one():
+    from vitlab.tui.bridge import outcome
+
+    assert outcome({"status": "finished", "accuracy": 0.5}) == ", final accuracy 50.00%"
+    assert outcome({"status": "failed", "accuracy": 0.5, "best_accuracy": 0.6}) == \
+        ", last accuracy 50.00% (best 60.00%)"

@@ -18,7 +18,8 @@ async def test_open_with_preset_queues_its_runs_then_seeds_repeat_them(tiny_pres
         assert [r.name for r in app.setup.queue] == ["vit-a", "vit-b"]
         assert app.sub_title == "tiny"
         assert app.setup.editing == 0
-        assert app.setup.form.query_one("#f-run-name", Input).value == "vit-a"
+        name = app.setup.form.query_one("#f-run-name", Input)
+        assert name.value == "vit-a" and name.cursor_position == len("vit-a")  # typing goes on at its end
         await pilot.click("#btn-seeds")
         await pilot.pause()
         dialog = app.screen

@@ -477,6 +477,8 @@ class VitlabApp(App[int]):
             self.state.apply(ev)
             if isinstance(ev, RunKept):  # trained earlier: in Results' history; the Live log says so (a toast
                 continue                   # each would flood the screen)
+            if isinstance(ev, RunStarted):  # this session's while it trains too (read from disk until it ends)
+                self.results.session_dirs.add(str(Path(ev.run_dir).resolve()))
             if isinstance(ev, RunEnded):
                 self.results.add_session_run(ev.summary)
                 status = ev.summary.get("status", "")

@@ -138,6 +138,7 @@ class LiveState:
                              f"eval loss {ev.eval_loss:.4f}  acc {100 * ev.accuracy:.2f}%")
         elif isinstance(ev, RunStarted):
             self.current = ev.run
+            self.memory = None  # the previous run's reading until this one logs its first steps
             t.status, t.model, t.epochs = "running", ev.model_label, ev.epochs
             t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
             t.params, t.flops = ev.params, ev.flops
@@ -185,7 +186,8 @@ def outcome(summary: dict[str, Any]) -> str:
     acc, best = summary.get("accuracy"), summary.get("best_accuracy")
     if acc is None:
         return ""
-    text = f", final accuracy {100 * acc:.2f}%"
+    # a run that did not finish has the accuracy of its last evaluated epoch, not a final one
+    text = f", {'final' if summary.get('status') == 'finished' else 'last'} accuracy {100 * acc:.2f}%"
     if best is not None and best > acc:
         text += f" (best {100 * best:.2f}%)"
     return text

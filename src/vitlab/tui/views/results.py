@@ -43,7 +43,8 @@ class ResultsView(Vertical):
     def __init__(self, runs_dir: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.runs_dir = runs_dir
-        self.session: dict[str, dict[str, Any]] = {}  # run key -> summary, this session's runs
+        self.session: dict[str, dict[str, Any]] = {}  # run key -> summary, this session's runs that ended
+        self.session_dirs: set[str] = set()  # run keys of the runs this session started
         self.history: list[dict[str, Any]] = []
         self.sort_key: str | None = None
         self.by_seed = False  # the table across seeds instead of the runs
@@ -92,6 +93,9 @@ class ResultsView(Vertical):
         self.session[run_key(summary)] = summary
         self.render_table()
 
+    def of_session(self, summary: dict[str, Any]) -> bool:
+        return run_key(summary) in self.session or run_key(summary) in self.session_dirs
+
     def runs(self) -> list[dict[str, Any]]:
         """This session's runs first (newest first), then the history not already shown."""
         session = list(self.session.values())[::-1]
@@ -130,7 +134,7 @@ class ResultsView(Vertical):
             status = s.get("status", "")
             if status in STATUS_STYLE and "status" in keys:
                 styled[keys.index("status")].stylize(STATUS_STYLE[status])
-            if not self.by_seed and run_key(s) in self.session:
+            if not self.by_seed and self.of_session(s):
                 styled[1].stylize("bold")
             table.add_row(*styled, key=f"condition-{i}" if self.by_seed else run_key(s))
         if rows:
@@ -152,7 +156,7 @@ class ResultsView(Vertical):
                 title.append("\nNo runs differ by their seed alone yet: give a preset `seeds: [0, 1, 2]`, "
                              "or train several runs that differ only in their seed.", style="dim")
         else:
-            n_session = len(self.session)
+            n_session = sum(self.of_session(r) for r in rows)
             title.append(f"{runs_count(n_session)} this session", style="bold")
             title.append(f" · {len(rows) - n_session} earlier in {self.runs_dir}")
             if not rows:
@@ -191,7 +195,7 @@ class ResultsView(Vertical):
         text.append(f"{s.get('experiment')}/{s.get('name')}", style="bold")
         text.append(f"  {s.get('status')}", style=STATUS_STYLE.get(s.get("status", ""), ""))
         if s.get("accuracy") is not None:
-            text.append(f"  {'last' if s.get('status') == 'running' else 'final'} acc {100 * s['accuracy']:.2f}%")
+            text.append(f"  {'final' if s.get('status') == 'finished' else 'last'} acc {100 * s['accuracy']:.2f}%")
         if s.get("best_accuracy") is not None:
             text.append(f"  best {100 * s['best_accuracy']:.2f}%")
         if s.get("throughput_img_s"):

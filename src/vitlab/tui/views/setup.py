@@ -178,8 +178,7 @@ class SetupView(Horizontal):
         self.editing = None
         self.refresh_queue()
         # the form now makes a new run: give it a fresh name so it is valid straight away
-        name_input = form.query_one("#f-run-name")
-        name_input.value = next_name(cfg.name, {r.name.lower() for r in self.queue})
+        self.set_name(next_name(cfg.name, {r.name.lower() for r in self.queue}))
         self.notify(f"Added {cfg.name} to the queue ({runs_count(len(self.queue))}).")
 
     def action_new(self) -> None:
@@ -188,9 +187,12 @@ class SetupView(Horizontal):
             return
         self.editing = None
         self.refresh_queue()
-        self.form.query_one("#f-run-name").value = next_name(
-            self.form.values()["f-run-name"] or "run", {r.name.lower() for r in self.queue})
+        self.set_name(next_name(self.form.values()["f-run-name"] or "run", {r.name.lower() for r in self.queue}))
         self.form.base = None
+
+    def set_name(self, name: str) -> None:
+        field = self.form.query_one("#f-run-name", Input)
+        field.value, field.cursor_position = name, len(name)  # typing goes on at its end
 
     @on(QueueList.Action)
     def _queue_action(self, event: QueueList.Action) -> None:

@@ -174,6 +174,9 @@ class AccuracyChart(Chart):
             xs, ys = [e for e, _, _ in t.evals], [100 * a for _, _, a in t.evals]
             plt.plot(xs, ys, marker="braille")
             plt.scatter(xs, ys, label="val acc", marker="●")
+            # plotext pads one point into 40-122 %: a margin around the points, within 0-100
+            margin = max(2.0, (max(ys) - min(ys)) * 0.1)
+            plt.ylim(max(0.0, min(ys) - margin), min(100.0, max(ys) + margin))
             plt.title(f"last {100 * t.evals[-1][2]:.2f}%  best {100 * (t.best_accuracy or 0):.2f}%")
         else:
             plt.title(no_figures_yet(t, "after the first epoch"))

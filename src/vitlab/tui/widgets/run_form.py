@@ -130,6 +130,8 @@ class RunForm(VerticalScroll):
             widget = self._field(spec.widget_id)
             if widget is not None and spec.widget_id in values and widget.value != values[spec.widget_id]:
                 widget.value = values[spec.widget_id]
+                if isinstance(widget, Input):  # else the cursor stays where the old value's end was, mid-word
+                    widget.cursor_position = len(widget.value)
 
     @property
     def kind(self) -> str:
