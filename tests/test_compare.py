@@ -148,3 +148,32 @@ def test_tensorboard_events_read_back(tmp_path):
     assert {"train/loss", "train/lr", "eval/accuracy", "eval/loss", "perf/images_per_s", "memory/peak_mb"} <= tags
     assert [e.step for e in acc.Scalars("eval/accuracy")] == [1, 2]
     assert acc.Scalars("eval/accuracy")[-1].value == pytest.approx(summary["accuracy"])
+
+
+def test_damaged_run_files_are_read_as_missing_figures_never_a_traceback(runs, tmp_path, capsys):
+    """summary.json or metrics.jsonl edited by hand or another tool: compare, its plot and formats still work."""
+    import shutil
+
+    from vitlab.cli import main as cli_main
+
+    good = next((runs / "study").glob("*-good"))
+    for i, (summary, metrics_line) in enumerate([
+            ([1, 2], None), ({"name": 7, "status": "finished", "accuracy": "high", "config": "x"}, None),
+            (None, '{"event": "EpochEvaluated", "epoch": "x", "accuracy": 0.5}\n')]):
+        run = tmp_path / "damaged" / f"20260101-00000{i}-d{i}"
+        shutil.copytree(good, run)
+        if summary is not None:
+            (run / "summary.json").write_text(json.dumps(summary))
+        else:
+            (run / "summary.json").unlink()
+        if metrics_line:
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(metrics_line)
+    summaries = {s["run_dir"][-2:]: s for s in find_runs([tmp_path / "damaged"])}
+    assert summaries["d0"]["status"] == "interrupted" and summaries["d1"]["name"] == "7"
+    assert summaries["d1"]["accuracy"] is None and summaries["d1"]["config"] == {}
+    assert summaries["d2"]["epochs"] == 2  # the damaged line is skipped, the run's own epochs are read
+    for fmt in ("table", "md", "csv", "json"):
+        assert cli_main(["compare", str(tmp_path / "damaged"), "--format", fmt]) == 0
+    assert cli_main(["compare", str(tmp_path / "damaged"), "--plot", str(tmp_path / "d.png")]) == 0
+    assert "Traceback" not in capsys.readouterr().err

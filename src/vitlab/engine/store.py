@@ -198,10 +198,39 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         return records
     for line in text.splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        # a line edited or written by something else: only records whose figures are numbers are read
+        if isinstance(record, dict) and all(_is_number(record[k]) for k in METRIC_NUMBERS if k in record):
+            records.append(record)
     return records
+
+
+METRIC_NUMBERS = ("epoch", "step", "loss", "accuracy", "eval_loss", "train_loss", "elapsed_s", "mean_images_per_s")
+SUMMARY_TEXT = ("name", "experiment", "status", "model", "precision", "device", "error", "failure", "memory_kind",
+                "started_at", "run_dir")
+SUMMARY_NUMBERS = ("params", "trainable_params", "flops", "batch_size", "accumulation_steps", "world_size",
+                   "effective_batch", "epochs", "epochs_planned", "train_time_s", "throughput_img_s", "mfu",
+                   "peak_memory_mb", "accuracy", "best_accuracy", "eval_loss", "train_loss", "skipped_steps")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _readable(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary.json edited by hand or by another tool: a field of the wrong type is read as missing (None), a
+    name as text, so one damaged run cannot end `vitlab compare` or the Results view in a traceback."""
+    for key in SUMMARY_NUMBERS:
+        if key in summary and summary[key] is not None and not _is_number(summary[key]):
+            summary[key] = None
+    for key in SUMMARY_TEXT:
+        if key in summary and summary[key] is not None and not isinstance(summary[key], str):
+            summary[key] = str(summary[key])
+    if not isinstance(summary.get("config"), dict):
+        summary["config"] = {}
+    return summary
 
 
 def _fresh_heartbeat(run_dir: Path) -> tuple[str, str] | None:
@@ -254,16 +283,17 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         pass
+    config = config if isinstance(config, dict) else {}
     metrics = read_metrics(run_dir / "metrics.jsonl")
-    evals = [m for m in metrics if m.get("event") == "EpochEvaluated"]
-    steps = [m for m in metrics if m.get("event") == "StepsLogged"]
-    train = config.get("train", {})
+    evals = [m for m in metrics if m.get("event") == "EpochEvaluated" and "accuracy" in m and "epoch" in m]
+    steps = [m for m in metrics if m.get("event") == "StepsLogged" and isinstance(m.get("memory"), dict)]
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
     label = "?"
     try:
         label = model_label(RunConfig.from_resolved(config).model)
     except Exception:
         pass
-    return {
+    return _readable({
         "name": config.get("name", run_dir.name),
         "experiment": run_dir.parent.name,
         "status": "running" if heartbeat_alive(run_dir) else "interrupted",
@@ -275,19 +305,19 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
         "effective_batch": (train.get("batch_size") or 0) * (train.get("accumulation_steps") or 0) or None,
         "epochs": evals[-1]["epoch"] if evals else 0,
         "epochs_planned": train.get("epochs"),
-        "train_time_s": steps[-1]["elapsed_s"] if steps else None,
-        "throughput_img_s": steps[-1]["mean_images_per_s"] if steps else None,
-        "peak_memory_mb": max((s["memory"]["peak_mb"] for s in steps), default=None),
-        "memory_kind": steps[-1]["memory"]["device"] if steps else None,
+        "train_time_s": steps[-1].get("elapsed_s") if steps else None,
+        "throughput_img_s": steps[-1].get("mean_images_per_s") if steps else None,
+        "peak_memory_mb": max((p for s in steps if _is_number(p := s["memory"].get("peak_mb"))), default=None),
+        "memory_kind": steps[-1]["memory"].get("device") if steps else None,
         "accuracy": evals[-1]["accuracy"] if evals else None,
         "best_accuracy": max((e["accuracy"] for e in evals), default=None),
-        "eval_loss": evals[-1]["eval_loss"] if evals else None,
-        "train_loss": evals[-1]["train_loss"] if evals else None,
+        "eval_loss": evals[-1].get("eval_loss") if evals else None,
+        "train_loss": evals[-1].get("train_loss") if evals else None,
         "run_dir": str(run_dir),
         "started_at": started_from_name(run_dir),
         "error": None,
         "config": config,
-    }
+    })
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -297,6 +327,9 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         return summary_from_metrics(run_dir)
+    if not isinstance(summary, dict):
+        return summary_from_metrics(run_dir)
+    summary = _readable(summary)
     if summary.get("status") == "running":
         live = summary_from_metrics(run_dir)
         summary.update({k: v for k, v in live.items() if v is not None and k not in ("params", "flops", "model")})
