@@ -127,6 +127,14 @@ def test_set_gives_the_mlp_width_either_way_and_image_size_is_bounded(tmp_path):
         tmp_path, "name: x\nruns:\n  - name: a\n", ["data.image_size=100000"])
 
 
+def test_a_shipped_preset_is_found_by_its_name_with_or_without_yaml(tmp_path, monkeypatch):
+    from vitlab.presets import PACKAGE_ROOT, resolve_preset_path
+
+    monkeypatch.chdir(tmp_path)  # no ./quickstart.yaml here
+    shipped = PACKAGE_ROOT / "presets" / "quickstart.yaml"
+    assert resolve_preset_path("quickstart") == resolve_preset_path("quickstart.yaml") == shipped
+
+
 def test_missing_file():
     with pytest.raises(PresetError, match="no such preset file"):
         load_preset("/nonexistent/preset.yaml")

@@ -43,12 +43,13 @@ def user_preset_dir() -> Path:
 def resolve_preset_path(name_or_path: str | Path) -> Path:
     """A path as given, or a bare name (`quickstart`) looked up in the preset directories."""
     path = Path(name_or_path).expanduser()
-    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+    if path.exists() or len(path.parts) > 1:
         return path
-    for d in preset_dirs():
-        for suffix in (".yaml", ".yml"):
-            if (d / f"{path}{suffix}").exists():
-                return d / f"{path}{suffix}"
+    names = [path.name] if path.suffix in (".yaml", ".yml") else [f"{path}.yaml", f"{path}.yml"]
+    for d in preset_dirs():  # `quickstart` or `quickstart.yaml`, from any directory
+        for name in names:
+            if (d / name).exists():
+                return d / name
     return path
 
 
