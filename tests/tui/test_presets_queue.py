@@ -2,7 +2,7 @@
 add / edit / reorder / remove; themes registered and remembered."""
 from __future__ import annotations
 
-from textual.widgets import Input, ListView
+from textual.widgets import Input, ListItem, ListView
 
 from vitlab.presets import load_preset
 from vitlab.tui.settings import load_settings
@@ -157,6 +157,9 @@ async def test_queue_add_edit_reorder_remove(runs_dir):
         await pilot.press("shift+up")
         await pilot.pause()
         assert [r.name for r in app.setup.queue] == ["first-2", "first"]
+        # the moved run stays selected, and shows it (the rows are new: the highlight was lost with the old ones)
+        assert queue.index == 0 and queue.highlighted_child is list(queue.query(ListItem))[0]
+        assert queue.highlighted_child.has_class("-highlight")
         # edit: enter loads the run into the form; a change goes back to the queue
         queue.focus()
         queue.index = 1

@@ -118,9 +118,9 @@ class SetupView(Horizontal):
         runs = self.queue or ([self.config] if self.config else [])
         return ExperimentConfig(name=name, description=description, runs=runs)
 
-    def refresh_queue(self) -> None:
+    def refresh_queue(self, select: int | None = None) -> None:
         lst = self.query_one(QueueList)
-        lst.show(self.queue, self.editing)
+        lst.show(self.queue, self.editing, select)
         lst.border_title = f"Queue ({len(self.queue)})"
         self.form.taken_names = {r.name for i, r in enumerate(self.queue) if i != self.editing}
         self.refresh_target()
@@ -219,8 +219,7 @@ class SetupView(Horizontal):
                 self.queue[i], self.queue[j] = self.queue[j], self.queue[i]
                 if self.editing in (i, j):
                     self.editing = j if self.editing == i else i
-                self.refresh_queue()
-                self.query_one(QueueList).index = j
+                self.refresh_queue(select=j)
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:

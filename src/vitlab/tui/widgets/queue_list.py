@@ -24,11 +24,14 @@ class QueueList(ListView):
             self.index = index
             self.step = step
 
-    def show(self, runs: list[RunConfig], editing: int | None) -> None:
-        index = self.index
+    def show(self, runs: list[RunConfig], editing: int | None, select: int | None = None) -> None:
+        """List the runs; `select` (else the row selected before) is highlighted once the new rows are mounted:
+        set at once, the highlight went to rows about to be removed, and the selection was invisible."""
+        target = select if select is not None else self.index or 0
         self.clear()
         items = []
-        room = (self.content_size.width or 30) - 2  # each item's padding
+        # each item's padding, and the scrollbar a long queue adds (the text is laid out before it shows)
+        room = (self.content_size.width or 30) - 2 - self.styles.scrollbar_size_vertical
         for i, run in enumerate(runs):
             text = Text()
             text.append("✎ " if i == editing else f"{i + 1} ", style="bold" if i == editing else "dim")
@@ -41,7 +44,11 @@ class QueueList(ListView):
             items.append(ListItem(Label(text)))
         self.extend(items)
         if runs:
-            self.index = min(index if index is not None else 0, len(runs) - 1)
+            self.call_after_refresh(self._select, min(target, len(runs) - 1))
+
+    def _select(self, index: int) -> None:
+        if index < len(self):
+            self.index = index
 
     def _post(self, action: str, step: int = 0) -> None:
         if self.index is not None and len(self):
