@@ -12,7 +12,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.geometry import Region, Spacing
 from textual.widgets import DataTable, Static
 
 from ...report import (SEED_COLUMNS, STATUS_STYLE, format_row, runs_count, seed_groups, seeds_csv, seeds_json,
@@ -173,9 +172,14 @@ class ResultsView(Vertical):
         widths = [column.get_render_width(table) for column in table.ordered_columns]
         if index >= len(widths):
             return
-        fixed = sum(widths[:table.fixed_columns])
-        region = Region(sum(widths[:index]), int(table.scroll_y), widths[index], 1)
-        table.scroll_to_region(region, spacing=Spacing(0, 0, 0, fixed), animate=False, force=True)
+        starts = [sum(widths[:i]) for i in range(len(widths))]
+        fixed, view = sum(widths[:table.fixed_columns]), table.scrollable_content_region.width
+        end = starts[index] + widths[index]
+        # scrolled just far enough, the first column after the fixed ones showed cut ("acc" under "Run", "37%"
+        # of 52.37%): start the view at a column's left edge instead
+        first = next((i for i in range(table.fixed_columns, index + 1) if starts[i] - fixed + view >= end), index)
+        x = 0 if end <= view else max(0, starts[first] - fixed)
+        table.scroll_to(x=x, animate=False, force=True)
 
     def show_detail(self) -> None:
         rows = self.rows()
