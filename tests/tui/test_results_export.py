@@ -88,6 +88,8 @@ async def test_g_shows_the_runs_across_seeds_and_exports_that_table(runs_dir):
         assert "1 across seeds" in str(app.results.query_one("#results-title").render())
         assert "p4-s0, p4-s1, p4-s2" in str(detail.render())
         assert not app.results.check_action("resume", ())  # a row is several runs: no `r Resume` in the footer
+        footer = {b.binding.description for b in app.active_bindings.values() if b.enabled}
+        assert "Every run" in footer and "By seed" not in footer  # g says where it goes
         app.action_export("md")
         assert "93.00 ± 2.65%" in (runs_dir / "comparison-seeds.md").read_text()
         await pilot.press("g")

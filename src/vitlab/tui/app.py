@@ -516,8 +516,9 @@ class VitlabApp(App[int]):
         else:
             self.results.reload()
         if (groups := seed_groups([t.summary for t in done])) and not self.results.by_seed:
-            self.notify(f"This queue trained {len(groups)} settings with several seeds each: g in Results shows the "
-                        "mean ± std across seeds.", title="Across seeds", timeout=10)
+            what = "one setting" if len(groups) == 1 else f"{len(groups)} settings"
+            self.notify(f"This queue trained {what} with several seeds each: g in Results shows the mean ± std across "
+                        "seeds.", title="Across seeds", timeout=10)
 
     def action_cancel(self) -> None:
         if not self.running:

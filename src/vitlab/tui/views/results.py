@@ -36,6 +36,7 @@ class ResultsView(Vertical):
         Binding("e", "app.export", "Export"),
         Binding("r", "resume", "Resume"),
         Binding("g", "by_seed", "By seed", tooltip="Runs that differ by seed alone: mean ± standard deviation"),
+        Binding("g", "every_run", "Every run", tooltip="Back to one row per run"),  # the footer says where g goes
         Binding("f5", "reload", "Reload", show=False),
     ]
 
@@ -151,19 +152,18 @@ class ResultsView(Vertical):
         if self.by_seed:
             title.append(f"{len(rows)} across seeds", style="bold")
             title.append(" · mean ± std of the finished runs · g: every run")
-            if not rows:
-                title.append("\nNo runs differ by their seed alone yet: give a preset `seeds: [0, 1, 2]`, "
-                             "or train several runs that differ only in their seed.", style="dim")
         else:
             n_session = sum(self.of_session(r) for r in rows)
             title.append(f"{runs_count(n_session)} this session", style="bold")
             title.append(f" · {len(rows) - n_session} earlier in {self.runs_dir}")
-            if not rows:
-                title.append("\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
         if sort:
             title.append(f" · sorted by {sort}", style="dim")
         elif not self.by_seed:
             title.append(" · newest first", style="dim")
+        if not rows:
+            title.append("\nNo runs differ by their seed alone yet: give a preset `seeds: [0, 1, 2]`, or train several "
+                         "runs that differ only in their seed." if self.by_seed else
+                         "\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
         return title
 
     def _show_column(self, index: int) -> None:
@@ -204,8 +204,6 @@ class ResultsView(Vertical):
             text.append(f"  best {100 * s['best_accuracy']:.2f}%")
         if s.get("throughput_img_s"):
             text.append(f"  {s['throughput_img_s']:,.0f} img/s")
-        if s.get("error"):
-            text.append(f"\n{s['error']}", style="red")
         where = [f"started {started(s)}"] if s.get("started_at") else []
         where += [s["run_dir"]] if s.get("run_dir") else []
         if where:
@@ -215,6 +213,8 @@ class ResultsView(Vertical):
             cells = dict(zip((c.key for c in SEED_COLUMNS), format_row(group, SEED_COLUMNS)))
             text.append(f"\nseeds {cells['seeds']}: final {cells['accuracy']} · best {cells['best_accuracy']}"
                         f"{versus_best(group)} (g)")
+        if s.get("error"):  # last: a long one is cut at the pane's end, not the run's directory after it
+            text.append(f"\n{s['error']}", style="red")
         detail.update(text)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
@@ -233,6 +233,9 @@ class ResultsView(Vertical):
             self.sort_key = keys[i] if 0 <= i < len(keys) else None
         self.render_table()
 
+    def action_every_run(self) -> None:
+        self.action_by_seed()
+
     def action_by_seed(self) -> None:
         self.by_seed = not self.by_seed
         if self.sort_key not in [c.key for c in self.columns(self.rows())]:
@@ -242,6 +245,8 @@ class ResultsView(Vertical):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("by_seed", "every_run"):  # one g, shown as where it goes
+            return (action == "every_run") == self.by_seed
         return not (action == "resume" and self.by_seed)  # a row across seeds is several runs
 
     def action_resume(self) -> None:
