@@ -117,6 +117,12 @@ async def test_ctrl_r_offers_to_continue_a_queue_that_stopped_part_way(tmp_path,
         assert (a.steps_per_epoch, a.epochs) == (4, 2)  # the loss chart's steps become epochs
         assert b.status == "finished" and [e[0] for e in b.evals] == [1, 2]  # resumed after its first epoch
         assert any(text.startswith("vit-a: finished earlier, kept") for _, text in app.state.log)
+        await pilot.press("ctrl+r")  # every run finished now: nothing for Continue to do
+        await pilot.pause()
+        assert app.screen.title_text == "Nothing left to train" and "2 finished" in app.screen.message
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.views.active == "results" and not app.running
     on_disk = summaries(runs_dir)
     assert on_disk["vit-b"]["status"] == "finished" and on_disk["vit-b"]["run_dir"] == earlier[1]["run_dir"]
     assert len(list((runs_dir / "cont").iterdir())) == 2  # nothing trained twice
@@ -168,6 +174,9 @@ async def test_quit_while_running_asks_cancels_and_exits(tmp_path, runs_dir):
         await pilot.press("s")  # stay
         await pilot.pause()
         assert app.running and app.is_running
+        said = []  # what it prints on the way out (Textual clears it once printed)
+        exit_app = app.exit
+        app.exit = lambda *args, **kwargs: (said.append(kwargs.get("message")), exit_app(*args, **kwargs))[1]
         await pilot.press("ctrl+q")
         await pilot.pause()
         await pilot.press("c")  # cancel it, then quit
@@ -176,6 +185,9 @@ async def test_quit_while_running_asks_cancels_and_exits(tmp_path, runs_dir):
     on_disk = summaries(runs_dir)
     assert on_disk["vit-a"]["status"] == "cancelled"
     assert "vit-b" not in on_disk  # the queue stopped
+    assert said == [f"vitlab: cancelled; metrics and last checkpoint kept in "
+                                     f"{on_disk['vit-a']['run_dir']} (vitlab resume {on_disk['vit-a']['run_dir']} "
+                                     "continues it)"]  # said on the way out, as "Leave it training" does
 
 
 async def test_quit_leaving_the_run_training(tmp_path, runs_dir):

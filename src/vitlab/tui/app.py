@@ -8,6 +8,7 @@ child's events as messages (see bridge.py). The TUI itself imports torch only fo
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -87,6 +88,7 @@ class VitlabApp(App[int]):
         self.standby_wanted = standby
         self.standby: TrainingChild | None = None
         self._quit_pending = False
+        self._last_ended: dict[str, Any] | None = None  # the summary of the queue's last run that ended
         themes, self.theme_problems = load_themes()
         for theme in themes:
             self.register_theme(theme)
@@ -386,14 +388,22 @@ class VitlabApp(App[int]):
             rest and f"trains the {'other one' if rest == 1 else f'other {rest}'}") if d]
         message = (f"Of this queue's {runs_count(len(exp.runs))}, {join_and([d for d in done if d])} earlier with the "
                    f"same settings (in {self.runs_dir / exp.name}). Continue {join_and(does)}.")
-        answers = [("continue", "Continue", "primary"), ("again", "Train all again", "default"),
-                   ("back", "Back", "default")]
+        title, answers = "Continue where it stopped?", [("continue", "Continue", "primary")]
+        if not resumed and not rest:  # Continue would start a process to train nothing
+            title = "Nothing left to train"
+            ended = join_and([d for d in done if d])
+            message = (f"Every run of this queue ended earlier with the same settings ({ended}, in "
+                       f"{self.runs_dir / exp.name}): Results shows them; Train all again trains them anew.")
+            answers = [("results", "Show results", "primary")]
+        answers += [("again", "Train all again", "default"), ("back", "Back", "default")]
 
         def answered(answer: str | None) -> None:
-            if answer in ("continue", "again") and not self.running:
+            if answer == "results":
+                self.action_show("results")
+            elif answer in ("continue", "again") and not self.running:
                 self.start(exp, nproc, resume_earlier=answer == "continue")
 
-        self.push_screen(Choice("Continue where it stopped?", message, answers), answered)
+        self.push_screen(Choice(title, message, answers), answered)
 
     def resume(self, run_dir: Path) -> None:
         """Continue a run of the Results view in a fresh training process, shown in the Live view like a queue
@@ -420,7 +430,7 @@ class VitlabApp(App[int]):
             self.notify(f"{self.runs_dir}: cannot write here ({e.strerror or e}); choose a writable --runs-dir",
                         title="Not started", severity="error", timeout=15)
             return
-        self.running, self.child, self._quit_pending = True, child, False
+        self.running, self.child, self._quit_pending, self._last_ended = True, child, False, None
         self.setup.refresh_target()
         self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
         self.state.add_log("dim", f"training process {child.pid}" + (f" ({nproc} processes)" if nproc > 1 else "")
@@ -463,6 +473,7 @@ class VitlabApp(App[int]):
                 elif isinstance(message, RunEnded):
                     current = None
                     left.remove(message.run)
+                    self._last_ended = message.summary  # read when the worker has ended (its events may not yet)
         if worker.is_cancelled:
             child.detach()
             return
@@ -505,8 +516,11 @@ class VitlabApp(App[int]):
         self.state.end_queue()
         if self.live_ready:
             self.live.redraw(force=True)
-        if self._quit_pending:
-            self.exit(0)
+        if self._quit_pending:  # "Cancel it and quit": say where the cancelled run is, as "Leave it training" does
+            last = self._last_ended or {}
+            stopped = last.get("run_dir") if last.get("status") == "cancelled" else None
+            self.exit(0, message=f"vitlab: cancelled; metrics and last checkpoint kept in {stopped} (vitlab resume "
+                                 f"{shlex.quote(stopped)} continues it)" if stopped else None)
             return
         self._keep_standby()  # ready for the next queue
         done = [t for t in self.state.runs.values() if t.summary is not None]
@@ -570,6 +584,7 @@ class VitlabApp(App[int]):
             except OSError as e:  # it ended meanwhile
                 self.notify(f"process {pid}: {e.strerror or e}", title="Not stopped", severity="warning")
                 return
+            self.clear_notifications()  # "Still training, from an earlier vitlab" is stale now
             self.notify(f"Asked process {pid} to stop {name}; it ends after the current step.", title="Stopping")
             self.set_timer(5, self.results.reload)
 
