@@ -134,7 +134,8 @@ def test_ctrl_c_cancels_with_summary(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert json.loads(out)["runs"][0]["status"] == "cancelled"
+    doc = json.loads(out)
+    assert doc["runs"][0]["status"] == "cancelled" and doc["not_started"] == ["after"]
     assert_kept(run_dir, "cancelled")
     assert "Traceback" not in err
     assert f"vitlab resume {run_dir}\n" in err  # the command on one line, however long the path: to copy

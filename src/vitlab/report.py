@@ -240,10 +240,11 @@ def json_runs(summaries: list[dict]) -> list[dict]:
     return [{k: run_seed(s) if k == "seed" else s.get(k) for k in JSON_FIELDS} for s in summaries]
 
 
-def to_json(summaries: list[dict], experiment: str | None = None) -> str:
+def to_json(summaries: list[dict], experiment: str | None = None, not_started: list[str] | None = None) -> str:
+    """`not_started`: `vitlab run`'s runs that a Ctrl-C left untrained (always there, [] when none)."""
     doc: dict[str, Any] = {"runs": json_runs(summaries), "seed_groups": seed_groups(summaries)}
     if experiment is not None:
-        doc = {"experiment": experiment, **doc}
+        doc = {"experiment": experiment, **doc, "not_started": not_started or []}
     return json.dumps(doc, indent=2)
 
 

@@ -31,7 +31,9 @@ def main(args: argparse.Namespace) -> int:
     if missing := queue_blockers(runs):  # every missing dataset and weights at once, as `vitlab run` says them
         raise CannotStart(missing[1])
 
-    console = Console(highlight=False)
+    from .run import wide_when_piped
+
+    console = wide_when_piped(Console(highlight=False))  # piped: a sentence per line, not wrapped at 80
     failed = 0
     for run in runs:
         result = check_accumulation(run)

@@ -82,14 +82,14 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     summaries = summaries_source()
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the run
         return 1 if any(s["status"] == "failed" for s in summaries) else 0
-    if as_json:
-        print(to_json(summaries, experiment=experiment), flush=True)
+    left = (planned or [])[len(summaries):]
+    if as_json:  # a script learns which runs a Ctrl-C left untrained, as a person does from the line below
+        print(to_json(summaries, experiment=experiment, not_started=left), flush=True)
     else:
         out = wide_when_piped(Console(highlight=False))
         out.print(rich_table(summaries, title=experiment, hide=("experiment", "started"), width=out.width))
         if groups := seed_groups(summaries):
             out.print(seed_table(groups, hide=("experiment",), width=out.width))
-    left = (planned or [])[len(summaries):]
     if left and summaries and summaries[-1]["status"] == "cancelled":
         console.print(f"[yellow]Not started:[/] {escape(', '.join(left))}." + (
             f" To go on where this stopped: [bold]{escape(again)}[/]" if again else ""), soft_wrap=True)

@@ -52,9 +52,9 @@ class HealthMonitor:
         if abs(train_loss - chance_loss) < 0.05 * chance_loss and at_chance:
             self._once("not-learning",
                        f"after epoch {epoch} the train loss is {train_loss:.3f}, about ln({self.num_classes}) = "
-                       f"{chance_loss:.3f}: the model predicts uniformly and is not learning. Check lr and "
-                       "precision (and in a model of your own, that attention mixes the tokens within each image, "
-                       "not across the batch).", warn)
+                       f"{chance_loss:.3f}, with chance accuracy: so far the model predicts uniformly. If the next "
+                       "epochs do not move it, it is not learning: check lr and precision (and in a model of your "
+                       "own, that attention mixes the tokens within each image, not across the batch).", warn)
         if at_chance:
             self._once("chance-accuracy",
                        f"after epoch {epoch} the accuracy is {accuracy:.1%}, chance level for {self.num_classes} "
