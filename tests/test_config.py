@@ -94,8 +94,8 @@ def test_accumulation_and_lr_bounds(tmp_path):
 
 def test_run_names_unique_and_safe(tmp_path):
     # the line of the second run's name, not the experiment's
-    assert problem(tmp_path, VALID.replace("name: b", "name: A")).startswith(f"{tmp_path / 'p.yaml'}:10: runs.1.name: "
-                                                                            "run name 'A' is used twice")
+    assert problem(tmp_path, VALID.replace("name: b", "name: A")).startswith(
+        f"{tmp_path / 'p.yaml'}:10: runs[1] (A) name: run name 'A' is used twice")  # as the runs' own errors say it
     for bad in ("../escape", "/abs", "a/b", ".."):
         msg = problem(tmp_path, VALID.replace("name: b", f"name: '{bad}'"))
         assert "not a safe name" in msg and "Value error" not in msg
@@ -133,6 +133,19 @@ def test_a_shipped_preset_is_found_by_its_name_with_or_without_yaml(tmp_path, mo
     monkeypatch.chdir(tmp_path)  # no ./quickstart.yaml here
     shipped = PACKAGE_ROOT / "presets" / "quickstart.yaml"
     assert resolve_preset_path("quickstart") == resolve_preset_path("quickstart.yaml") == shipped
+
+
+def test_a_set_that_fails_runs_differently_names_them_and_file_errors_say_what_was_set(tmp_path):
+    text = "name: x\nruns:\n  - {name: a, model: {kind: vit}, train: {epochs: 20}}\n" \
+           "  - {name: b, model: {kind: vit}, train: {epochs: 5}}\n"
+    assert problem(tmp_path, text, ["train.warmup_epochs=10"]) == \
+        "--set train.warmup_epochs: runs[1] (b): must be less than epochs (5); 0 turns warmup off"
+    assert problem(tmp_path, text, ["train.warmup_epochs=100"]).splitlines() == [
+        "--set train.warmup_epochs: runs[0] (a): must be less than epochs (20); 0 turns warmup off",
+        "--set train.warmup_epochs: runs[1] (b): must be less than epochs (5); 0 turns warmup off"]
+    swin = problem(tmp_path, "name: x\nruns:\n  - name: a\n    model: {kind: vit, heads: 2}\n", ["model.kind=swin"])
+    assert swin.endswith("runs[0] (a) model.heads: unknown key; allowed: kind, variant, pretrained, weights "
+                         "(with --set model.kind=swin)")
 
 
 def test_missing_file():

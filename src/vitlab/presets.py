@@ -297,6 +297,8 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
                                      "the preset's seeds give every run its seed; remove one of the two"))
     used: set[str] = set()
     valid: list[RunConfig] = []
+    set_issues: dict[str, dict[str, str]] = {}  # --set key -> {run label: problem}
+    with_set = f" (with --set {', '.join(overrides)})" if overrides else ""  # e.g. model.kind=swin makes keys wrong
     for i, raw in enumerate(runs):
         label = f"runs[{i}]"
         if not isinstance(raw, dict):
@@ -313,10 +315,15 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
                 loc, msg = describe_error(err, merged)
                 dotted = ".".join(map(str, loc))
                 if dotted in set_keys:  # the value came from the command line, not from a line of the file
-                    issues.append(f"--set {dotted}: {msg}")
+                    set_issues.setdefault(dotted, {})[label] = msg
                     continue
                 line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc, ("runs", i))
-                issues.append(_issue(file, line, f"{label} {dotted}".rstrip(), msg))
+                issues.append(_issue(file, line, f"{label} {dotted}".rstrip(), msg) + with_set)
+    for key, problems in set_issues.items():  # one line when every run has the same problem, else one a run
+        if len(set(problems.values())) == 1 and len(problems) == len(runs):
+            issues.append(f"--set {key}: {next(iter(problems.values()))}")
+        else:
+            issues += [f"--set {key}: {label}: {msg}" for label, msg in problems.items()]
     kinds = sorted({r.model.kind for r in valid})
     for key in dict.fromkeys(".".join(path) for path, _ in over):
         if key not in used and runs:  # a model key no run's kind has: said, not silently dropped
@@ -330,7 +337,12 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
         msgs = []
         for err in e.errors():
             loc, msg = describe_error(err, {})
-            msgs.append(_issue(file, _line_of(lines, loc), ".".join(map(str, loc)), msg))
+            where = ".".join(map(str, loc))
+            if loc[:1] == ("runs",) and len(loc) > 1 and isinstance(loc[1], int):  # as the runs' own errors say it
+                raw = runs[loc[1]] if loc[1] < len(runs) and isinstance(runs[loc[1]], dict) else {}
+                where = f"runs[{loc[1]}]" + (f" ({raw['name']})" if "name" in raw else "") + \
+                    "".join(f" {part}" for part in [".".join(map(str, loc[2:]))] if part)
+            msgs.append(_issue(file, _line_of(lines, loc), where, msg))
         raise PresetError("\n".join(msgs)) from None
 
 
