@@ -90,7 +90,17 @@ async def test_g_shows_the_runs_across_seeds_and_exports_that_table(runs_dir):
         assert not app.results.check_action("resume", ())  # a row is several runs: no `r Resume` in the footer
         footer = {b.binding.description for b in app.active_bindings.values() if b.enabled}
         assert "Every run" in footer and "By seed" not in footer  # g says where it goes
-        app.action_export("md")
-        assert "93.00 ± 2.65%" in (runs_dir / "comparison-seeds.md").read_text()
+        (runs_dir / "comparison-seeds.csv").write_text("edited by hand")
+        app.action_export("csv")  # as the palette's "Export comparison as CSV": asks, and before replacing
+        await pilot.pause()
+        assert app.screen.query_one("#in-path").value == str(runs_dir / "comparison-seeds.csv")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "exists: Export again" in str(app.screen.query_one("#dialog-note").render())
+        assert (runs_dir / "comparison-seeds.csv").read_text() == "edited by hand"
+        await pilot.press("enter")
+        await pilot.pause()
+        [row] = csv.DictReader(io.StringIO((runs_dir / "comparison-seeds.csv").read_text()))
+        assert float(row["accuracy_mean"]) == pytest.approx(0.93)
         await pilot.press("g")
         assert table.row_count == 7 and app.results.export_stem == "comparison"

@@ -306,10 +306,9 @@ class VitlabApp(App[int]):
         return path
 
     # -- results export ----------------------------------------------------------------------------
-    def action_export(self, fmt: str = "") -> None:
-        if fmt:
-            self.export_results(self.runs_dir / f"{self.results.export_stem}.{fmt}")
-            return
+    def action_export(self, fmt: str = "md") -> None:
+        """Ask for the file (`fmt` gives its extension), and before replacing one this session did not write (the
+        palette's exports wrote at once: a comparison.csv edited by hand was lost)."""
         warned: set[Path] = set()
 
         def check(values: dict) -> str | None:
@@ -319,7 +318,7 @@ class VitlabApp(App[int]):
             return self.replace_check(path, warned, "Export")
 
         prompt = PathPrompt("Export the comparison", [("path", "File (.md, .csv or .json)",
-                                                       str(self.runs_dir / f"{self.results.export_stem}.md"))],
+                                                       str(self.runs_dir / f"{self.results.export_stem}.{fmt}"))],
                             ok="Export", note="A Markdown table; CSV or JSON (as `vitlab compare`) with raw numbers",
                             check=check)
         self.push_screen(prompt, lambda v: v and self.export_results(Path(v["path"]).expanduser()))
@@ -634,7 +633,7 @@ class VitlabApp(App[int]):
         yield SystemCommand("Seeds", "Train every queued run once per seed", self.setup.action_seeds)
         stem = self.results.export_stem  # the table Results shows: the runs, or across seeds
         for fmt, name in (("md", "Markdown"), ("csv", "CSV"), ("json", "JSON")):
-            yield SystemCommand(f"Export comparison as {name}", f"Write {self.runs_dir / f'{stem}.{fmt}'}",
+            yield SystemCommand(f"Export comparison as {name}", f"Write {self.runs_dir / f'{stem}.{fmt}'} (asks first)",
                                 lambda fmt=fmt: self.action_export(fmt))
         yield SystemCommand("Comparison across seeds" if not self.results.by_seed else "Comparison of every run",
                             "Results: runs that differ by seed alone, mean ± standard deviation (g)",
