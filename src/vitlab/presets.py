@@ -340,8 +340,9 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
             where = ".".join(map(str, loc))
             if loc[:1] == ("runs",) and len(loc) > 1 and isinstance(loc[1], int):  # as the runs' own errors say it
                 raw = runs[loc[1]] if loc[1] < len(runs) and isinstance(runs[loc[1]], dict) else {}
+                rest = ".".join(map(str, loc[2:]))
                 where = f"runs[{loc[1]}]" + (f" ({raw['name']})" if "name" in raw else "") + \
-                    "".join(f" {part}" for part in [".".join(map(str, loc[2:]))] if part)
+                    (f" {rest}" if rest else "")
             msgs.append(_issue(file, _line_of(lines, loc), where, msg))
         raise PresetError("\n".join(msgs)) from None
 

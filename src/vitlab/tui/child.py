@@ -182,7 +182,8 @@ def lost_run(started: RunStarted, why: str) -> RunFailed:
     run_dir = Path(started.run_dir)
     summary = read_run(run_dir)
     if summary.get("status") in ("running", "interrupted"):  # torchrun's launcher may have marked it already
-        summary.update(status="failed", error=f"{why}. Resume it: r in Results, or `vitlab resume {shlex.quote(str(run_dir))}`.")
+        summary.update(status="failed",
+                       error=f"{why}. Resume it: r in Results, or `vitlab resume {shlex.quote(str(run_dir))}`.")
         try:
             RunStore(run_dir).write_summary(summary)
         except StoreError:
