@@ -32,7 +32,7 @@ from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
 from ..report import runs_count, seed_groups
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
 from .child import TrainingChild, lost_run
-from .screens.dialogs import Choice, PathPrompt, default_preset_path
+from .screens.dialogs import DEFAULT_EXPERIMENT, Choice, PathPrompt, default_preset_path
 from .screens.presets import PresetPicker
 from .settings import load_settings, save_settings
 from .themes import DEFAULT_THEME, load_themes
@@ -132,7 +132,7 @@ class VitlabApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "new experiment"
+        self.sub_title = DEFAULT_EXPERIMENT
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         for problem in self.theme_problems:
             self.notify(problem, title="Theme not loaded", severity="warning")
@@ -256,7 +256,7 @@ class VitlabApp(App[int]):
         if stale := setup.stale_edit():
             self.notify(stale, title="Not saved", severity="error", timeout=10)
             return
-        name = self.experiment_name or "my-experiment"
+        name = self.experiment_name or DEFAULT_EXPERIMENT
         initial_path = default_preset_path(user_preset_dir(), name)
         n = len(setup.queue)
         what = f"the queue ({runs_count(n)})" if n else "the form (one run)"
@@ -355,7 +355,7 @@ class VitlabApp(App[int]):
                 first[0].focus()  # taken to the field that is wrong
             return
         try:
-            exp = setup.experiment(self.experiment_name or "tui", self.experiment_description)
+            exp = setup.experiment(self.experiment_name or DEFAULT_EXPERIMENT, self.experiment_description)
         except ValidationError as e:
             self.notify(str(e.errors()[0].get("ctx", {}).get("message") or e.errors()[0]["msg"]),
                         title="Not started", severity="error")

@@ -120,5 +120,9 @@ class PathPrompt(ModalScreen[dict | None]):
         self.dismiss(values)
 
 
+# An experiment not named yet: the title, the runs directory (runs/my-experiment) and the Save dialog say the same
+DEFAULT_EXPERIMENT = "my-experiment"
+
+
 def default_preset_path(directory: Path, name: str) -> str:
-    return str(directory / f"{name or 'my-experiment'}.yaml")
+    return str(directory / f"{name or DEFAULT_EXPERIMENT}.yaml")
