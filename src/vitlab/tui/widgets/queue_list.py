@@ -29,22 +29,26 @@ class QueueList(ListView):
         set at once, the highlight went to rows about to be removed, and the selection was invisible."""
         target = select if select is not None else self.index or 0
         self.clear()
-        items = []
-        # each item's padding, and the scrollbar a long queue adds (the text is laid out before it shows)
-        room = (self.content_size.width or 30) - 2 - self.styles.scrollbar_size_vertical
-        for i, run in enumerate(runs):
-            text = Text()
-            text.append("✎ " if i == editing else f"{i + 1} ", style="bold" if i == editing else "dim")
-            text.append(run.name, style="bold")
-            label = model_label(run.model)  # beside the name where it fits, else under it: never cut
-            fits = len(str(i + 1)) + 1 + len(run.name) + 2 + len(label) <= room
-            text.append(f"  {label}\n  " if fits else f"\n  {label}\n  ", style="dim")
-            text.append(f"{run.data.dataset} {run.data.size}px · {run.train.epochs} ep · "
-                        f"{run.train.batch_size}x{run.train.accumulation_steps}", style="dim")
-            items.append(ListItem(Label(text)))
-        self.extend(items)
+        width = (self.content_size.width or 30) - 2  # each item's padding
+        texts = [self._text(i, run, editing, width) for i, run in enumerate(runs)]
+        if sum(len(t.plain.splitlines()) for t in texts) > self.content_size.height:  # a scrollbar will take room
+            texts = [self._text(i, run, editing, width - self.styles.scrollbar_size_vertical)
+                     for i, run in enumerate(runs)]
+        self.extend(ListItem(Label(text)) for text in texts)
         if runs:
             self.call_after_refresh(self._select, min(target, len(runs) - 1))
+
+    @staticmethod
+    def _text(i: int, run: RunConfig, editing: int | None, room: int) -> Text:
+        text = Text()
+        text.append("✎ " if i == editing else f"{i + 1} ", style="bold" if i == editing else "dim")
+        text.append(run.name, style="bold")
+        label = model_label(run.model)  # beside the name where it fits, else under it: never cut
+        fits = len(str(i + 1)) + 1 + len(run.name) + 2 + len(label) <= room
+        text.append(f"  {label}\n  " if fits else f"\n  {label}\n  ", style="dim")
+        text.append(f"{run.data.dataset} {run.data.size}px · {run.train.epochs} ep · "
+                    f"{run.train.batch_size}x{run.train.accumulation_steps}", style="dim")
+        return text
 
     def _select(self, index: int) -> None:
         if index < len(self):
