@@ -159,7 +159,8 @@ def test_damaged_run_files_are_read_as_missing_figures_never_a_traceback(runs, t
     good = next((runs / "study").glob("*-good"))
     for i, (summary, metrics_line) in enumerate([
             ([1, 2], None), ({"name": 7, "status": "finished", "accuracy": "high", "config": "x"}, None),
-            (None, '{"event": "EpochEvaluated", "epoch": "x", "accuracy": 0.5}\n')]):
+            (None, '{"event": "EpochEvaluated", "epoch": "x", "accuracy": 0.5}\n'
+                   '{"event": "EpochEvaluated", "epoch": 2, "accuracy": 0.5}\n')]):  # a line without its losses
         run = tmp_path / "damaged" / f"20260101-00000{i}-d{i}"
         shutil.copytree(good, run)
         if summary is not None:
@@ -177,3 +178,9 @@ def test_damaged_run_files_are_read_as_missing_figures_never_a_traceback(runs, t
         assert cli_main(["compare", str(tmp_path / "damaged"), "--format", fmt]) == 0
     assert cli_main(["compare", str(tmp_path / "damaged"), "--plot", str(tmp_path / "d.png")]) == 0
     assert "Traceback" not in capsys.readouterr().err
+    failed = tmp_path / "early" / "20260101-000000-f"  # failed before its first evaluation: no curve at all
+    failed.mkdir(parents=True)
+    (failed / "config.yaml").write_text("name: f\n")
+    (failed / "summary.json").write_text(json.dumps({"name": "f", "status": "failed", "config": {}}))
+    assert cli_main(["compare", str(tmp_path / "early"), "--plot", str(tmp_path / "e.png")]) == 2
+    assert "nothing to draw (not written)" in capsys.readouterr().err and not (tmp_path / "e.png").exists()

@@ -291,3 +291,20 @@ def test_a_cancel_during_evaluation_keeps_the_trained_epoch_and_resume_evaluates
     evals = [json.loads(line) for line in (Path(resumed["run_dir"]) / "metrics.jsonl").read_text().splitlines()
              if '"EpochEvaluated"' in line]
     assert [e["epoch"] for e in evals] == [1, 2, 3]  # epoch 1 evaluated once, by the resume
+
+
+def test_resume_of_a_path_that_is_no_run_says_so_in_a_line(tmp_path, capsys):
+    from vitlab.cli import main as cli_main
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.yaml").write_text("a: [\n")
+    (tmp_path / "empty").mkdir()
+    for path in ("nowhere", "bad", "empty"):
+        assert cli_main(["resume", str(tmp_path / path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"vitlab: {tmp_path / 'nowhere'}: no such run directory (vitlab compare RUNS_DIR lists the runs "
+                   "and their directories)",
+                   f"vitlab: {tmp_path / 'bad'}/config.yaml:2: not readable YAML (expected the node content, but "
+                   "found '<stream end>')",
+                   f"vitlab: {tmp_path / 'empty'}: not a vitlab run directory (its config.yaml: No such file or "
+                   "directory)"]

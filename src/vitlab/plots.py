@@ -24,11 +24,14 @@ def plot_curves(summaries: list[dict], path: Path, by_seed: bool = False) -> Pat
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise VitlabError("--plot needs matplotlib: pip install 'vitlab[plot]'") from None
+    series = [(label, curves, epochs) for label, curves in (_seed_series(summaries) if by_seed else
+                                                             _run_series(summaries))
+              if (epochs := sorted(set.intersection(*(set(c) for c in curves))))]  # epochs every run of it reached
+    if not series:  # an empty figure, written without a word, looked like a plotting bug
+        raise VitlabError(f"--plot {path}: no run here has an evaluated epoch yet, so there is nothing to draw "
+                          "(not written)")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for label, curves in (_seed_series(summaries) if by_seed else _run_series(summaries)):
-        epochs = sorted(set.intersection(*(set(c) for c in curves)))  # the epochs every run of the line reached
-        if not epochs:
-            continue
+    for label, curves, epochs in series:
         line = None
         for ax, key, style, scale in ((ax_loss, "train_loss", "-", 1), (ax_loss, "eval_loss", "--", 1),
                                       (ax_acc, "accuracy", "-", 100)):
@@ -61,7 +64,8 @@ def _evals(run_dir: str) -> dict[int, dict]:
     """epoch -> its EpochEvaluated record."""
     from .engine.store import read_metrics
 
-    return {m["epoch"]: m for m in read_metrics(Path(run_dir) / "metrics.jsonl") if m.get("event") == "EpochEvaluated"}
+    return {m["epoch"]: m for m in read_metrics(Path(run_dir) / "metrics.jsonl") if m.get("event") == "EpochEvaluated"
+            and all(k in m for k in ("epoch", "train_loss", "eval_loss", "accuracy"))}  # a partial line: not drawn
 
 
 def _run_series(summaries: list[dict]) -> list[tuple[str, list[dict]]]:

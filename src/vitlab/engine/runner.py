@@ -487,10 +487,18 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
                total_runs: int = 1) -> dict[str, Any]:
     """Continue a cancelled, failed, interrupted or killed run from its last checkpoint, in place."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise VitlabError(f"{run_dir}: no such run directory (vitlab compare RUNS_DIR lists the runs and their "
+                          "directories)")
     try:
         raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise VitlabError(f"{run_dir}: not a vitlab run directory (no readable config.yaml: {e})") from None
+    except OSError as e:
+        raise VitlabError(f"{run_dir}: not a vitlab run directory (its config.yaml: {e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise VitlabError(f"{run_dir}/config.yaml{where}: not readable YAML "
+                          f"({getattr(e, 'problem', None) or str(e).splitlines()[0]})") from None
     try:
         cfg = RunConfig.from_resolved(raw)
     except ValidationError as e:
