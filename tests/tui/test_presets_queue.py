@@ -150,8 +150,12 @@ async def test_queue_add_edit_reorder_remove(runs_dir):
         await pilot.pause()
         assert [r.name for r in app.setup.queue] == ["first", "first-2"]
         assert app.setup.queue[1].train.epochs == 2
-        # reorder from the keyboard in the queue list
+        # reorder from the keyboard in the queue list, reached with ctrl+l (and back to the form)
         queue = app.setup.query_one("#queue", ListView)
+        await pilot.press("ctrl+l")
+        assert queue.has_focus
+        await pilot.press("ctrl+l")
+        assert form.query_one("#f-run-name", Input).has_focus
         queue.focus()
         queue.index = 1
         await pilot.press("shift+up")

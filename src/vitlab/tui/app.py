@@ -628,6 +628,8 @@ class VitlabApp(App[int]):
         yield SystemCommand("Cancel run", "Cancel the current run (ctrl+x)", self.action_cancel)
         yield SystemCommand("Add to queue", "Add the form as a run (ctrl+n)", self.setup.action_add)
         yield SystemCommand("New run", "Stop editing the queued run; the form makes a new one", self.setup.action_new)
+        yield SystemCommand("Queue ⇄ form", "Move between the run form and the queue list (ctrl+l)",
+                            lambda: (self.action_show("setup"), self.setup.action_toggle_queue()))
         yield SystemCommand("Load preset", "Pick a preset to queue (ctrl+o)", self.action_presets)
         yield SystemCommand("Save preset", "Save the queue as a preset YAML (ctrl+s)", self.action_save)
         yield SystemCommand("Seeds", "Train every queued run once per seed", self.setup.action_seeds)

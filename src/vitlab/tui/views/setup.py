@@ -43,6 +43,8 @@ class SetupView(Horizontal):
     BINDINGS = [
         Binding("ctrl+n", "add", "Add run"),
         Binding("ctrl+o", "app.presets", "Presets"),
+        # the queue is past some 35 fields by Tab: one key there and back
+        Binding("ctrl+l", "toggle_queue", "Queue ⇄ form", show=False),
     ]
 
     def __init__(self, profiler: Callable[[RunConfig], Any] | None, **kwargs: Any) -> None:
@@ -180,6 +182,13 @@ class SetupView(Horizontal):
         # the form now makes a new run: give it a fresh name so it is valid straight away
         self.set_name(next_name(cfg.name, {r.name.lower() for r in self.queue}))
         self.notify(f"Added {cfg.name} to the queue ({runs_count(len(self.queue))}).")
+
+    def action_toggle_queue(self) -> None:
+        queue = self.query_one(QueueList)
+        if queue.has_focus:
+            self.form.query_one("#f-run-name").focus()
+        else:
+            queue.focus()
 
     def action_new(self) -> None:
         if stale := self.stale_edit():
