@@ -114,6 +114,7 @@ class SetupView(Horizontal):
         self.editing = 0
         self.form.load(self.queue[0])
         self.refresh_queue()
+        self.form.scroll_home(animate=False)  # "Editing queued run 1/N" at the top is in view, not where it was
 
     def experiment(self, name: str, description: str = "") -> ExperimentConfig:
         """The queue as an experiment (or the form alone when the queue is empty)."""
