@@ -253,8 +253,7 @@ class VitlabApp(App[int]):
         if not setup.queue and setup.config is None:
             self.notify("Nothing to save: the queue is empty and the form has errors.", severity="error")
             return
-        if stale := setup.stale_edit():
-            self.notify(stale, title="Not saved", severity="error", timeout=10)
+        if setup.refuse_stale_edit("Not saved"):
             return
         name = self.experiment_name or DEFAULT_EXPERIMENT
         initial_path = default_preset_path(user_preset_dir(), name)

@@ -155,14 +155,16 @@ class SetupView(Horizontal):
             hint.append("ctrl+r trains this run (queue empty)")
         self.query_one("#run-hint", Static).update(hint)
 
-    def stale_edit(self) -> str | None:
-        """Why the queued run being edited is not what the form shows: the form has an error, and the queue
-        holds the last valid values typed on the way (heads 1 while typing 12). None when they agree."""
+    def refuse_stale_edit(self, title: str) -> bool:
+        """Refuse (saying why, under `title`) while the queued run being edited is not what the form shows: the
+        form has an error, and the queue holds the last valid values typed on the way (heads 1 while typing 17)."""
         if self.editing is None or self.form.result.config is not None or self.editing >= len(self.queue):
-            return None
+            return False
         run = self.queue[self.editing]
-        return (f"Run {self.editing + 1} in the form: {self.form_problem()}. The queue holds its last valid settings "
-                f"({model_label(run.model)}): fix the field first.")
+        self.notify(f"Run {self.editing + 1} in the form: {self.form_problem()}. The queue holds its last valid "
+                    f"settings ({model_label(run.model)}): fix the field first.", title=title, severity="error",
+                    timeout=10)
+        return True
 
     def form_problem(self) -> str:
         """The first problem of the form, naming its field (it may be below the fold)."""
@@ -192,8 +194,7 @@ class SetupView(Horizontal):
             queue.focus()
 
     def action_new(self) -> None:
-        if stale := self.stale_edit():
-            self.notify(stale, title="Not left", severity="error", timeout=10)
+        if self.refuse_stale_edit("Not left"):
             return
         self.editing = None
         self.refresh_queue()
@@ -207,8 +208,7 @@ class SetupView(Horizontal):
     @on(QueueList.Action)
     def _queue_action(self, event: QueueList.Action) -> None:
         i = event.index
-        if event.action == "edit" and i != self.editing and (stale := self.stale_edit()):
-            self.notify(stale, title="Not left", severity="error", timeout=10)
+        if event.action == "edit" and i != self.editing and self.refuse_stale_edit("Not left"):
             return
         if event.action == "edit":
             self.editing = i
@@ -258,8 +258,7 @@ class SetupView(Horizontal):
         if not runs:
             self.notify("Nothing to repeat: the queue is empty and the form has errors.", severity="error")
             return
-        if stale := self.stale_edit():
-            self.notify(stale, title="Not repeated", severity="error", timeout=10)
+        if self.refuse_stale_edit("Not repeated"):
             return
         seeds = sorted({r.train.seed for r in runs})
 

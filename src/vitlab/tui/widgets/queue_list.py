@@ -31,7 +31,8 @@ class QueueList(ListView):
         self.clear()
         width = (self.content_size.width or 30) - 2  # each item's padding
         texts = [self._text(i, run, editing, width) for i, run in enumerate(runs)]
-        if sum(len(t.plain.splitlines()) for t in texts) > self.content_size.height:  # a scrollbar will take room
+        height = self.content_size.height  # 0 before the first layout: no scrollbar assumed then
+        if height and sum(len(t.plain.splitlines()) for t in texts) > height:  # a scrollbar will take room
             texts = [self._text(i, run, editing, width - self.styles.scrollbar_size_vertical)
                      for i, run in enumerate(runs)]
         self.extend(ListItem(Label(text)) for text in texts)
