@@ -14,14 +14,14 @@ FIELD_CASES = [
     ("f-run-name", "bad name!", "not a safe name"),
     ("f-run-name", "", "not a safe name"),
     ("f-vit-patch_size", "0", "greater than or equal to 1"),
-    ("f-vit-patch_size", "3", "must divide data.image_size 8"),
+    ("f-vit-patch_size", "3", "must divide image size 8"),
     ("f-vit-embed_dim", "4", "greater than or equal to 8"),
-    ("f-vit-heads", "5", "must divide embed_dim 192"),
+    ("f-vit-heads", "5", "must divide embed dim 192"),
     ("f-vit-heads", "", "required"),
     ("f-vit-layers", "0", "greater than or equal to 1"),
     ("f-vit-mlp_ratio", "0", "greater than 0"),
     ("f-data-image_size", "2", "greater than or equal to 4"),
-    ("f-data-image_size", "10", "must divide data.image_size 10"),  # reported at the patch size
+    ("f-data-image_size", "10", "must divide image size 10"),  # reported at the patch size
     ("f-train-epochs", "0", "greater than or equal to 1"),
     ("f-train-batch_size", "0", "greater than or equal to 1"),
     ("f-train-accumulation_steps", "0", "greater than or equal to 1"),
@@ -81,9 +81,9 @@ async def test_typing_shows_message_and_run_refuses(runs_dir):
         heads.focus()
         await pilot.press("end", "backspace", "5")  # 3 -> 5, does not divide 192
         await pilot.pause()
-        assert "must divide embed_dim" in str(app.setup.form.query_one("#f-vit-heads-err", Static).render())
+        assert "must divide embed dim" in str(app.setup.form.query_one("#f-vit-heads-err", Static).render())
         # at 80x24 the marked field may be below the fold: the hint names it
-        assert "Fix the form to run: Heads: must divide embed_dim" in str(app.setup.query_one("#run-hint").render())
+        assert "Fix the form to run: Heads: must divide embed dim" in str(app.setup.query_one("#run-hint").render())
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert not app.running

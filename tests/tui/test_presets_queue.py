@@ -188,7 +188,7 @@ async def test_queue_add_edit_reorder_remove(runs_dir):
         assert app.setup.editing == 1 and app.screen is app.screen_stack[0]
         assert [n.title for n in app._notifications][-2:] == ["Not left", "Not saved"]
         assert list(app._notifications)[-1].message == (
-            "Run 2 in the form: Heads: must divide embed_dim 192 (got 17). The queue holds its last valid settings "
+            "Run 2 in the form: Heads: must divide embed dim 192 (got 17). The queue holds its last valid settings "
             "(ViT p4 d192 h1 L2): fix the field first.")
         form.query_one("#f-vit-heads", Input).value = "2"
         await pilot.pause()
@@ -290,3 +290,7 @@ async def test_the_picker_lists_every_preset_file_and_says_what_is_wrong_with_a_
         await pilot.press("enter")
         await pilot.pause()
         assert app.screen is picker and list(app._notifications)[-1].title == "Invalid preset"
+        await pilot.press("end")  # Home/End move the highlight, not just the scroll
+        assert picker.query_one(ListView).index == len(paths) - 1
+        await pilot.press("home")
+        assert picker.query_one(ListView).index == 0

@@ -3,6 +3,7 @@ config models' errors map back onto fields. Pure Python (no Textual), validated 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,6 +219,20 @@ def tidy(err: dict[str, Any]) -> str:
     return msg.replace("Input should be ", "must be ")
 
 
+def in_form_words(message: str, kind: str) -> str:
+    """A config message as the form says it: `data.image_size` and `embed_dim` become the fields' labels
+    ("image size", "embed dim"), the names a person sees beside the inputs."""
+    def label(match: re.Match[str]) -> str:
+        spec = spec_for(match[0], kind) or next(
+            (s for s in SPECS if s.key == match[0] and s.kind in (None, kind)), None)
+        if spec is None:
+            return match[0]
+        text = spec.label
+        return text[0].lower() + text[1:] if text[1:2].islower() else text
+    # dotted paths and snake_case keys only: plain words like "epochs" or "name" read well as they are
+    return re.sub(r"\b[a-z]+\.[a-z_]+\b|\b[a-z]+_[a-z_]+\b", label, message)
+
+
 def validate(values: dict[str, Any], base: dict[str, Any] | None = None,
              taken_names: set[str] = frozenset()) -> FormResult:
     data = build_dict(values, base)
@@ -232,7 +247,7 @@ def validate(values: dict[str, Any], base: dict[str, Any] | None = None,
             if spec is None:
                 result.general.append(f"{path}: {msg}")
             else:
-                result.errors.setdefault(spec.widget_id, msg)
+                result.errors.setdefault(spec.widget_id, in_form_words(msg, kind))
         return result
     if cfg.name.lower() in taken_names:
         result.errors["f-run-name"] = "another queued run has this name"

@@ -12,6 +12,7 @@ from textual.widgets import Label, ListItem, ListView, Static
 
 from ...presets import PresetInfo, list_presets
 from ...report import runs_count
+from ..widgets.jump_list import JumpList
 
 
 class PresetPicker(ModalScreen[Path | None]):
@@ -31,7 +32,7 @@ class PresetPicker(ModalScreen[Path | None]):
                 text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
                 text.append(f"  {p.path}", style="dim")
                 items.append(ListItem(Label(text)))  # an invalid one too: highlighted, it shows what is wrong
-            yield ListView(*items, id="preset-list")
+            yield JumpList(*items, id="preset-list")
             yield Static("", id="preset-about", classes="dialog-message")
             yield Static("enter load · escape back · replaces the current queue", classes="dialog-hint")
 

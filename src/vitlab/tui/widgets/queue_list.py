@@ -4,12 +4,13 @@ from __future__ import annotations
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import Label, ListItem, ListView
+from textual.widgets import Label, ListItem
 
 from ...config import RunConfig, model_label
+from .jump_list import JumpList
 
 
-class QueueList(ListView):
+class QueueList(JumpList):
     BINDINGS = [
         Binding("enter", "edit", "Edit in form"),
         Binding("delete,x", "remove", "Remove"),

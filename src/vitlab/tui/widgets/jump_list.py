@@ -1,0 +1,23 @@
+"""A ListView whose Home/End/PageUp/PageDown move the highlight (Textual's only scroll, leaving it behind)."""
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.widgets import ListView
+
+
+class JumpList(ListView):
+    BINDINGS = [
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+    ]
+
+    def action_jump(self, where: int) -> None:
+        if len(self):
+            self.index = where % len(self)
+
+    def action_page(self, direction: int) -> None:
+        if len(self):
+            step = max(1, self.scrollable_content_region.height - 1)
+            self.index = min(max((self.index or 0) + direction * step, 0), len(self) - 1)
