@@ -201,3 +201,16 @@ def test_every_spec_maps_to_a_config_field():
         cls = {"": RunConfig, "data": DataConfig, "train": TrainConfig}.get(spec.section)
         fields = MODEL_CLASSES[spec.kind].model_fields if spec.kind else (cls.model_fields if cls else {"kind": 1})
         assert spec.key in fields, spec
+
+
+async def test_the_keys_panel_at_80_columns_takes_the_queues_room_not_the_forms(runs_dir):
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        form_width = app.setup.form.size.width
+        app.action_show_help_panel()
+        await pilot.pause()
+        assert not app.setup.query_one("#sidebar").display and app.setup.form.size.width >= form_width - 4
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.setup.query_one("#sidebar").display

@@ -111,6 +111,15 @@ class VitlabApp(App[int]):
             return False
         return True
 
+    def action_show_help_panel(self) -> None:
+        super().action_show_help_panel()
+        # at 80 columns the panel's 30 beside form and queue left the form 14: the queue makes way meanwhile
+        self._setup.add_class("-keys")
+
+    def action_hide_help_panel(self) -> None:
+        super().action_hide_help_panel()
+        self._setup.remove_class("-keys")
+
     def action_help_quit(self) -> None:
         """ctrl+c, pressed to quit out of habit: say which key quits (Textual's hint is markup, see notify)."""
         keys = [key for key, active in self.active_bindings.items() if active.binding.action in ("quit", "app.quit")]
