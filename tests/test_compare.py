@@ -184,3 +184,22 @@ def test_damaged_run_files_are_read_as_missing_figures_never_a_traceback(runs, t
     (failed / "summary.json").write_text(json.dumps({"name": "f", "status": "failed", "config": {}}))
     assert cli_main(["compare", str(tmp_path / "early"), "--plot", str(tmp_path / "e.png")]) == 2
     assert "nothing to draw (not written)" in capsys.readouterr().err and not (tmp_path / "e.png").exists()
+
+
+def test_runs_cancelled_in_their_first_epoch_are_left_out_unless_all(runs, tmp_path):
+    model = {"kind": "vit", "patch_size": 2, "embed_dim": 8, "heads": 1, "layers": 1}
+    data = {"dataset": "synthetic", "image_size": 4, "limit_train": 32, "limit_val": 16}
+    exp = ExperimentConfig.model_validate({"name": "study", "runs": [{"name": "ctrl-c", "model": model, "data": data}]})
+    [summary] = run_experiment(exp, runs_dir=tmp_path, should_stop=lambda: True)  # a ctrl+c in the first second
+    assert summary["status"] == "cancelled" and summary["epochs"] == 0
+    good = next(runs.glob("study/*-good"))
+    (tmp_path / "study" / good.name).mkdir()
+    for f in good.iterdir():
+        (tmp_path / "study" / good.name / f.name).write_bytes(f.read_bytes())
+    out = vitlab("compare", tmp_path, "--format", "csv")
+    assert out.returncode == 0 and "ctrl-c" not in out.stdout and "good" in out.stdout
+    assert "1 run cancelled in the first epoch left out: --all lists them" in out.stderr
+    out = vitlab("compare", tmp_path, "--format", "csv", "--all")
+    assert "ctrl-c" in out.stdout and "left out" not in out.stderr
+    out = vitlab("compare", summary["run_dir"])
+    assert out.returncode == 2 and "was cancelled in its first epoch (--all lists them)" in out.stderr

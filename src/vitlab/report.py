@@ -128,6 +128,12 @@ def sort_summaries(summaries: list[dict], key: str | None, columns: tuple[Column
     return sorted(present, key=column.raw, reverse=column.numeric) + missing
 
 
+def cancelled_early(summary: dict) -> bool:
+    """Cancelled before its first epoch ended (a ctrl+c in the first seconds): no accuracy to compare, and such
+    directories pile up. `compare` and Results leave them out of the history (their directories stay)."""
+    return summary.get("status") == "cancelled" and not summary.get("epochs")
+
+
 STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "interrupted": "magenta"}
 
 

@@ -26,6 +26,14 @@ def test_export_follows_the_extension(tmp_path):
     assert not (tmp_path / "c.txt").exists()
 
 
+def test_earlier_runs_cancelled_in_their_first_epoch_are_left_out_but_this_sessions_show(tmp_path):
+    view = ResultsView(tmp_path / "runs")
+    early = [summary(n, status="cancelled", epochs=0, accuracy=None, run_dir=f"/r/{n}") for n in ("old", "new")]
+    view.history = [summary("done", run_dir="/r/done"), *early]
+    view.session_dirs = {"/r/new"}  # started by this session: the user just pressed ctrl+x, the row stays
+    assert [s["name"] for s in view.runs()] == ["done", "new"]
+
+
 @asynccontextmanager
 async def results_at_80x24(runs_dir):
     """The app on its Results view, the history (write_history's and whatever the test wrote) loaded."""

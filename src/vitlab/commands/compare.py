@@ -7,8 +7,9 @@ import sys
 from rich.console import Console
 
 from ..errors import VitlabError
-from ..report import (COLUMN_KEYS, SEED_COLUMNS, rich_table, seed_groups, seed_table, seeds_csv, seeds_json,
-                      seeds_markdown, sort_summaries, to_csv, to_json, to_markdown)
+from ..report import (COLUMN_KEYS, SEED_COLUMNS, cancelled_early, rich_table, runs_count, seed_groups,
+                      seed_table, seeds_csv, seeds_json, seeds_markdown, sort_summaries, to_csv, to_json,
+                      to_markdown)
 from . import user_path
 
 NAME = "compare"
@@ -25,6 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--by-seed", action="store_true",
                    help="only the runs that differ by seed alone, one row per condition: mean ± standard deviation "
                         "(with --plot: one curve per condition, in a band of ± one standard deviation)")
+    p.add_argument("--all", action="store_true",
+                   help="also the runs cancelled in their first epoch (left out otherwise: no accuracy to compare)")
     p.add_argument("--plot", type=user_path, metavar="FILE",
                    help="also draw loss and accuracy curves to FILE (.png or .svg)")
     p.set_defaults(handler=main)
@@ -43,10 +46,17 @@ def main(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise VitlabError(f"compare: no such path: {', '.join(missing)}")
-    summaries = sort_summaries(find_runs(args.paths), args.sort if args.sort in COLUMN_KEYS else None)
-    if not summaries:
+    found = find_runs(args.paths)
+    if not found:
         raise VitlabError(f"compare: no run directories under {', '.join(map(str, args.paths))} "
                           "(a run directory holds config.yaml and summary.json)")
+    summaries = found if args.all else [s for s in found if not cancelled_early(s)]
+    if left_out := len(found) - len(summaries):
+        print(f"({runs_count(left_out)} cancelled in the first epoch left out: --all lists them)", file=sys.stderr)
+    if not summaries:
+        raise VitlabError(f"compare: every run under {', '.join(map(str, args.paths))} was cancelled in its first "
+                          "epoch (--all lists them)")
+    summaries = sort_summaries(summaries, args.sort if args.sort in COLUMN_KEYS else None)
     groups = seed_groups(summaries)
     if args.sort in seed_keys:  # the conditions in the order asked for too
         groups = sort_summaries(groups, args.sort, SEED_COLUMNS)

@@ -14,9 +14,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ...report import (SEED_COLUMNS, STATUS_STYLE, format_row, runs_count, seed_groups, seeds_csv, seeds_json,
-                       seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown, versus_best,
-                       visible_columns)
+from ...report import (SEED_COLUMNS, STATUS_STYLE, cancelled_early, format_row, runs_count, seed_groups, seeds_csv,
+                       seeds_json, seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown,
+                       versus_best, visible_columns)
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -97,10 +97,12 @@ class ResultsView(Vertical):
         return run_key(summary) in self.session or run_key(summary) in self.session_dirs
 
     def runs(self) -> list[dict[str, Any]]:
-        """This session's runs first (newest first), then the history not already shown."""
+        """This session's runs first (newest first), then the history not already shown (less the earlier runs
+        cancelled in their first epoch, as in `vitlab compare`)."""
         session = list(self.session.values())[::-1]
         seen = set(self.session)
-        return session + [s for s in self.history if run_key(s) not in seen]
+        return session + [s for s in self.history
+                          if run_key(s) not in seen and (self.of_session(s) or not cancelled_early(s))]
 
     def rows(self) -> list[dict[str, Any]]:
         """What the table shows, sorted: the runs, or across seeds one row per condition."""
