@@ -8,7 +8,7 @@ from hub_cache import in_hub_cache
 from torch import nn
 
 from vitlab.config import RunConfig
-from vitlab.engine.models import ConvStem, build_model, count_params
+from vitlab.engine.models import ConvStem, build_model, classifier_head, count_params
 from vitlab.errors import ModelError
 
 
@@ -184,6 +184,26 @@ def test_freeze_backbone_trains_the_head_only(model):
     assert trainable == head
     # and without freeze everything trains
     assert count_params(build_model(run(model, size), 10))[1] == count_params(built)[0]
+
+
+def test_a_linear_probe_trains_on_the_backbones_inference_features(tmp_path):
+    from transformers import SwinConfig, SwinForImageClassification
+
+    from vitlab.engine.loop import train_mode
+
+    config = SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[2, 2], num_heads=[1, 2], window_size=4,
+                        drop_path_rate=0.5, hidden_dropout_prob=0.3, num_labels=7)
+    SwinForImageClassification(config).save_pretrained(tmp_path / "swin")
+    probe = build_model(run({"kind": "swin", "pretrained": True, "weights": str(tmp_path / "swin")},
+                            freeze="backbone"), 10)
+    x = torch.randn(4, 3, 32, 32)
+    train_mode(probe, "backbone")  # stochastic depth and dropout off in the frozen backbone, the head trains
+    assert torch.equal(probe(x), probe(x)) and classifier_head(probe).training
+    train_mode(probe, "none")  # fine-tuning keeps them
+    assert not torch.equal(probe(x), probe(x))
+    resnet = build_model(run({"kind": "resnet18"}, 32, freeze="backbone"), 10)
+    train_mode(resnet, "backbone")
+    assert not resnet.bn1.training  # BatchNorm's running statistics stay the pretrained ones
 
 
 def test_conv_stem_reaches_patch_stride():

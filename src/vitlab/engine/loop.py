@@ -184,10 +184,7 @@ def train_epoch(
     fault: Fault | None = None,
 ) -> tuple[int, float]:
     """One epoch of optimizer steps. Returns (global step, mean train loss per sample)."""
-    model.train()
-    for m in model.modules():  # frozen BatchNorm keeps its statistics too: a true linear probe
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
-            m.eval()
+    train_mode(model, cfg.freeze)
     epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
     epoch_samples = 0
     run = Running()
@@ -216,6 +213,17 @@ def train_epoch(
         if stopping:
             raise Cancelled()
     return step, epoch_sum.item() / max(epoch_samples, 1)
+
+
+def train_mode(model: torch.nn.Module, freeze: str) -> None:
+    """Training mode; with a frozen backbone (a linear probe) every module without a trainable parameter computes
+    as at inference: BatchNorm keeps its statistics, and no dropout or stochastic depth (Swin's drop_path_rate 0.1)
+    makes the features the head learns from noisy."""
+    model.train()
+    if freeze == "backbone":
+        for m in model.modules():
+            if not any(p.requires_grad for p in m.parameters()):
+                m.eval()
 
 
 @torch.no_grad()
