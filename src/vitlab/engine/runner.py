@@ -56,8 +56,14 @@ def compile_wanted(cfg: RunConfig, device: torch.device, dist: distributed.Dist,
                        f"{COMPILE_PAYS_OFF_IMAGES:,}; train.compile: true forces it")
     return True, f"torch.compile on (auto): {images:,} training images repay its start-up"
 
-OOM_ADVICE = ("Out of memory. Lower train.batch_size and raise train.accumulation_steps to keep the same "
-              "effective batch, use precision bf16 (or fp16), or a smaller data.image_size.")
+CPU_OOM = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError when RAM (or ulimit -v) runs out
+
+
+def oom_advice(device: torch.device) -> str:
+    lower = "precision bf16 (or fp16), " if device.type == "cuda" else ""  # on a CPU fp16 is slow and saves little
+    where = "GPU memory" if device.type == "cuda" else "the machine's memory"
+    return (f"Out of {where}. Lower train.batch_size and raise train.accumulation_steps to keep the same "
+            f"effective batch, use {lower}a smaller data.image_size, or a smaller model.")
 
 
 def nan_advice(precision: str) -> str:
@@ -424,10 +430,8 @@ class Run:
         except KeyboardInterrupt:
             self.end(RunCancelled, "cancelled")
             raise
-        except torch.OutOfMemoryError:
-            self.store.log(traceback.format_exc())
-            self.release()
-            return self.end(RunFailed, "failed", OOM_ADVICE, "oom")
+        except (torch.OutOfMemoryError, MemoryError):
+            return self.out_of_memory()
         except NonFiniteLoss as e:
             self.step = e.args[1]
             return self.end(RunFailed, "failed", nan_advice(self.cfg.train.precision) + self.skipped_note(),
@@ -444,9 +448,16 @@ class Run:
             self.store.log(traceback.format_exc())
             return self.end(RunFailed, "failed", str(e), "data" if "Data" in type(e).__name__ else "error")
         except Exception as e:
+            if CPU_OOM in str(e):
+                return self.out_of_memory()
             self.store.log(traceback.format_exc())
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
             return self.end(RunFailed, "failed", f"{msg} (details in {self.store.dir / 'run.log'})", "error")
+
+    def out_of_memory(self) -> dict[str, Any]:
+        self.store.log(traceback.format_exc())
+        self.release()
+        return self.end(RunFailed, "failed", oom_advice(self.device), "oom")
 
     def skipped_note(self) -> str:
         n = int(self.skipped) if hasattr(self, "skipped") else 0
