@@ -1,4 +1,4 @@
-"""Puts a model into the Hugging Face hub cache exactly as `huggingface-cli download` lays it out: blobs named
+"""Puts a model into the Hugging Face hub cache exactly as `hf download` lays it out: blobs named
 by content hash, a snapshot of relative symlinks per commit, and refs/main naming that commit."""
 import contextlib
 import hashlib

@@ -157,7 +157,7 @@ def test_swin_checkpoint_with_unmatched_weights_is_refused(tiny_swin_dir):
 
 
 def test_missing_pretrained_swin_says_how_to_get_it(tmp_path):
-    how = "huggingface-cli download microsoft/swin-tiny-patch4-window7-224"
+    how = "hf download microsoft/swin-tiny-patch4-window7-224"
     with pytest.raises(ModelError, match=how):
         build_model(run({"kind": "swin", "variant": "tiny", "pretrained": True}, 224), 10)
     with pytest.raises(ModelError, match=re.escape(f"'{tmp_path / 'absent'}' are neither a directory here")):

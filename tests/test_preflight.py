@@ -48,15 +48,23 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
             run("tiny-a", {"kind": "swin", "variant": "tiny", "pretrained": True}),
             run("r18-gone", {"kind": "resnet18", "weights": str(tmp_path / "gone.pt")}),
             run("tiny-b", {"kind": "swin", "variant": "tiny", "pretrained": True}),
-            run("base-dir", {"kind": "swin", "variant": "base", "pretrained": True, "weights": str(tmp_path / "no")})]
+            run("base-dir", {"kind": "swin", "variant": "base", "pretrained": True, "weights": str(tmp_path / "no")}),
+            run("empty-dir", {"kind": "swin", "pretrained": True, "weights": str(tmp_path / "empty")}),
+            run("half-dir", {"kind": "swin", "pretrained": True, "weights": str(tmp_path / "half")})]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_bytes((saved / "config.json").read_bytes())  # the weights not copied
     with in_hub_cache("microsoft/swin-small-patch4-window7-224", saved):
         first, message = queue_blockers(runs)
         assert queue_blockers(runs[:4]) is None
     assert first == "tiny-a"
-    assert ("huggingface-cli download microsoft/swin-tiny-patch4-window7-224" in message
+    assert ("hf download microsoft/swin-tiny-patch4-window7-224" in message
             and "Needed by tiny-a, tiny-b." in message)
     assert f"model.weights {tmp_path / 'gone.pt'}: no such file" in message and "Needed by r18-gone." in message
     assert f"'{tmp_path / 'no'}' are neither a directory here" in message and "Needed by base-dir." in message
+    assert (f"model.weights {tmp_path / 'empty'}: no config.json and no model.safetensors in it" in message
+            and "Needed by empty-dir." in message)
+    assert f"model.weights {tmp_path / 'half'}: no model.safetensors in it" in message and "by half-dir." in message
     for fine in ("scratch", "cached", "saved-dir", "r18-file"):  # present (a bad file is the loader's to judge)
         assert fine not in message
 
@@ -64,7 +72,7 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
 def test_a_queue_needing_missing_weights_trains_nothing(tmp_path):
     vit = {"kind": "vit", "patch_size": 4, "embed_dim": 16, "heads": 1, "layers": 1}
     exp = ExperimentConfig(name="p", runs=[run("first", vit), run("pretrained", {"kind": "swin", "pretrained": True})])
-    with pytest.raises(CannotStart, match=r"huggingface-cli download .* Needed by pretrained\.$"):
+    with pytest.raises(CannotStart, match=r"hf download .* Needed by pretrained\.$"):
         run_experiment(exp, runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()  # the first run did not train and leave its directory
 

@@ -101,7 +101,7 @@ class LogitsOnly(nn.Module):
 def swin_weights_help(source: str, variant: str) -> str:
     hub_id = source if source in SWIN_HUB_IDS.values() else SWIN_HUB_IDS[variant]
     return (f"Swin weights {source!r} are neither a directory here nor in the local Hugging Face cache "
-            f"(vitlab never downloads). On a machine with internet run `huggingface-cli download {hub_id}` "
+            f"(vitlab never downloads). On a machine with internet run `hf download {hub_id}` "
             f"and copy ~/.cache/huggingface over to this one, or save them with "
             f"`SwinForImageClassification.from_pretrained('{hub_id}').save_pretrained(DIR)`, copy DIR over "
             f"and set model.weights: DIR.")

@@ -19,26 +19,42 @@ from .models import resnet18_weights_help, swin_weights_help
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # 'name' or 'owner/name'; anything else can only be a path
 
 
+SWIN_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                     "pytorch_model.bin.index.json")  # what from_pretrained loads, sharded or not
+
+
 def swin_weights_cached(source: str) -> bool:
-    """A save_pretrained directory, or a hub id whose config is in the local Hugging Face cache (where
+    """A hub id whose config and weights are in the local Hugging Face cache (where
     from_pretrained(local_files_only=True) looks). When in doubt, True: the loader decides."""
-    if Path(source).is_dir():
-        return True
     if not HUB_ID.match(source):
         return False
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(source, "config.json"), str)
+        return all(any(isinstance(try_to_load_from_cache(source, f), str) for f in files)
+                   for files in (("config.json",), SWIN_WEIGHT_FILES))
     except Exception:  # an id the hub library rejects: the loader's message covers it
         return True
+
+
+def swin_dir_problem(directory: Path) -> str | None:
+    """What a save_pretrained directory lacks (an empty or half-copied one failed only once its run started)."""
+    lacks = [name for name, files in (("config.json", ("config.json",)), ("model.safetensors", SWIN_WEIGHT_FILES))
+             if not any((directory / f).is_file() for f in files)]
+    if not lacks:
+        return None
+    return (f"model.weights {directory}: no {' and no '.join(lacks)} in it (a save_pretrained directory holds "
+            "both; copy the whole directory).")
 
 
 def missing_weights(cfg: RunConfig) -> str | None:
     """Why a run's pretrained weights are not on disk (the message says how to get them), or None."""
     m = cfg.model
-    if isinstance(m, SwinModel) and m.pretrained and not swin_weights_cached(m.weights_source):
-        return swin_weights_help(m.weights_source, m.variant)
+    if isinstance(m, SwinModel) and m.pretrained:
+        if Path(m.weights_source).is_dir():
+            return swin_dir_problem(Path(m.weights_source))
+        if not swin_weights_cached(m.weights_source):
+            return swin_weights_help(m.weights_source, m.variant)
     if isinstance(m, ResNet18Model) and m.weights and not Path(m.weights).is_file():
         return f"model.weights {m.weights}: no such file ({resnet18_weights_help()})."
     return None
