@@ -215,6 +215,7 @@ def test_check_accumulation_passes_on_the_real_loop(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "acc-run: one pass of 64 vs accumulated 16 + 16 + 16 + 16" in done.stdout
+    assert "acc-run, last window: one pass of 30 vs accumulated 16 + 14" in done.stdout  # digits: 1438 = 22x64 + 30
     assert done.stdout.rstrip().endswith("ok") and "MISMATCH" not in done.stdout
 
 
@@ -231,11 +232,28 @@ def test_check_accumulation_catches_broken_loss_scaling(tmp_path, monkeypatch, c
     assert result.max_rel_diff == pytest.approx(3.0, rel=1e-3)
     # a run without accumulation is checked split in two, not compared with itself (which always passes)
     single = check_accumulation(cfg.model_copy(update={"train": cfg.train.model_copy(update={"accumulation_steps": 1})}))
-    assert single.split and single.micro_batches == [8, 8] and single.max_rel_diff == pytest.approx(1.0, rel=1e-3)
+    assert single.split and single.windows[0].micro_batches == [8, 8]
+    assert single.windows[0].max_rel_diff == pytest.approx(1.0, rel=1e-3)
 
     assert cli_main(["check", "accumulation", str(path)]) == 1
     out = capsys.readouterr().out
     assert "MISMATCH" in out and "not scaled by the samples of its window" in out
+
+
+def nominal_batch(model, x, y, window_samples, cfg, *args, **kwargs):
+    """The bug only a short last window shows: dividing by the nominal effective batch, not the window's samples."""
+    return micro_step(model, x, y, cfg.effective_batch, cfg, *args, **kwargs)
+
+
+def test_check_accumulation_catches_a_short_last_window_weighed_as_a_full_one(monkeypatch):
+    cfg = RunConfig.model_validate({"name": "acc-run", "model": TINY_VIT, "data": {"dataset": "digits"},
+                                    "train": {"batch_size": 16, "accumulation_steps": 4}})
+    monkeypatch.setattr(checks, "micro_step", nominal_batch)
+    result = check_accumulation(cfg)
+    first, last = result.windows
+    assert first.micro_batches == [16, 16, 16, 16] and first.max_rel_diff < TOLERANCE  # full: no difference here
+    assert last.micro_batches == [16, 14] and last.max_rel_diff == pytest.approx(1 - 30 / 64, rel=1e-3)
+    assert not result.ok
 
 
 @pytest.mark.parametrize("drop_path_rate", [0.1, 0.0])

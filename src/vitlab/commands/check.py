@@ -37,11 +37,12 @@ def main(args: argparse.Namespace) -> int:
     failed = 0
     for run in runs:
         result = check_accumulation(run)
-        split = " + ".join(map(str, result.micro_batches))
-        verdict = "[green]ok[/]" if result.ok else "[red]MISMATCH[/]"
-        console.print(f"{run.name}: one pass of {sum(result.micro_batches)} vs accumulated {split}: "
-                      f"max relative gradient difference {result.max_rel_diff:.2e} "
-                      f"(tolerance {TOLERANCE:.0e}) {verdict}")
+        for i, window in enumerate(result.windows):
+            split = " + ".join(map(str, window.micro_batches))
+            verdict = "[green]ok[/]" if window.max_rel_diff <= TOLERANCE else "[red]MISMATCH[/]"
+            console.print(f"{run.name}{', last window' if i else ''}: one pass of {sum(window.micro_batches)} vs "
+                          f"accumulated {split}: max relative gradient difference {window.max_rel_diff:.2e} "
+                          f"(tolerance {TOLERANCE:.0e}) {verdict}")
         if result.split:
             console.print("  note: this run does not accumulate (accumulation_steps 1), so its batch was checked "
                           "split into two micro-batches.", style="dim")
@@ -51,6 +52,6 @@ def main(args: argparse.Namespace) -> int:
                           style="dim")
         if not result.ok:
             failed += 1
-            console.print(f"  the accumulated gradient differs most in {result.worst_param}: the loss of each "
+            console.print(f"  the accumulated gradient differs most in {result.worst.worst_param}: the loss of each "
                           "micro-batch is not scaled by the samples of its window", style="red")
     return 1 if failed else 0
