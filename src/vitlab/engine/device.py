@@ -1,6 +1,7 @@
 """Device choice, memory readings (CUDA allocator + NVML, or process RSS on CPU) and peak FLOP/s for MFU."""
 from __future__ import annotations
 
+import re
 import resource
 import sys
 
@@ -11,16 +12,29 @@ from .events import Memory
 
 MB = 2**20
 
-# Dense peak FLOP/s (a multiply-add = 2 FLOPs) by precision; tf32 tensor cores for fp32 matmuls.
-PEAK_TFLOPS = {
-    "H100": {"bf16": 989.0, "fp16": 989.0, "fp32": 494.5},
-    "H200": {"bf16": 989.0, "fp16": 989.0, "fp32": 494.5},
-    "A100": {"bf16": 312.0, "fp16": 312.0, "fp32": 156.0},
-    "L4": {"bf16": 121.0, "fp16": 121.0, "fp32": 60.0},
-    "A10": {"bf16": 125.0, "fp16": 125.0, "fp32": 62.5},
-    "RTX 4090": {"bf16": 165.0, "fp16": 165.0, "fp32": 82.6},
-    "T4": {"bf16": 0.0, "fp16": 65.0, "fp32": 8.1},
-}
+# Dense peak TFLOP/s (a multiply-add = 2 FLOPs) by precision; tf32 tensor cores for fp32 matmuls. Matched on the
+# CUDA device name as whole words, the more specific first: "L4" is not an L40 (121 vs 362), an H100 PCIe is not
+# an SXM (756 vs 989); a GPU not listed (A10G, ...) gets no MFU rather than a wrong one.
+PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    (r"H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "fp32": 378.0}),
+    (r"H100 NVL|H200 NVL", {"bf16": 835.0, "fp16": 835.0, "fp32": 417.5}),
+    (r"H100|H200|GH200", {"bf16": 989.0, "fp16": 989.0, "fp32": 494.5}),
+    (r"A100", {"bf16": 312.0, "fp16": 312.0, "fp32": 156.0}),
+    (r"L40S", {"bf16": 362.0, "fp16": 362.0, "fp32": 183.0}),
+    (r"L40", {"bf16": 181.0, "fp16": 181.0, "fp32": 90.5}),
+    (r"L4", {"bf16": 121.0, "fp16": 121.0, "fp32": 60.0}),
+    (r"A10", {"bf16": 125.0, "fp16": 125.0, "fp32": 62.5}),
+    (r"RTX 4090", {"bf16": 165.0, "fp16": 165.0, "fp32": 82.6}),
+    (r"T4", {"fp16": 65.0, "fp32": 8.1}),
+)
+
+
+def peak_tflops(device_name: str, precision: str) -> float | None:
+    """The dense peak of the GPU named `device_name` (as torch.cuda.get_device_name says it), or None."""
+    for pattern, table in PEAK_TFLOPS:
+        if re.search(rf"\b(?:{pattern})\b", device_name, flags=re.IGNORECASE):
+            return table.get(precision)
+    return None
 
 
 def missing_device(choice: str) -> str | None:
@@ -103,11 +117,8 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     """The device's dense peak FLOP/s for this precision, or None where unknown (CPU, unlisted GPUs)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, table in PEAK_TFLOPS.items():
-        if key in name and table.get(precision):
-            return table[precision] * 1e12
-    return None
+    peak = peak_tflops(torch.cuda.get_device_name(device), precision)
+    return peak * 1e12 if peak else None
 
 
 def mfu(flops_per_image: int | None, images_per_s: float, device: torch.device, precision: str) -> float | None:
