@@ -93,6 +93,17 @@ def test_cifar100_subset_loads_with_checksum_warning(tmp_path):
     assert torch.equal(pixels, torch.from_numpy(written["data"]).view(40, 3, 32, 32))
 
 
+def test_pretrained_weights_get_imagenet_normalisation(tmp_path):
+    write_cifar(tmp_path, "cifar100", n_train=40, n_test=12)
+    d = load_data(DataConfig(dataset="cifar100", root=str(tmp_path)), CPU, pretrained=True)
+    imagenet = [torch.tensor(v).mul(255).view(1, 3, 1, 1) for v in data_module.IMAGENET_STATS]
+    assert torch.allclose(d.train.mean, imagenet[0]) and torch.allclose(d.val.std, imagenet[1])
+    assert d.source.endswith("(40 train / 12 test, ImageNet normalisation for the pretrained weights)")
+    scratch = load(dataset="cifar100", root=str(tmp_path))
+    cifar_mean = torch.tensor(data_module.CIFAR_STATS["cifar100"][0]).mul(255).view(1, 3, 1, 1)
+    assert torch.allclose(scratch.train.mean, cifar_mean)  # a model from scratch: the dataset's own statistics
+
+
 def test_cifar10_reads_all_five_batches_and_limits(tmp_path):
     folder = write_cifar(tmp_path, "cifar10", n_train=50, n_test=20)
     d = load(dataset="cifar10", root=str(tmp_path), limit_train=33, limit_val=7)

@@ -290,6 +290,12 @@ def profile_key(cfg: RunConfig) -> str:
                        cfg.data.root if cfg.data.dataset == "imagefolder" else None, cfg.train.freeze])
 
 
+def from_pretrained(model: ViTModel | SwinModel | ResNet18Model) -> bool:
+    """The model starts from trained weights (Swin pretrained, ResNet-18 from a state dict): those were trained on
+    ImageNet-normalised images, so its inputs are normalised the same way."""
+    return bool(model.pretrained) if isinstance(model, SwinModel) else bool(getattr(model, "weights", None))
+
+
 def model_label(model: ViTModel | SwinModel | ResNet18Model) -> str:
     """Short human form of a model, e.g. `ViT p8 d512 h2 L8`, `ViT p4 d192 h3 L11 conv-stem`, `Swin-T pretrained`."""
     if isinstance(model, ViTModel):

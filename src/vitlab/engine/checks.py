@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig
+from ..config import RunConfig, from_pretrained
 from .loop import Window, epoch_order, micro_step, windows
 
 TOLERANCE = 1e-4  # max relative difference accepted in fp32 (summation order differs)
@@ -64,7 +64,7 @@ def check_accumulation(cfg: RunConfig, device: torch.device | None = None) -> Ac
     if split:
         t = t.model_copy(update={"batch_size": (t.batch_size + 1) // 2, "accumulation_steps": 2})
     torch.manual_seed(t.seed)
-    data = load_data(cfg.data, device, seed=t.seed)
+    data = load_data(cfg.data, device, seed=t.seed, pretrained=from_pretrained(cfg.model))
     model = build_model(cfg, data.num_classes).to(device)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     # Eval mode: BN batch statistics are per micro-batch by design, so compare with frozen stats; and dropout

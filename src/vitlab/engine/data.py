@@ -31,7 +31,7 @@ AUGMENT_SEED_OFFSET = 7_777_777  # keeps augmentation off the generator streams 
 SYNTHETIC_SEED = 1234  # the synthetic set is the same whatever the training seed
 SYNTHETIC_SIZES = (2048, 512)
 DIGITS_SPLIT_SEED = 0
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what pretrained Swin/ResNet weights expect
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what pretrained Swin/ResNet weights saw
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -183,11 +183,13 @@ class Arrays:
     warnings: tuple[str, ...] = ()
 
 
-def load_data(cfg: DataConfig, device: torch.device, *, seed: int = 0) -> Data:
+def load_data(cfg: DataConfig, device: torch.device, *, seed: int = 0, pretrained: bool = False) -> Data:
+    """`pretrained`: the model starts from ImageNet-trained weights, so the images are normalised with ImageNet's
+    statistics, as those weights saw them (an image folder always is), not the dataset's own."""
     if cfg.dataset == "imagefolder":
         return load_imagefolder(cfg, device, seed)
     loaders = {"digits": load_digits, "cifar10": load_cifar, "cifar100": load_cifar, "synthetic": load_synthetic}
-    return in_memory(loaders[cfg.dataset](cfg), cfg, device, seed)
+    return in_memory(loaders[cfg.dataset](cfg), cfg, device, seed, pretrained)
 
 
 def pixel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -220,7 +222,7 @@ def counted(used: int, total: int, name: str) -> str:
     return f"{used} {name}" if used == total else f"{used} of {total} {name}"
 
 
-def in_memory(a: Arrays, cfg: DataConfig, device: torch.device, seed: int) -> Data:
+def in_memory(a: Arrays, cfg: DataConfig, device: torch.device, seed: int, pretrained: bool = False) -> Data:
     train_x, train_y = a.train_x[:cfg.limit_train], a.train_y[:cfg.limit_train]
     val_x, val_y = a.val_x[:cfg.limit_val], a.val_y[:cfg.limit_val]
     size, stored = cfg.size, a.train_x.shape[-1]
@@ -229,7 +231,7 @@ def in_memory(a: Arrays, cfg: DataConfig, device: torch.device, seed: int) -> Da
     if preresize:
         stored = size
     home = placement(count * 3 * stored * stored, cfg, device)
-    mean, std = norm_tensors(a.stats, device)
+    mean, std = norm_tensors(IMAGENET_STATS if pretrained else a.stats, device)
 
     def split(x: torch.Tensor, y: torch.Tensor) -> TensorSplit:
         x = x.to(home)  # resize where the data will live: on the GPU that is the fast place
@@ -238,7 +240,8 @@ def in_memory(a: Arrays, cfg: DataConfig, device: torch.device, seed: int) -> Da
         return TensorSplit(len(x), y.to(device), device, stored, size, mean, std, seed, x.contiguous())
 
     source = (f"{a.origin} ({counted(len(train_x), len(a.train_x), 'train')} / "
-              f"{counted(len(val_x), len(a.val_x), a.val_name)})")
+              f"{counted(len(val_x), len(a.val_x), a.val_name)}"
+              f"{', ImageNet normalisation for the pretrained weights' if pretrained else ''})")
     return Data(split(train_x, train_y), split(val_x, val_y), len(a.class_names), a.class_names, size,
                 home.type == "cuda", source, list(a.warnings))
 

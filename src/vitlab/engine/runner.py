@@ -21,7 +21,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from ..config import ExperimentConfig, RunConfig, model_label
+from ..config import ExperimentConfig, RunConfig, from_pretrained, model_label
 from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
@@ -176,7 +176,7 @@ class Run:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.train.seed)
-        self.data = load_data(cfg.data, self.device, seed=cfg.train.seed)
+        self.data = load_data(cfg.data, self.device, seed=cfg.train.seed, pretrained=from_pretrained(cfg.model))
         self.model = build_model(cfg, self.data.num_classes).to(self.device)
         if cfg.model.kind == "resnet18" and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -307,7 +307,7 @@ class Run:
         for code, message in self.health.at_start(self.device):
             self.warn(code, message)
         m = cfg.model
-        if t.freeze == "backbone" and not (getattr(m, "pretrained", False) or getattr(m, "weights", None)):
+        if t.freeze == "backbone" and not from_pretrained(m):
             self.warn("freeze-scratch", "train.freeze: backbone trains only the classifier on a randomly "
                       "initialised backbone (a probe of random features); it is meant for pretrained weights.")
         if t.optimizer != "sgd" and t.momentum != type(t).model_fields["momentum"].default:
