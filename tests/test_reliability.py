@@ -309,3 +309,20 @@ def test_resume_of_a_path_that_is_no_run_says_so_in_a_line(tmp_path, capsys):
                    "found '<stream end>')",
                    f"vitlab: {tmp_path / 'empty'}: not a vitlab run directory (its config.yaml: No such file or "
                    "directory)"]
+
+
+def test_a_checkpoint_of_one_decayed_group_resumes_as_it_trained(tmp_path, monkeypatch):
+    """Before 2026-11-27 every parameter was decayed, in one group: such a run resumes in one group (a second group
+    would not load its optimizer state)."""
+    from vitlab.engine import runner
+
+    two_groups = runner.make_optimizer
+    monkeypatch.setattr(runner, "make_optimizer", lambda *a, **k: two_groups(*a, **{**k, "split_decay": False}))
+    calls = []
+    cancelled = train_run(config("old", weight_decay=0.05), experiment="c", runs_dir=tmp_path,
+                          should_stop=lambda: calls.append(1) or len(calls) > 8)
+    assert cancelled["status"] == "cancelled" and cancelled["epochs"] >= 1
+    monkeypatch.setattr(runner, "make_optimizer", two_groups)
+    state = torch.load(Path(cancelled["run_dir"]) / "checkpoint.pt", weights_only=True)
+    assert len(state["optimizer"]["param_groups"]) == 1
+    assert resume_run(cancelled["run_dir"])["status"] == "finished"

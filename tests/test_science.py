@@ -310,3 +310,27 @@ def test_settings_that_change_nothing_are_warned(tmp_path):
     assert {"freeze-scratch", "momentum-unused"} <= set(warning_codes(events))
     _, events = train(tmp_path, digits_run("sgd", data={"limit_train": 64}, optimizer="sgd", momentum=0.5))
     assert "momentum-unused" not in warning_codes(events) and "freeze-scratch" not in warning_codes(events)
+
+
+# -- weight decay ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("model, kept", [
+    ({"kind": "vit", "patch_size": 4, "embed_dim": 32, "heads": 2, "layers": 1},
+     {"cls_token", "pos_embed", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "head.bias"}),
+    ({"kind": "swin"}, {"model.swin.encoder.layers.0.blocks.0.attention.relative_position_bias"
+                        ".relative_position_bias_table", "model.swin.embeddings.norm.weight"}),
+    ({"kind": "resnet18"}, {"bn1.weight", "bn1.bias", "fc.bias"}),
+])
+def test_weight_decay_spares_embeddings_norms_and_biases(model, kept):
+    from vitlab.engine.runner import make_optimizer
+
+    size = 224 if model["kind"] == "swin" else 32
+    cfg = RunConfig.model_validate({"name": "wd", "model": model, "train": {"weight_decay": 0.05},
+                                    "data": {"dataset": "synthetic", "image_size": size}})
+    net = models.build_model(cfg, 10)
+    decayed, spared = make_optimizer(cfg, net, torch.device("cpu")).param_groups
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert (decayed["weight_decay"], spared["weight_decay"]) == (0.05, 0.0)
+    assert kept <= {names[id(p)] for p in spared["params"]}
+    assert all(p.ndim >= 2 for p in decayed["params"]) and len(decayed["params"]) + len(spared["params"]) == len(names)
+    head = "fc.weight" if model["kind"] == "resnet18" else "head.weight" if model["kind"] == "vit" else None
+    assert head is None or head in {names[id(p)] for p in decayed["params"]}

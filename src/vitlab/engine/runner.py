@@ -91,13 +91,32 @@ def fault_from_env() -> Fault | None:
     return Fault(kind, int(step or 1)) if kind in ("oom", "nan") else None
 
 
-def make_optimizer(cfg: RunConfig, params, device: torch.device) -> torch.optim.Optimizer:
+# Learned embeddings and position tables are not decayed, as in timm's and Swin's recipes (matched at the end of
+# the parameter's name: timm's ViT, Hugging Face's Swin); neither are biases and norm scales (1-D).
+NO_DECAY = ("pos_embed", "cls_token", "relative_position_bias_table", "position_embeddings")
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float, split: bool = True) -> list[dict[str, Any]]:
+    """The trainable parameters in two groups: the weights of linear and conv layers, decayed by `weight_decay`,
+    and the rest at 0 (decay pulling a LayerNorm scale or a bias toward zero is not regularisation). split=False:
+    one group, all decayed, as runs of vitlab before 2026-11-27 trained (their checkpoints resume that way)."""
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (keep if split and (p.ndim <= 1 or name.endswith(NO_DECAY)) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    return groups + [{"params": keep, "weight_decay": 0.0}] if split else groups
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device,
+                   split_decay: bool = True) -> torch.optim.Optimizer:
     t = cfg.train
     fused = {"fused": True} if device.type == "cuda" else {}
+    groups = decay_groups(model, t.weight_decay, split_decay)
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, **fused)
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, **fused)
     cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
+    return cls(groups, lr=t.lr, **fused)
 
 
 def make_scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int):
@@ -185,8 +204,9 @@ class Run:
             self.flops = count_flops(self.model, self.data.image_size)
         except Exception as e:  # FLOPs are a report figure; never fail a run over them
             self.store.log(f"FLOP count failed: {e!r}")
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(cfg, trainable, self.device)
+        saved = self.read_checkpoint() if self.resume else None
+        self.optimizer = make_optimizer(cfg, self.model, self.device,
+                                        split_decay=saved is None or len(saved["optimizer"]["param_groups"]) > 1)
         self.steps_per_epoch = math.ceil(self.data.train.num_samples / self.effective_batch)
         self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
@@ -206,8 +226,8 @@ class Run:
             from .tensorboard import TensorBoardLog
 
             self.tensorboard = TensorBoardLog(self.store.dir)
-        if self.resume:
-            self.load_checkpoint()
+        if saved is not None:
+            self.load_checkpoint(saved)
 
     def make_steps(self) -> Steps:
         from .graphed import GraphedSteps, ineligible
@@ -237,11 +257,13 @@ class Run:
         if self.cfg.train.checkpoint:
             self.store.save_checkpoint(self.checkpoint_state())
 
-    def load_checkpoint(self) -> None:
+    def read_checkpoint(self) -> dict[str, Any] | None:
         path = self.store.dir / "checkpoint.pt"
         if not path.exists():
-            return  # killed before the first checkpoint: start from scratch in the same directory
-        state = torch.load(path, map_location=self.device, weights_only=True)
+            return None  # killed before the first checkpoint: start from scratch in the same directory
+        return torch.load(path, map_location=self.device, weights_only=True)
+
+    def load_checkpoint(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # a graphed run saves these as its capture set them
