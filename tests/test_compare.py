@@ -72,7 +72,7 @@ def test_table_shows_every_status(runs):
 
 @pytest.mark.parametrize("width, sort, shown, hidden", [
     (220, None, ("Experiment", "Epochs", "Precision", "Peak memory", "Started"), ()),
-    (80, None, ("Experiment", "Run", "Model", "Best acc", "Final acc", "Status"), ("Started", "Epochs", "Precision")),
+    (80, None, ("Experiment", "Run", "Model", "Final acc", "Best acc", "Status"), ("Started", "Epochs", "Precision")),
     (80, "started", ("Experiment", "Run", "Best acc", "Status", "Started"), ("Model", "Epochs")),  # the sort stays
     (80, "batch", ("Run", "Best acc", "Status", "Batch"), ("Model", "Started", "Epochs")),
 ])
@@ -98,6 +98,7 @@ def test_formats_parse_back(runs):
     torn = next(r for r in rows if r["name"] == "torn")  # raw figures under names that say their unit
     assert (torn["batch_size"], torn["accumulation_steps"], torn["effective_batch"]) == ("32", "2", "64")
     assert float(torn["train_time_s"]) > 0 and float(torn["peak_memory_mb"]) > 0 and torn["memory_kind"] == "cpu"
+    assert torn["eval_split"] == "val"  # what the accuracy was measured on
     accs = [float(r["accuracy"]) for r in rows if r["accuracy"]]
     assert accs == sorted(accs, reverse=True)
     doc = json.loads(vitlab("compare", runs, "--format", "json").stdout)

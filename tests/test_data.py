@@ -113,6 +113,26 @@ def test_cifar10_reads_all_five_batches_and_limits(tmp_path):
     assert whole(d.train)[1].tolist() == labels[:33]
 
 
+def test_holdout_evaluates_on_training_images_the_model_never_trains_on(tmp_path):
+    write_cifar(tmp_path, "cifar10", n_train=100, n_test=20)
+    d = load(dataset="cifar10", root=str(tmp_path), holdout=20)
+    assert d.source.endswith("the test split unused (80 train / 20 held-out val)")
+    everything = load(dataset="cifar10", root=str(tmp_path))
+
+    def rows(x):
+        return {tuple(r) for r in x.flatten(1).mul(1000).round().int().tolist()}
+
+    train, held, all_train = rows(whole(d.train)[0]), rows(whole(d.val)[0]), rows(whole(everything.train)[0])
+    assert not train & held and train | held == all_train  # a partition of the training images
+    assert torch.bincount(whole(d.val)[1], minlength=10).tolist() == [2] * 10  # stratified by class
+    assert torch.equal(whole(load(dataset="cifar10", root=str(tmp_path), holdout=20, seed=5).val)[0],
+                       whole(d.val)[0])  # the same images for every run and seed
+    with pytest.raises(DataError, match="data.holdout 100: .* has 100 training images; hold out fewer"):
+        load(dataset="cifar10", root=str(tmp_path), holdout=100)
+    with pytest.raises(ValueError, match="only CIFAR takes holdout"):
+        DataConfig(dataset="digits", holdout=10)
+
+
 def test_cifar_pickle_resaved_by_python3_with_bytes_keys_loads(tmp_path):
     folder = write_cifar(tmp_path, "cifar100", n_train=8, n_test=4)
     batch = read_pickle(folder / "test")

@@ -118,11 +118,16 @@ class DataConfig(Strict):
     limit_train: int | None = Field(None, ge=1)  # use the first N training samples (synthetic: its size)
     limit_val: int | None = Field(None, ge=1)
     num_classes: int | None = Field(None, ge=2)  # synthetic only
+    # CIFAR: evaluate on N training images held out (stratified, fixed), not on the test split, so that picking
+    # the best epoch or setting by it leaves the test split unseen
+    holdout: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _synthetic_only(self) -> "DataConfig":
         if self.num_classes is not None and self.dataset != "synthetic":
             raise cross_field("data.num_classes", f"only the synthetic dataset takes num_classes ({self.dataset} has its own)")
+        if self.holdout is not None and self.dataset not in ("cifar10", "cifar100"):
+            raise cross_field("data.holdout", f"only CIFAR takes holdout ({self.dataset} has its own validation split)")
         return self
 
     @property

@@ -31,6 +31,7 @@ AUGMENT_SEED_OFFSET = 7_777_777  # keeps augmentation off the generator streams 
 SYNTHETIC_SEED = 1234  # the synthetic set is the same whatever the training seed
 SYNTHETIC_SIZES = (2048, 512)
 DIGITS_SPLIT_SEED = 0
+HOLDOUT_SEED = 0  # data.holdout: the same held-out images for every run and seed, so runs compare
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what pretrained Swin/ResNet weights saw
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -166,6 +167,7 @@ class Data:
     on_device: bool  # the whole dataset is resident on the (GPU) device as uint8
     source: str  # e.g. "CIFAR-100 from data/cifar-100-python (50000 train / 10000 test)"
     warnings: list[str]
+    val_name: str = "val"  # what the accuracy is measured on: "val", "test" (CIFAR), "held-out val"
 
 
 # -- in-memory datasets ---------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ def in_memory(a: Arrays, cfg: DataConfig, device: torch.device, seed: int, pretr
               f"{counted(len(val_x), len(a.val_x), a.val_name)}"
               f"{', ImageNet normalisation for the pretrained weights' if pretrained else ''})")
     return Data(split(train_x, train_y), split(val_x, val_y), len(a.class_names), a.class_names, size,
-                home.type == "cuda", source, list(a.warnings))
+                home.type == "cuda", source, list(a.warnings), a.val_name)
 
 
 def digits_file() -> Path:
@@ -435,8 +437,16 @@ def load_cifar(cfg: DataConfig) -> Arrays:
     if mismatched:
         warnings = (f"{title} files {', '.join(mismatched)} in {folder} do not match the official checksums "
                     f"(a subset or a modified copy?); loaded anyway: {len(train_x)} train / {len(val_x)} test images",)
+    origin, val_name = f"{title} from {folder}", "test"
+    if cfg.holdout:
+        if cfg.holdout >= len(train_x):
+            raise DataError(f"data.holdout {cfg.holdout}: {folder} has {len(train_x)} training images; hold out "
+                            "fewer (5000 is the usual tenth of CIFAR's 50000)")
+        train, held = stratified_split(train_y, cfg.holdout / len(train_x), HOLDOUT_SEED)
+        train_x, train_y, val_x, val_y = train_x[train], train_y[train], train_x[held], train_y[held]
+        origin, val_name = f"{origin}, the test split unused", "held-out val"
     return Arrays(train_x, train_y, val_x, val_y, [text(n) for n in names], CIFAR_STATS[cfg.dataset],
-                  f"{title} from {folder}", "test", warnings)
+                  origin, val_name, warnings)
 
 
 # -- image folders ----------------------------------------------------------------------------------------

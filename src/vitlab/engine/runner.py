@@ -299,6 +299,7 @@ class Run:
             "peak_memory_mb": round(peak.peak_mb, 1) if peak else None,
             "memory_kind": peak.device if peak else self.device.type,
             "accuracy": self.evals[-1]["accuracy"] if self.evals else None,
+            "eval_split": self.data.val_name if hasattr(self, "data") else None,
             "best_accuracy": max((e["accuracy"] for e in self.evals), default=None),
             "eval_loss": self.evals[-1]["eval_loss"] if self.evals else None,
             "train_loss": self.evals[-1]["train_loss"] if self.evals else None,

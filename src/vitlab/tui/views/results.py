@@ -204,6 +204,8 @@ class ResultsView(Vertical):
             text.append(f"  {'final' if s.get('status') == 'finished' else 'last'} acc {100 * s['accuracy']:.2f}%")
         if s.get("best_accuracy") is not None:
             text.append(f"  best {100 * s['best_accuracy']:.2f}%")
+        if s.get("accuracy") is not None and s.get("eval_split"):
+            text.append(f" on {s['eval_split']}", style="dim")  # on CIFAR's test split, the best epoch flatters
         if s.get("throughput_img_s"):
             text.append(f"  {s['throughput_img_s']:,.0f} img/s")
         where = [f"started {started(s)}"] if s.get("started_at") else []
