@@ -12,11 +12,16 @@ NAME = "check"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help="science checks: `check accumulation PRESET.yaml`")
-    p.add_argument("what", choices=["accumulation"])
-    p.add_argument("preset")
+    about = "science checks: `check accumulation PRESET.yaml`"
+    p = sub.add_parser(NAME, help=about, description=(
+        "accumulation: prove, on each run's own model and data, that the gradient accumulated over its micro-batches "
+        "equals the one-pass gradient of the effective batch, in a full window and in the epoch's shorter last one "
+        "(fp32; exit 1 if not)."))
+    p.add_argument("what", choices=["accumulation"], help="what to check")
+    p.add_argument("preset", help="a preset YAML file, or the name of a shipped preset")
     p.add_argument("--run", help="check only this run")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field in every run, as `vitlab run --set` (repeatable)")
     p.set_defaults(handler=main)
 
 

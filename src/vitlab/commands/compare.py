@@ -18,11 +18,14 @@ SORT_KEYS = (*COLUMN_KEYS, "seeds")  # seeds: of the table across seeds
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help="compare runs: a run directory or any directory above run directories")
-    p.add_argument("paths", nargs="+", type=user_path, metavar="PATH")
+    about = "compare runs: a run directory or any directory above run directories"
+    p = sub.add_parser(NAME, help=about, description=about + " (history included), newest first.")
+    p.add_argument("paths", nargs="+", type=user_path, metavar="PATH",
+                   help="a run directory, or a directory above run directories (e.g. runs/)")
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), md, csv or json")
     p.add_argument("--sort", choices=SORT_KEYS, metavar="COLUMN",
-                   help=f"sort by a column: {', '.join(SORT_KEYS)} (default: newest first)")
+                   help=f"sort by a column: {', '.join(SORT_KEYS)} (numbers largest first, text A-Z; "
+                        "default: newest first)")
     p.add_argument("--by-seed", action="store_true",
                    help="only the runs that differ by seed alone, one row per condition: mean ± standard deviation "
                         "(with --plot: one curve per condition, in a band of ± one standard deviation)")

@@ -14,7 +14,9 @@ NAME = "presets"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help="list presets (name, description, number of runs)")
+    about = "list presets (name, description, number of runs)"
+    p = sub.add_parser(NAME, help=about, description=about + " from ./presets, ~/.config/vitlab/presets and "
+                       "those shipped with vitlab; `vitlab run NAME` takes the name shown.")
     p.set_defaults(handler=main)
 
 

@@ -17,9 +17,12 @@ NAME = "profile"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help="params and FLOPs per image of each run (no data or weights needed)")
-    p.add_argument("preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    about = "params and FLOPs per image of each run (no data or weights needed)"
+    p = sub.add_parser(NAME, help=about, description=about + "; FLOPs by fvcore, attention included, a multiply-add "
+                       "counted once.")
+    p.add_argument("preset", help="a preset YAML file, or the name of a shipped preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field in every run, as `vitlab run --set` (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(handler=main)
 

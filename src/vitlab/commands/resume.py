@@ -13,8 +13,10 @@ NAME = "resume"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help="continue a run from its last checkpoint, in its own directory")
-    p.add_argument("run_dir", type=user_path)
+    about = "continue a run from its last checkpoint, in its own directory"
+    p = sub.add_parser(NAME, help=about, description=about + " (a cancelled, failed, interrupted or killed run; "
+                       "its start time stays).")
+    p.add_argument("run_dir", type=user_path, help="the run's directory (`vitlab compare runs/` lists them)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(handler=main)
 

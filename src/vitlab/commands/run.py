@@ -20,7 +20,8 @@ NAME = "run"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help="train a preset's runs headless and print the comparison table")
+    about = "train a preset's runs headless and print the comparison table"
+    p = sub.add_parser(NAME, help=about, description=about + " (stdout; progress on stderr).")
     p.add_argument("preset", help="a preset YAML file, or the name of a shipped preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field in every run, e.g. --set train.batch_size=16 (repeatable)")
