@@ -180,6 +180,7 @@ def test_non_finite_loss_fails_the_run_with_advice(tmp_path, monkeypatch, precis
     assert "train.lr" in summary["error"] and ("bf16" in summary["error"]) == (precision == "fp16")  # overflow
     [failed] = [e for e in events if isinstance(e, RunFailed)]
     assert failed.reason == "non-finite"
+    assert summary["train_time_s"] > 0  # the time it trained before the NaN, not 0
     # fp16: GradScaler saw the NaN gradients and skipped those steps; the advice says so.
     assert ("GradScaler skipped" in summary["error"]) == (precision == "fp16")
 

@@ -374,10 +374,12 @@ class Run:
                     int(self.skipped)))
                 self.health.on_steps(step, int(self.skipped), self.warn)
 
-            self.step, train_loss = train_epoch(
-                self.steps, plan, model=self.forward, scheduler=self.scheduler, cfg=t, device=self.device,
-                dist=self.dist, step=self.step, on_log=on_log, should_stop=self.should_stop, fault=fault)
-            self.train_time = phase_train + (time.perf_counter() - phase_start)
+            try:
+                self.step, train_loss = train_epoch(
+                    self.steps, plan, model=self.forward, scheduler=self.scheduler, cfg=t, device=self.device,
+                    dist=self.dist, step=self.step, on_log=on_log, should_stop=self.should_stop, fault=fault)
+            finally:  # a run failing mid-epoch (NaN, OOM) reports the time it trained, not the last log's
+                self.train_time = phase_train + (time.perf_counter() - phase_start)
             self.epoch += 1
             self.unevaluated_loss = train_loss
             self.evaluate_epoch(epoch_start, eval_times)
