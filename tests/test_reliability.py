@@ -149,9 +149,11 @@ def test_second_ctrl_c_exits_at_once_leaving_a_readable_run(tmp_path):
     run_dir = wait_for_epoch(tmp_path, 1)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
-    assert "To go on where this stopped: vitlab run" in err and "--continue" in err  # no table, but the way back
+    assert "To go on where this stopped: vitlab run" in err and "--continue" in err  # the way back
+    doc = json.loads(out)  # and the report of what ended, at once
+    assert [r["name"] for r in doc["runs"]] == ["long"] and doc["not_started"] == ["after"]
     summary = read_run(run_dir)
     assert summary["status"] in ("cancelled", "interrupted") and summary["epochs"] >= 1
     assert (run_dir / "checkpoint.pt").exists()
@@ -326,3 +328,14 @@ def test_a_checkpoint_of_one_decayed_group_resumes_as_it_trained(tmp_path, monke
     state = torch.load(Path(cancelled["run_dir"]) / "checkpoint.pt", weights_only=True)
     assert len(state["optimizer"]["param_groups"]) == 1
     assert resume_run(cancelled["run_dir"])["status"] == "finished"
+
+
+def test_a_queue_cancelled_after_a_failed_run_exits_130_like_any_ctrl_c(capsys):
+    from rich.console import Console
+
+    from vitlab.commands.run import run_and_report
+
+    runs = [{"name": "a", "status": "failed"}, {"name": "b", "status": "cancelled"}]
+    code = run_and_report("q", lambda: runs, as_json=True, console=Console(stderr=True), planned=["a", "b", "c"])
+    assert code == 130 and json.loads(capsys.readouterr().out)["not_started"] == ["c"]
+    assert run_and_report("q", lambda: runs[:1], as_json=True, console=Console(stderr=True)) == 1

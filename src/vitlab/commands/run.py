@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import signal
@@ -94,6 +95,8 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     if left and summaries and summaries[-1]["status"] == "cancelled":
         console.print(f"[yellow]Not started:[/] {escape(', '.join(left))}." + (
             f" To go on where this stopped: [bold]{escape(again)}[/]" if again else ""), soft_wrap=True)
+    if summaries and summaries[-1]["status"] == "cancelled":  # Ctrl-C, even after a failed run: the queue stopped
+        return 130
     if any(s["status"] == "failed" for s in summaries):
         return 1
     return 0 if all(s["status"] == "finished" for s in summaries) else 130
@@ -130,18 +133,29 @@ def main(args: argparse.Namespace) -> int:
         console.file = open(os.devnull, "w")
     stop = StopRequest(console)
     install_signals(stop)
+    from ..engine.events import RunEnded
     from ..engine.runner import run_experiment  # torch loads here, after the preset is known to be valid
 
     printer = ProgressPrinter(console)
+    ended: list[dict] = []  # each run's summary as it ends: a second Ctrl-C still reports the runs so far
+
+    def emit(event) -> None:
+        if isinstance(event, RunEnded):
+            ended.append(event.summary)
+        printer(event)
+
+    report = functools.partial(run_and_report, exp.name, as_json=args.json, console=console,
+                               planned=[r.name for r in exp.runs], again=continue_command(args))
     try:
-        return run_and_report(
-            exp.name, lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=printer, should_stop=stop,
-                                             resume_earlier=args.resume_earlier),
-            as_json=args.json, console=console, planned=[r.name for r in exp.runs], again=continue_command(args))
-    except KeyboardInterrupt:  # a second Ctrl-C: no table, but still the way back
+        return report(lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=emit, should_stop=stop,
+                                             resume_earlier=args.resume_earlier))
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once, with the table of what ended and the way back
         printer.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if ended:
+            return report(lambda: ended)
         console.print(f"To go on where this stopped: [bold]{escape(continue_command(args))}[/]", soft_wrap=True)
-        raise
+        return 130
     finally:
         printer.stop()
 
