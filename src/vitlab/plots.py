@@ -45,7 +45,10 @@ def plot_curves(summaries: list[dict], path: Path, by_seed: bool = False) -> Pat
                 spread = [statistics.stdev(v) for v in values]
                 ax.fill_between(epochs, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)],
                                 color=line.get_color(), alpha=0.15, lw=0)
-    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    # the train loss is the one optimised (smoothed targets), the eval loss plain cross-entropy: not the same curve
+    smoothed = any(((s.get("config") or {}).get("train") or {}).get("label_smoothing") for s in summaries)
+    ax_loss.set(title="Loss" + (" (train with label smoothing, eval without)" if smoothed else ""), xlabel="epoch",
+                ylabel="cross-entropy")
     ax_acc.set(title="Eval accuracy" + (" (mean ± std across seeds)" if by_seed else ""), xlabel="epoch",
                ylabel="top-1 (%)")
     for ax in (ax_loss, ax_acc):
