@@ -67,6 +67,17 @@ def test_resnet18_params_and_local_weights(tmp_path):
     assert count_params(build_model(cfg, 10, load_weights=False))[0] == count_params(new_head)[0]
 
 
+def test_resnet18_cifar_stem_keeps_32px_into_the_first_block():
+    cifar = build_model(run({"kind": "resnet18", "stem": "cifar"}, 32, "cifar100"), 100)
+    # torchvision's count less the stem's 7x7 kernels plus 3x3 ones: 11,227,812 - 9,408 + 1,728 (kuangliu's CIFAR
+    # ResNet-18 has the same 11,220,132)
+    assert count_params(cifar)[0] == 11_220_132
+    stem = torch.nn.Sequential(cifar.conv1, cifar.bn1, cifar.relu, cifar.maxpool)
+    assert stem(torch.zeros(1, 3, 32, 32)).shape[-1] == 32  # the ImageNet stem leaves 8
+    with pytest.raises(ValueError, match="pretrained ResNet-18 weights come with the ImageNet stem"):
+        run({"kind": "resnet18", "stem": "cifar", "weights": "r18.pt"})
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
     (b"not a checkpoint", "not a loadable state dict"),

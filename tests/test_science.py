@@ -313,6 +313,18 @@ def test_settings_that_change_nothing_are_warned(tmp_path):
     assert "momentum-unused" not in warning_codes(events) and "freeze-scratch" not in warning_codes(events)
 
 
+@pytest.mark.parametrize("stem, warned", [("imagenet", True), ("cifar", False)])
+def test_resnet18s_imagenet_stem_on_cifar_is_warned(tmp_path, stem, warned):
+    from datagen import write_cifar
+
+    write_cifar(tmp_path, "cifar10", n_train=16, n_test=8)
+    cfg = RunConfig.model_validate({"name": "r18", "model": {"kind": "resnet18", "stem": stem},
+                                    "data": {"dataset": "cifar10", "root": str(tmp_path)},
+                                    "train": {"epochs": 1, "batch_size": 16, "checkpoint": False}})
+    summary, events = train(tmp_path, cfg)
+    assert summary["status"] == "finished" and ("resnet-stem" in warning_codes(events)) == warned
+
+
 # -- weight decay ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("model, kept", [
     ({"kind": "vit", "patch_size": 4, "embed_dim": 32, "heads": 2, "layers": 1},

@@ -99,6 +99,16 @@ class SwinModel(Strict):
 class ResNet18Model(Strict):
     kind: Literal["resnet18"] = "resnet18"
     weights: UserPath | None = None  # a local state-dict file, loaded with weights_only=True
+    # imagenet: torchvision's model (7x7 stride-2 conv + max-pool: 32 px is 8x8 before the first block);
+    # cifar: a 3x3 stride-1 conv, no max-pool, the usual ResNet for 32 px images (He et al. 2016, sec. 4.2)
+    stem: Literal["imagenet", "cifar"] = "imagenet"
+
+    @model_validator(mode="after")
+    def _stem_fits_weights(self) -> "ResNet18Model":
+        if self.weights is not None and self.stem == "cifar":
+            raise cross_field("model.stem", "pretrained ResNet-18 weights come with the ImageNet stem (a 7x7 conv): "
+                                            "use stem: imagenet with weights")
+        return self
 
 
 ModelConfig = Annotated[Union[ViTModel, SwinModel, ResNet18Model], Field(discriminator="kind")]
@@ -308,4 +318,4 @@ def model_label(model: ViTModel | SwinModel | ResNet18Model) -> str:
         return f"ViT p{model.patch_size} d{model.embed_dim} h{model.heads} L{model.layers}{stem}"
     if isinstance(model, SwinModel):
         return f"Swin-{model.variant[0].upper()} {'pretrained' if model.pretrained else 'scratch'}"
-    return "ResNet-18" + (" pretrained" if model.weights else "")
+    return "ResNet-18" + (" pretrained" if model.weights else "") + (" cifar-stem" if model.stem == "cifar" else "")

@@ -15,7 +15,7 @@ import torch
 from timm.layers import PatchEmbed
 from torch import nn
 
-from ..config import SWIN_HUB_IDS, RunConfig, SwinModel, ViTModel
+from ..config import SWIN_HUB_IDS, ResNet18Model, RunConfig, SwinModel, ViTModel
 from ..errors import ModelError
 
 if TYPE_CHECKING:
@@ -191,10 +191,14 @@ def resnet18_weights_help() -> str:
             "~/.cache/torch/hub/checkpoints/ on a machine with internet")
 
 
-def build_resnet18(weights: str | None, num_classes: int, load_weights: bool) -> nn.Module:
+def build_resnet18(m: ResNet18Model, num_classes: int, load_weights: bool) -> nn.Module:
     import torchvision
 
     model = torchvision.models.resnet18(num_classes=num_classes)
+    if m.stem == "cifar":  # 32 px images keep their resolution into the first block
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    weights = m.weights
     if not (weights and load_weights):
         return model
     how = resnet18_weights_help()
@@ -237,7 +241,7 @@ def build_model(cfg: RunConfig, num_classes: int, *, load_weights: bool = True) 
     elif isinstance(m, SwinModel):
         model = build_swin(m, size, num_classes, load_weights)
     else:
-        model = build_resnet18(m.weights, num_classes, load_weights)
+        model = build_resnet18(m, num_classes, load_weights)
     if cfg.train.freeze == "backbone":  # a linear probe: only the classifier learns
         model.requires_grad_(False)
         classifier_head(model).requires_grad_(True)

@@ -21,7 +21,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from ..config import ExperimentConfig, RunConfig, from_pretrained, model_label
+from ..config import ExperimentConfig, ResNet18Model, RunConfig, from_pretrained, model_label
 from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
@@ -333,6 +333,11 @@ class Run:
         if t.freeze == "backbone" and not from_pretrained(m):
             self.warn("freeze-scratch", "train.freeze: backbone trains only the classifier on a randomly "
                       "initialised backbone (a probe of random features); it is meant for pretrained weights.")
+        if (isinstance(m, ResNet18Model) and m.stem == "imagenet" and not m.weights and cfg.data.size <= 64
+                and cfg.data.dataset in ("cifar10", "cifar100")):
+            self.warn("resnet-stem", f"ResNet-18's ImageNet stem (7x7 stride-2 conv and max-pool) makes "
+                      f"{cfg.data.size} px images {cfg.data.size // 4}x{cfg.data.size // 4} before the first block, "
+                      "a weak baseline on CIFAR: model.stem: cifar is the usual CIFAR ResNet.")
         if t.optimizer != "sgd" and t.momentum != type(t).model_fields["momentum"].default:
             self.warn("momentum-unused", f"train.momentum: {t.momentum} changes nothing with {t.optimizer} (only sgd "
                       "uses it; Adam's betas play that part).")

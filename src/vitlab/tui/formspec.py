@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import MODEL_CLASSES, NATIVE_SIZE, DataConfig, RunConfig, SwinModel, TrainConfig, ViTModel
+from ..config import (MODEL_CLASSES, NATIVE_SIZE, DataConfig, ResNet18Model, RunConfig, SwinModel, TrainConfig,
+                      ViTModel)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ SPECS: tuple[Spec, ...] = (
     # ResNet-18
     Spec("model", "weights", "Weights", "opt_str", kind="resnet18", placeholder="none (scratch)",
          tooltip="A local state-dict file"),
+    Spec("model", "stem", "Stem", "select", _options(ResNet18Model, "stem"), kind="resnet18",
+         tooltip="imagenet: torchvision's 7x7/2 + max-pool; cifar: 3x3/1, no max-pool, for 32 px images"),
     # data
     Spec("data", "dataset", "Dataset", "select", _options(DataConfig, "dataset")),
     Spec("data", "root", "Root", "str", tooltip="Where the dataset lives"),
