@@ -214,3 +214,14 @@ async def test_the_keys_panel_at_80_columns_takes_the_queues_room_not_the_forms(
         await pilot.press("escape")
         await pilot.pause()
         assert app.setup.query_one("#sidebar").display
+
+
+async def test_fields_still_mounting_count_as_the_loaded_run_not_as_blank(runs_dir):
+    """ctrl+r in the app's first seconds crashed: the later fields were mounted but held no value yet."""
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        form = app.setup.form
+        form.complete = False  # as between their mounting and _show
+        form.query_one("#f-train-compile", Select)._reactive_value = Select.NULL  # what a fresh one holds
+        assert form.check().config is not None  # the loaded run's values, no KeyError

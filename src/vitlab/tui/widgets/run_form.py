@@ -108,8 +108,10 @@ class RunForm(VerticalScroll):
     # -- values -------------------------------------------------------------------------------------
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for spec in SPECS:
-            widget = self._field(spec.widget_id)
+        for i, spec in enumerate(SPECS):
+            # the later fields count once their mounting is done: mounted, they hold no value until _show
+            # (a Select reads Select.NULL), and ctrl+r in the app's first seconds crashed on it
+            widget = self._field(spec.widget_id) if self.complete or i < FIRST_PAINT_FIELDS else None
             out[spec.widget_id] = self._loaded_values.get(spec.widget_id) if widget is None else widget.value
         return out
 
