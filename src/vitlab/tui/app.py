@@ -662,4 +662,4 @@ def run_tui(preset: Path | None = None, runs_dir: Path = Path("runs")) -> int:
     """Entry point of `vitlab [PRESET.yaml] [--runs-dir DIR]`; returns the exit code."""
     app = VitlabApp(preset, runs_dir)
     code = app.run()
-    return code or 0
+    return code or app.return_code or 0  # a crash (Textual printed its traceback) is not a success
