@@ -294,3 +294,15 @@ async def test_the_picker_lists_every_preset_file_and_says_what_is_wrong_with_a_
         assert picker.query_one(ListView).index == len(paths) - 1
         await pilot.press("home")
         assert picker.query_one(ListView).index == 0
+
+
+async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_dir):
+    """End only scrolled the queue, the highlight stayed on the first run, and Del removed that one, off-screen."""
+    app = make_app(tiny_preset, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("ctrl+l")
+        await pilot.press("end")
+        await pilot.press("delete")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["vit-a"]
