@@ -306,3 +306,42 @@ async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_
         await pilot.press("delete")
         await pilot.pause()
         assert [r.name for r in app.setup.queue] == ["vit-a"]
+
+
+async def test_a_queue_no_preset_holds_is_not_lost_to_quit_or_a_loaded_preset(tmp_path, runs_dir, config_home,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "presets").mkdir()
+    write_preset(tmp_path / "presets" / "tiny.yaml")
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("ctrl+n")  # a run queued by hand
+        await pilot.pause()
+        assert app.setup.unsaved
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.screen.title_text == "Quit vitlab?" and "no preset holds" in app.screen.message
+        await pilot.press("b")  # back: still here, the queue too
+        await pilot.pause()
+        assert app.is_running and len(app.setup.queue) == 1
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        picker = app.screen
+        picker.query_one(ListView).index = [p.name for p in picker.presets].index("tiny")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.title_text == "Replace the queue?"
+        await pilot.press("b")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["run-1"]
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("s")  # save it: the Save dialog
+        await pilot.pause()
+        await pilot.press("enter", "enter", "enter")
+        await pilot.pause()
+        assert not app.setup.unsaved
+        await pilot.press("ctrl+q")  # saved: quits at once
+        await pilot.pause()
+    assert not app.is_running

@@ -250,10 +250,20 @@ class VitlabApp(App[int]):
             self.notify("A run is training; load presets when the queue is done.", severity="warning")
             return
 
+        def load(path: Path) -> None:
+            self.load_preset_file(path)
+            self.action_show("setup")
+
         def done(path: Path | None) -> None:
-            if path is not None:
-                self.load_preset_file(path)
-                self.action_show("setup")
+            if path is None:
+                return
+            if not self.setup.unsaved:
+                load(path)
+                return
+            self.push_screen(Choice("Replace the queue?", f"{self.setup.unsaved_text()} (ctrl+s saves it); loading "
+                                    f"{path.name} replaces the queue.",
+                                    [("replace", "Replace it", "error"), ("back", "Back", "default")]),
+                             lambda answer: answer == "replace" and load(path))
 
         self.push_screen(PresetPicker(), done)
 
@@ -310,6 +320,7 @@ class VitlabApp(App[int]):
         self.experiment_name, self.experiment_description = exp.name, exp.description
         self.sub_title = exp.name
         self.written_paths.add(path)
+        self.setup.keep_queue()
         self.notify(f"Saved {runs_count(len(exp.runs))} to {path}", title="Preset saved")
         return path
 
@@ -438,6 +449,7 @@ class VitlabApp(App[int]):
                         title="Not started", severity="error", timeout=15)
             return
         self.running, self.child, self._quit_pending, self._last_ended = True, child, False, None
+        self.setup.keep_queue()  # each run's config.yaml and the experiment in RUNS_DIR/.tui/ keep it now
         self.setup.refresh_target()
         self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
         self.state.add_log("dim", f"training process {child.pid}" + (f" ({nproc} processes)" if nproc > 1 else "")
@@ -602,6 +614,20 @@ class VitlabApp(App[int]):
                                 [("stop", "Stop it", "error"), ("keep", "Keep training", "default")]), done)
 
     async def action_quit(self) -> None:
+        if not self.running and self.setup.unsaved and not self._quit_pending:
+            self._quit_pending = True  # ctrl+q again quits as asked
+
+            def answered(answer: str | None) -> None:
+                self._quit_pending = answer == "quit"
+                if answer == "save":
+                    self.action_save()
+                elif answer == "quit":
+                    self.exit(0)
+
+            self.push_screen(Choice("Quit vitlab?", f"{self.setup.unsaved_text()}: quitting loses it.",
+                                    [("save", "Save it…", "primary"), ("quit", "Quit anyway", "error"),
+                                     ("back", "Back", "default")]), answered)
+            return
         if not self.running:
             self.exit(0)
             return

@@ -50,6 +50,7 @@ class SetupView(Horizontal):
     def __init__(self, profiler: Callable[[RunConfig], Any] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.queue: list[RunConfig] = []
+        self._kept: list[dict] = []  # the queue as last loaded, saved or trained: replacing that loses nothing
         self.editing: int | None = None  # queue index the form edits, None: a new run
         self.profiler = profiler
         self.profiles: dict[str, tuple[int | None, int | None, str]] = {}  # key -> params, flops, problem
@@ -109,8 +110,21 @@ class SetupView(Horizontal):
         self.show_derived()  # the effective batch counts every process
 
     # -- queue ------------------------------------------------------------------------------------
+    def keep_queue(self) -> None:
+        """The queue as it is now is kept somewhere (a preset file, or the run directories of its training)."""
+        self._kept = [r.resolved() for r in self.queue]
+
+    @property
+    def unsaved(self) -> bool:
+        """Runs queued by hand (or changed) that no preset file or training holds: quitting would lose them."""
+        return bool(self.queue) and [r.resolved() for r in self.queue] != self._kept
+
+    def unsaved_text(self) -> str:
+        return f"The queue ({runs_count(len(self.queue))}) has changes that no preset holds"
+
     def load_experiment(self, exp: ExperimentConfig) -> None:
         self.queue = list(exp.runs)
+        self.keep_queue()
         self.editing = 0
         self.form.load(self.queue[0])
         self.refresh_queue()
