@@ -48,13 +48,15 @@ def check_name(value: str) -> str:
 
 
 class ViTModel(Strict):
+    # Upper bounds far past any ViT trained (ViT-22B: width 6144, 48 layers, MLP 24576) but below what breaks
+    # tensor shapes: a width of 10**23 typed into the form ended in a TypeError from torch.empty
     kind: Literal["vit"] = "vit"
-    patch_size: int = Field(4, ge=1)
-    embed_dim: int = Field(192, ge=8)
-    heads: int = Field(3, ge=1)
-    layers: int = Field(6, ge=1)
-    mlp_ratio: float = Field(4.0, gt=0)
-    mlp_dim: int | None = Field(None, ge=1)
+    patch_size: int = Field(4, ge=1, le=1024)
+    embed_dim: int = Field(192, ge=8, le=65536)
+    heads: int = Field(3, ge=1, le=1024)
+    layers: int = Field(6, ge=1, le=1024)
+    mlp_ratio: float = Field(4.0, gt=0, le=64)
+    mlp_dim: int | None = Field(None, ge=1, le=1 << 20)
     stem: Literal["patchify", "conv"] = "patchify"
     act: Literal["gelu", "relu"] = "gelu"
     class_token: bool = True
@@ -125,9 +127,9 @@ class DataConfig(Strict):
     num_workers: int = Field(2, ge=0)  # DataLoader workers (imagefolder only)
     download: bool = False
     on_device: Literal["auto"] | bool = "auto"  # keep the whole dataset on the GPU as uint8
-    limit_train: int | None = Field(None, ge=1)  # use the first N training samples (synthetic: its size)
-    limit_val: int | None = Field(None, ge=1)
-    num_classes: int | None = Field(None, ge=2)  # synthetic only
+    limit_train: int | None = Field(None, ge=1, le=1 << 31)  # the first N training samples (synthetic: its size)
+    limit_val: int | None = Field(None, ge=1, le=1 << 31)
+    num_classes: int | None = Field(None, ge=2, le=1 << 20)  # synthetic only
     # CIFAR: evaluate on N training images held out (stratified, fixed), not on the test split, so that picking
     # the best epoch or setting by it leaves the test split unseen
     holdout: int | None = Field(None, ge=1)
@@ -157,9 +159,9 @@ class DataConfig(Strict):
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)  # the micro-batch that goes through the model at once
-    accumulation_steps: int = Field(1, ge=1)
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1, le=1 << 20)  # the micro-batch that goes through the model at once
+    accumulation_steps: int = Field(1, ge=1, le=1 << 16)
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -214,7 +216,9 @@ class RunConfig(Strict):
     def _fits_data(self) -> "RunConfig":
         size, m = self.data.size, self.model
         if isinstance(m, ViTModel) and size % m.patch_size:
-            raise cross_field("model.patch_size", f"must divide data.image_size {size} (got {m.patch_size})")
+            fits = [str(p) for p in range(1, size + 1) if size % p == 0]
+            raise cross_field("model.patch_size", f"must divide data.image_size {size} (got {m.patch_size}): "
+                                                  f"{', '.join(fits[:-1])} or {fits[-1]}")
         # the variant shapes (window 7); a local checkpoint brings its own window, checked when it loads
         if isinstance(m, SwinModel) and (size % 32 or (size < 224 and m.weights is None)):
             raise cross_field(

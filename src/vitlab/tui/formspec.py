@@ -209,6 +209,10 @@ def error_path(err: dict[str, Any]) -> tuple[str, str]:
     return ".".join(loc), tidy(err)
 
 
+BOUNDS = {"greater_than_equal": "at least {ge}", "less_than_equal": "at most {le}", "greater_than": "more than {gt}",
+          "less_than": "less than {lt}"}
+
+
 def tidy(err: dict[str, Any]) -> str:
     """Pydantic's message, shortened to fit beside a field."""
     kind, msg = err["type"], err["msg"]
@@ -220,6 +224,8 @@ def tidy(err: dict[str, Any]) -> str:
         return "must be a number (e.g. 3e-4)"
     if kind == "missing":
         return "required"
+    if kind in BOUNDS:  # "must be greater than or equal to 1" wrapped to two lines beside a field at 80 columns
+        return "must be " + BOUNDS[kind].format(**err["ctx"])
     msg = msg.removeprefix("Value error, ")
     return msg.replace("Input should be ", "must be ")
 
