@@ -75,3 +75,23 @@ def test_a_run_says_it_shares_the_cpu_and_gives_the_threads_back(tmp_path, unpin
     assert any(isinstance(e, WarningRaised) and e.code == "cpu-shared" for e in events)
     assert summary["device"] == "cpu (1 thread)"  # what it trained with, not what it has again after
     assert torch.get_num_threads() == 2 and not (tmp_path / str(os.getpid())).exists()
+
+
+def test_check_accumulation_takes_its_share_beside_a_training(tmp_path, unpinned, monkeypatch):
+    """`vitlab check` beside a TUI training took 2 threads of 2 and slowed it 45-fold, unseen by the training."""
+    import types
+
+    import vitlab.engine.checks as checks
+    import vitlab.engine.cpu_share as cpu_share
+    from vitlab.cli import main as cli_main
+
+    monkeypatch.setattr(cpu_share, "REGISTRY", tmp_path)
+    registered = []
+
+    def fake_check(run):
+        registered.append([p.name for p in tmp_path.iterdir()])
+        return types.SimpleNamespace(windows=[], split=False, batchnorm=False, ok=True)
+
+    monkeypatch.setattr(checks, "check_accumulation", fake_check)
+    assert cli_main(["check", "accumulation", "quickstart", "--run", "vit-tiny"]) == 0
+    assert registered == [[str(os.getpid())]] and not list(tmp_path.iterdir())  # registered while it ran, then gone
