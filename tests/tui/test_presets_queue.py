@@ -229,11 +229,17 @@ async def test_palette_lists_the_app_commands(runs_dir):
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
         await pilot.pause()
-        titles = {c.title for c in app.get_system_commands(app.screen)}
-        for expected in ("Run", "Cancel run", "Save preset", "Load preset", "Export comparison as Markdown",
-                         "Export comparison as CSV", "Show Live", "Show Results"):
-            assert expected in titles
-        assert any("theme" in t.lower() for t in titles)
+        commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        for expected in ("Run", "Cancel run", "Save preset", "Load preset", "Export comparison of every run as "
+                         "Markdown", "Export comparison of every run as CSV", "Show Live", "Show Results"):
+            assert expected in commands
+        assert any("theme" in t.lower() for t in commands)
+        assert commands["Comparison across seeds"].startswith("Results: runs that differ by seed alone")
+        assert "as soon as possible" not in commands["Quit"]
+        app.results.by_seed = True  # the table across seeds: the commands say so
+        commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert commands["Comparison of every run"] == "Results: one row per run (g)"
+        assert "Export comparison across seeds as CSV" in commands
 
 
 def test_tui_import_does_not_load_torch():

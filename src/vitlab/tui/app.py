@@ -657,7 +657,10 @@ class VitlabApp(App[int]):
 
     # -- command palette -----------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":  # Textual's "as soon as possible" alarms in an app that trains
+                command = command._replace(help="Quit vitlab; asks first while a run trains or the queue is unsaved")
+            yield command
         yield SystemCommand("Run", "Train the queue (ctrl+r)", self.action_run)
         yield SystemCommand("Cancel run", "Cancel the current run (ctrl+x)", self.action_cancel)
         yield SystemCommand("Add to queue", "Add the form as a run (ctrl+n)", self.setup.action_add)
@@ -669,11 +672,15 @@ class VitlabApp(App[int]):
         yield SystemCommand("Seeds", "Train every queued run once per seed", self.setup.action_seeds)
         stem = self.results.export_stem  # the table Results shows: the runs, or across seeds
         for fmt, name in (("md", "Markdown"), ("csv", "CSV"), ("json", "JSON")):
-            yield SystemCommand(f"Export comparison as {name}", f"Write {self.runs_dir / f'{stem}.{fmt}'} (asks first)",
+            what = "across seeds" if self.results.by_seed else "of every run"
+            yield SystemCommand(f"Export comparison {what} as {name}", f"Write {self.runs_dir / f'{stem}.{fmt}'} "
+                                "(asks first)",
                                 lambda fmt=fmt: self.action_export(fmt))
-        yield SystemCommand("Comparison across seeds" if not self.results.by_seed else "Comparison of every run",
-                            "Results: runs that differ by seed alone, mean ± standard deviation (g)",
-                            self.action_results_by_seed)
+        if self.results.by_seed:
+            yield SystemCommand("Comparison of every run", "Results: one row per run (g)", self.action_results_by_seed)
+        else:
+            yield SystemCommand("Comparison across seeds", "Results: runs that differ by seed alone, mean ± standard "
+                                "deviation (g)", self.action_results_by_seed)
         yield SystemCommand("Show Setup", "The run form and queue (F1)", lambda: self.action_show("setup"))
         yield SystemCommand("Show Live", "Charts and figures of the current run (F2)", lambda: self.action_show("live"))
         yield SystemCommand("Show Results", "The comparison table (F3)", lambda: self.action_show("results"))
