@@ -43,6 +43,7 @@ async def results_at_80x24(runs_dir):
         await form_ready(pilot)
         await pilot.press("f3")
         await wait_for(pilot, lambda: app.results.history)
+        assert app.focused is app.results.query_one("#results-table")  # F3 before its first mount: keys work
         yield app, pilot
 
 

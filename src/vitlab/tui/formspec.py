@@ -66,6 +66,8 @@ SPECS: tuple[Spec, ...] = (
     # data
     Spec("data", "dataset", "Dataset", "select", _options(DataConfig, "dataset")),
     Spec("data", "root", "Root", "str", tooltip="Where the dataset lives"),
+    Spec("data", "download", "Download", "bool",
+         tooltip="CIFAR: fetch it from its official site into Root when it is missing (needs internet)"),
     Spec("data", "image_size", "Image size", "opt_int", placeholder="native",
          tooltip="Resize images to this many pixels a side"),
     Spec("data", "augment", "Augment", "tristate", ("auto", "on", "off"),

@@ -60,6 +60,8 @@ class ResultsView(Vertical):
     def on_mount(self) -> None:
         self.render_table()
         self.reload()
+        if self.app.views.active == "results":  # shown by F3 before it was mounted: s, e, r and g work at once
+            self.query_one(DataTable).focus()
 
     # -- data -------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="history", exit_on_error=False)
