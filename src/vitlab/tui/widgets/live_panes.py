@@ -3,6 +3,7 @@ what changed: every repaint takes CPU from training on a small machine.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from rich.text import Text
@@ -57,6 +58,20 @@ class TextPane(Static):
                   or max(map(len, lines)) > self.content_size.width)
         self._shown = text
         self.update(text, layout=layout)
+
+
+def nice_ticks(lo: float, hi: float, most: int = 5) -> list[float]:
+    """Round values (steps of 1, 2 or 5 x 10^k) from lo to hi, at most `most`: plotext labels whichever rows its
+    ticks fall on, so at 24 rows the labels read 84.7, 71.3, 57.9, 31.2 (one missing) instead of 80, 60, 40."""
+    if not hi > lo:
+        return [lo]
+    power = 10 ** math.floor(math.log10((hi - lo) / most))
+    for step in (m * power for m in (1, 2, 5, 10, 20)):  # the finest that gives at most `most` ticks
+        first = math.ceil(lo / step - 1e-9) * step
+        count = int((hi - first) / step + 1e-9) + 1
+        if count <= most:
+            return [round(first + i * step, 10) for i in range(count)]
+    return [lo, hi]
 
 
 class Chart(PlotextPlot, Pane):
@@ -157,6 +172,10 @@ class LossChart(Chart):
             plt.plot(xs, [loss for _, loss in t.steps], label="train", marker="braille")
         if t is not None and t.evals:
             plt.scatter([e for e, _, _ in t.evals], [loss for _, loss, _ in t.evals], label="eval", marker="●")
+        losses = [loss for _, loss in t.steps] + [loss for _, loss, _ in t.evals] if t is not None else []
+        if len(losses) > 1 and all(map(math.isfinite, losses)):
+            ticks = nice_ticks(min(losses), max(losses))
+            plt.yticks(ticks, [f"{v:g}" for v in ticks])
         has_data = t is not None and (t.steps or t.evals)
         plt.title("" if has_data else no_figures_yet(t, "waiting for the first logged steps"))
 
@@ -176,7 +195,10 @@ class AccuracyChart(Chart):
             plt.scatter(xs, ys, label="val acc", marker="●")
             # plotext pads one point into 40-122 %: a margin around the points, within 0-100
             margin = max(2.0, (max(ys) - min(ys)) * 0.1)
-            plt.ylim(max(0.0, min(ys) - margin), min(100.0, max(ys) + margin))
+            lo, hi = max(0.0, min(ys) - margin), min(100.0, max(ys) + margin)
+            plt.ylim(lo, hi)
+            ticks = nice_ticks(lo, hi)
+            plt.yticks(ticks, [f"{v:g}" for v in ticks])
             plt.title(f"last {100 * t.evals[-1][2]:.2f}%  best {100 * (t.best_accuracy or 0):.2f}%")
         else:
             plt.title(no_figures_yet(t, "after the first epoch"))
