@@ -84,3 +84,30 @@ def test_chart_ticks_are_round_values_within_the_range():
     assert nice_ticks(74.5, 99.6) == [75, 80, 85, 90, 95]
     assert nice_ticks(0.0012, 0.0031) == [0.0015, 0.002, 0.0025, 0.003]
     assert nice_ticks(2.0, 2.0) == [2.0]
+
+
+async def test_live_names_a_run_an_earlier_vitlab_left_training(runs_dir):
+    import json
+    import os
+    import socket
+
+    from .fakes import summary
+
+    run_dir = runs_dir / "old" / "20250101-100000-vit-bg"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: vit-bg\n")
+    (run_dir / "summary.json").write_text(json.dumps(summary("vit-bg", experiment="old", status="running")))
+    (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")  # a live process beats
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        for _ in range(50):
+            if app.left_training():
+                break
+            await pilot.pause(0.1)
+        await pilot.press("f2")
+        await pilot.pause(0.3)
+        app.live.redraw(force=True)
+        await pilot.pause()
+        text = str(app.live.query_one("#progress-text").render())
+        assert "Training in the background, from an earlier vitlab: old/vit-bg" in text

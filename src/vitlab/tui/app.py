@@ -202,6 +202,11 @@ class VitlabApp(App[int]):
     def results(self) -> ResultsView:
         return self._results
 
+    def left_training(self) -> list[str]:
+        """Runs an earlier vitlab left training (Results follows them; Live shows this session's runs only)."""
+        return [f"{s.get('experiment')}/{s.get('name')}" for s in self._results.history
+                if s.get("status") == "running" and not self._results.of_session(s)]
+
     def _remember_theme(self, theme) -> None:
         if theme.name != self.saved_theme:
             self.saved_theme = theme.name

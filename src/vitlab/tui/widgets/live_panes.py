@@ -118,6 +118,9 @@ class ProgressPane(Vertical, Pane):
         t = state.current_track
         if t is None:
             text.append("No run yet. Set up runs on the Setup tab (F1), then press ctrl+r to train.")
+            if left := self.app.left_training():  # Live said "no run" while the toast said one trains
+                text.append(f"\nTraining in the background, from an earlier vitlab: {', '.join(left)}. Results (F3) "
+                            "follows its figures; ctrl+x there stops it.", style="dim")
             text_pane.show(text)
             bar.update(total=100, progress=0)
             return False
