@@ -7,9 +7,11 @@ child's events as messages (see bridge.py). The TUI itself imports torch only fo
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -699,5 +701,12 @@ def join_and(parts: list[str]) -> str:
 def run_tui(preset: Path | None = None, runs_dir: Path = Path("runs")) -> int:
     """Entry point of `vitlab [PRESET.yaml] [--runs-dir DIR]`; returns the exit code."""
     app = VitlabApp(preset, runs_dir)
-    code = app.run()
-    return code or app.return_code or 0  # a crash (Textual printed its traceback) is not a success
+    code = app.run() or app.return_code or 0  # a crash (Textual printed its traceback) is not a success
+    if "torch" in sys.modules:
+        # The Derived pane's profiler loaded torch; the interpreter's teardown of it held the terminal blank for
+        # ~2 s after the app was gone. Everything is written and closed by now: run the exit hooks, leave.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()
+        os._exit(code)
+    return code
