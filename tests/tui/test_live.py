@@ -33,6 +33,11 @@ async def test_progress_says_setting_up_then_training_before_the_first_figures()
         app.post_message(EngineEvent(started))
         await pilot.pause()
         assert "training: compiling the model, then the first figures after 10 optimizer steps" in progress()
+        resumed = replace(live_events()[0], config={"train": {"log_every": 10}}, start_epoch=2, run_dir="/nowhere")
+        app.post_message(EngineEvent(resumed))  # a resumed run starts where it was, not at 0 %
+        await pilot.pause()
+        assert "training: resumed after epoch 2/4: the next figures after 10 optimizer steps" in progress()
+        assert app.query_one("#progress-bar").percentage == 0.5
 
 
 async def test_long_log_lines_wrap_in_a_narrow_log_pane():

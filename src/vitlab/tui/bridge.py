@@ -44,6 +44,7 @@ class RunTrack:
     model: str = ""
     status: str = "queued"  # queued, starting, running, finished, failed, cancelled, skipped, not started
     epochs: int = 0
+    start_epoch: int = 0  # > 0: resumed after that many epochs
     steps_per_epoch: int = 1
     device: str = ""
     log_every: int = 1  # optimizer steps between figures
@@ -139,7 +140,7 @@ class LiveState:
         elif isinstance(ev, RunStarted):
             self.current = ev.run
             self.memory = None  # the previous run's reading until this one logs its first steps
-            t.status, t.model, t.epochs = "running", ev.model_label, ev.epochs
+            t.status, t.model, t.epochs, t.start_epoch = "running", ev.model_label, ev.epochs, ev.start_epoch
             t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
             t.params, t.flops = ev.params, ev.flops
             t.log_every, t.compiled = ev.config.get("train", {}).get("log_every", 1), ev.compiled

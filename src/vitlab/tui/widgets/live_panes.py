@@ -147,15 +147,17 @@ class ProgressPane(Vertical, Pane):
                         f"elapsed {human_duration(last.elapsed_s)}  ETA {human_duration(last.eta_s)}  "
                         f"lr {last.lr:.2e}")
         elif t.status == "running":  # started; its first figures come with the first logged steps
-            first = f"the first figures after {t.log_every} optimizer step{'s' if t.log_every > 1 else ''}"
+            first = f"figures after {t.log_every} optimizer step{'s' if t.log_every > 1 else ''}"
+            first = f"resumed after epoch {t.start_epoch}/{t.epochs}: the next {first}" if t.start_epoch else \
+                f"the first {first}"
             text.append(f"training: {'compiling the model, then ' if t.compiled else ''}{first}…", style="dim")
         else:
             text.append("setting up (loading data, building the model)…", style="dim")
         text_pane.show(text)
         if last is not None:
             bar.update(total=last.total_steps, progress=last.step)
-        elif t.summary is None:
-            bar.update(total=100, progress=0)
+        elif t.summary is None:  # a resumed run starts where it was (it showed 0 % until its first figures)
+            bar.update(total=max(1, t.epochs), progress=t.start_epoch)
         elif t.status == "finished":  # kept from an earlier queue (--continue): no steps were seen here
             bar.update(total=100, progress=100)
         return False
