@@ -42,6 +42,12 @@ async def test_open_with_preset_queues_its_runs_then_seeds_repeat_them(tiny_pres
         await pilot.press("enter")
         await pilot.pause()
         assert [r.name for r in app.setup.queue] == ["vit-a-s5", "vit-b-s5"]
+        app.setup.action_new()  # a new run in the form, not queued: the dialog says Seeds leaves it out
+        await pilot.pause()
+        app.setup.action_seeds()
+        await pilot.pause()
+        note = str(app.screen.query_one("#dialog-note").render())
+        assert f"The form's run {app.setup.config.name} is not in the queue" in note
 
 
 async def test_bad_preset_is_reported_not_fatal(tmp_path, runs_dir):

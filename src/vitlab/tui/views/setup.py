@@ -285,10 +285,13 @@ class SetupView(Horizontal):
                 return describe_errors(e)
             return None
 
+        # the form's new run is not queued: it would be dropped without a word (the form edits run 1 after)
+        draft = (f" The form's run {self.config.name} is not in the queue: Cancel and ctrl+n to repeat it too."
+                 if self.queue and self.editing is None and self.config else "")
         prompt = PathPrompt("Train every run once per seed", [("seeds", "Seeds", ",".join(map(str, seeds))
                                                                 if len(seeds) > 1 else "0,1,2")], ok="Apply",
                             note="Each run becomes one per seed (vit-s0, vit-s1, ...), the same but for train.seed; "
-                                 "Results (g) then shows mean ± std across seeds.", check=check)
+                                 f"Results (g) then shows mean ± std across seeds.{draft}", check=check)
         self.app.push_screen(prompt, lambda v: v and self.set_seeds(runs, parse_seeds(v["seeds"], "Seeds")))
 
     def set_seeds(self, runs: list[RunConfig], seeds: list[int]) -> None:
