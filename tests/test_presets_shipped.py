@@ -155,3 +155,11 @@ def test_vitlab_presets_lists_them_all_valid(tmp_path):
     assert "invalid" not in done.stdout
     for name in EXPECTED:
         assert name in done.stdout
+
+
+def test_the_preset_list_says_which_need_data_that_is_not_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # data.root "data" is looked up from here
+    needs = {p.path.stem: p.missing for p in list_presets() if p.path.parent == PRESETS}
+    assert needs["quickstart"] == () and needs["patch-study"] == ("CIFAR-100 (not in data/)",)
+    (tmp_path / "data" / "cifar-100-python").mkdir(parents=True)
+    assert {p.path.stem: p.missing for p in list_presets() if p.path.parent == PRESETS}["patch-study"] == ()

@@ -21,6 +21,8 @@ NAME_RULE = "1-64 characters of letters, digits, '.', '_', '+', '-', starting wi
 # Native resolution and class count of each dataset; imagefolder learns its classes from disk.
 NATIVE_SIZE = {"digits": 8, "cifar10": 32, "cifar100": 32, "synthetic": 32, "imagefolder": 224}
 NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "synthetic": 10}
+# the folders torchvision's CIFAR classes extract to, under data.root (a preset list checks them without torch)
+CIFAR_FOLDERS = {"cifar10": ("CIFAR-10", "cifar-10-batches-py"), "cifar100": ("CIFAR-100", "cifar-100-python")}
 SWIN_HUB_IDS = {
     "tiny": "microsoft/swin-tiny-patch4-window7-224",
     "small": "microsoft/swin-small-patch4-window7-224",

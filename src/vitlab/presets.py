@@ -16,8 +16,8 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .config import (MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig, condition_key, seeded_name,
-                     unseeded_name)
+from .config import (CIFAR_FOLDERS, MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig,
+                     condition_key, seeded_name, unseeded_name)
 from .errors import PresetError
 
 TOP_KEYS = ("name", "description", "defaults", "runs", "seeds")
@@ -60,6 +60,19 @@ class PresetInfo:
     description: str
     runs: int
     error: str | None = None
+    missing: tuple[str, ...] = ()  # datasets its runs need that are not where they look (offline: get them first)
+
+
+def missing_datasets(exp: ExperimentConfig) -> tuple[str, ...]:
+    """CIFAR sets the runs need that are not under their data.root: a look at one folder each, no torch (the
+    loader's preflight checks every file when the queue starts)."""
+    missing = []
+    for data in {(r.data.dataset, str(r.data.root)): r.data for r in exp.runs}.values():
+        if data.dataset in CIFAR_FOLDERS and not data.download:
+            title, folder = CIFAR_FOLDERS[data.dataset]
+            if not (Path(data.root).expanduser() / folder).is_dir():
+                missing.append(f"{title} (not in {data.root}/)")
+    return tuple(dict.fromkeys(missing))
 
 
 def list_presets() -> list[PresetInfo]:
@@ -70,7 +83,8 @@ def list_presets() -> list[PresetInfo]:
         for path in sorted(d.glob("*.y*ml")):
             try:
                 exp = load_preset(path)
-                found.append(PresetInfo(path, exp.name, exp.description, len(exp.runs)))
+                found.append(PresetInfo(path, exp.name, exp.description, len(exp.runs),
+                                        missing=missing_datasets(exp)))
             except PresetError as e:
                 found.append(PresetInfo(path, path.stem, "", 0, error=str(e)))
     return found

@@ -39,6 +39,8 @@ def main(args: argparse.Namespace) -> int:
     for info in list_presets():
         desc = f"[red]invalid: {escape(info.error.splitlines()[0])}[/]" if info.error else \
             escape(first_sentence(info.description))
+        if info.missing:  # offline, a preset that cannot start here is told apart before it is run
+            desc += f" [yellow]Needs {escape(', '.join(info.missing))}.[/]"
         table.add_row(escape(info.path.stem), str(info.runs), desc, escape(str(info.path)))
     console.print(table)
     console.print(f"searched: {escape(', '.join(str(d) for d in preset_dirs())) or '(no preset directories)'}",

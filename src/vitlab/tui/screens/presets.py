@@ -30,6 +30,8 @@ class PresetPicker(ModalScreen[Path | None]):
                 text = Text()
                 text.append(p.name, style="bold red" if p.error else "bold")
                 text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
+                if p.missing:
+                    text.append(f"  needs {', '.join(p.missing)}", style="yellow")
                 text.append(f"  {p.path}", style="dim")
                 items.append(ListItem(Label(text)))  # an invalid one too: highlighted, it shows what is wrong
             yield JumpList(*items, id="preset-list")
