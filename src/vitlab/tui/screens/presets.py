@@ -35,8 +35,9 @@ class PresetPicker(ModalScreen[Path | None]):
                 text.append(f"  {p.path}", style="dim")
                 items.append(ListItem(Label(text)))  # an invalid one too: highlighted, it shows what is wrong
             yield JumpList(*items, id="preset-list")
-            yield Static("", id="preset-about", classes="dialog-message")
+            # the keys above the description: a long one ran past the bottom of 24 rows and took the hint along
             yield Static("enter load · escape back · replaces the current queue", classes="dialog-hint")
+            yield Static("", id="preset-about", classes="dialog-message")
 
     def on_mount(self) -> None:
         lst = self.query_one(ListView)
