@@ -239,8 +239,8 @@ def _csv(fields: list[str], rows: list[dict]) -> str:
 JSON_FIELDS = ("name", "experiment", "status", "seed", "model", "params", "trainable_params", "flops", "precision",
                "batch_size", "accumulation_steps", "world_size", "effective_batch", "epochs", "epochs_planned",
                "train_time_s", "throughput_img_s", "mfu", "peak_memory_mb", "memory_kind", "accuracy", "best_accuracy",
-               "eval_split", "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "cuda_graphs", "compiled", "device",
-               "error", "failure", "started_at", "run_dir", "config")
+               "eval_split", "eval_loss", "train_loss", "skipped_steps", "allreduces_per_step", "cuda_graphs",
+               "compiled", "device", "error", "failure", "started_at", "run_dir", "config")
 
 
 def json_runs(summaries: list[dict]) -> list[dict]:

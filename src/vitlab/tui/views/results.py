@@ -165,8 +165,8 @@ class ResultsView(Vertical):
         elif not self.by_seed:
             title.append(" · newest first", style="dim")
         if not rows:
-            title.append("\nNo runs differ by their seed alone yet: Setup's Seeds… (or a preset's `seeds: [0, 1, 2]`) "
-                         "trains every queued run once per seed." if self.by_seed else
+            title.append("\nNo runs differ by their seed alone yet: Setup's Seeds… (or a preset's `seeds: [0, 1, 2]`)"
+                         " trains every queued run once per seed." if self.by_seed else
                          "\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
         return title
 
