@@ -2,6 +2,7 @@
 add / edit / reorder / remove; themes registered and remembered."""
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input, ListItem, ListView
 
 from vitlab.presets import load_preset
@@ -68,10 +69,15 @@ async def enter_keeps_the_dialog(pilot, dialog, note: str) -> None:
     assert pilot.app.screen is dialog and note in str(dialog.query_one("#dialog-note").render())
 
 
-async def test_pick_preset_save_and_load_back_identically(tmp_path, runs_dir, config_home, monkeypatch):
+@pytest.fixture
+def project_tiny(tmp_path, monkeypatch):
+    """A project directory with presets/tiny.yaml, the current directory (where ctrl+o looks first)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "presets").mkdir()
     write_preset(tmp_path / "presets" / "tiny.yaml")
+
+
+async def test_pick_preset_save_and_load_back_identically(tmp_path, project_tiny, runs_dir, config_home):
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
@@ -280,10 +286,7 @@ async def test_export_asks_before_replacing_a_file_and_keeps_a_bad_name(tmp_path
 
 
 async def test_the_picker_lists_every_preset_file_and_says_what_is_wrong_with_a_broken_one(tmp_path, runs_dir,
-                                                                                          config_home, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "presets").mkdir()
-    write_preset(tmp_path / "presets" / "tiny.yaml")
+                                                                                          config_home, project_tiny):
     broken = "name: broken\nruns:\n  - name: x\n    model: {kind: vit, heads: 5}\n"
     (tmp_path / "presets" / "broken.yaml").write_text(broken)
     (config_home / "vitlab" / "presets").mkdir(parents=True)
@@ -320,11 +323,7 @@ async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_
         assert [r.name for r in app.setup.queue] == ["vit-a"]
 
 
-async def test_a_queue_no_preset_holds_is_not_lost_to_quit_or_a_loaded_preset(tmp_path, runs_dir, config_home,
-                                                                              monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "presets").mkdir()
-    write_preset(tmp_path / "presets" / "tiny.yaml")
+async def test_a_queue_no_preset_holds_is_not_lost_to_quit_or_a_loaded_preset(project_tiny, runs_dir, config_home):
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
