@@ -75,7 +75,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("data", "limit_train", "Train images", "opt_int", placeholder="all",
          tooltip="Use the first N training images: a quick try before the real run"),
     Spec("data", "limit_val", "Val images", "opt_int", placeholder="all"),
-    Spec("data", "holdout", "Held-out val", "opt_int", placeholder="none: test",
+    Spec("data", "holdout", "Held-out val", "opt_int", placeholder="none",
          tooltip="CIFAR: evaluate on N training images held out (e.g. 5000), so the test split stays unseen"),
     # train
     Spec("train", "epochs", "Epochs", "int"),
