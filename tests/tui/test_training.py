@@ -312,6 +312,7 @@ async def test_out_of_memory_fails_one_run_and_the_queue_goes_on(tmp_path, runs_
         await wait_for(pilot, lambda: not app.running and app.state.runs["vit-b"].status == "finished", timeout=90)
         failed = app.state.runs["vit-a"]
         assert failed.status == "failed" and "accumulation_steps" in failed.error
+        assert any(n.message.startswith("vit-a: failed: Out of the machine's memory") for n in app._notifications)
         # still usable: the form answers and the results list both runs
         app.views.active = "results"
         await pilot.pause(0.3)

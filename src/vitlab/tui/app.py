@@ -519,7 +519,9 @@ class VitlabApp(App[int]):
             if isinstance(ev, RunEnded):
                 self.results.add_session_run(ev.summary)
                 status = ev.summary.get("status", "")
-                self.notify(f"{ev.run}: {status}{outcome(ev.summary)}",
+                error = ev.summary.get("error") if status == "failed" else None  # "run-1: failed" said nothing
+                why = f": {error[:160]}{'…' if len(error) > 160 else ''}" if error else ""
+                self.notify(f"{ev.run}: {status}{outcome(ev.summary)}{why}",
                             severity={"finished": "information", "failed": "error"}.get(status, "warning"))
 
     def on_queue_problem(self, message: QueueProblem) -> None:
