@@ -313,21 +313,20 @@ def test_resume_of_a_path_that_is_no_run_says_so_in_a_line(tmp_path, capsys):
                    "directory)"]
 
 
-def test_a_checkpoint_of_one_decayed_group_resumes_as_it_trained(tmp_path, monkeypatch):
-    """Before 2026-11-27 every parameter was decayed, in one group: such a run resumes in one group (a second group
-    would not load its optimizer state)."""
-    from vitlab.engine import runner
-
-    two_groups = runner.make_optimizer
-    monkeypatch.setattr(runner, "make_optimizer", lambda *a, **k: two_groups(*a, **{**k, "split_decay": False}))
+def test_a_run_of_an_older_vitlab_resumes_decaying_every_parameter_as_it_trained(tmp_path):
+    """Before 2026-11-27 every parameter was decayed (one optimizer group) and config.yaml had no
+    train.weight_decay_on: read back, such a run resumes as it trained (two groups would not load its state)."""
     calls = []
-    cancelled = train_run(config("old", weight_decay=0.05), experiment="c", runs_dir=tmp_path,
+    cancelled = train_run(config("old", weight_decay=0.05, weight_decay_on="all"), experiment="c", runs_dir=tmp_path,
                           should_stop=lambda: calls.append(1) or len(calls) > 8)
     assert cancelled["status"] == "cancelled" and cancelled["epochs"] >= 1
-    monkeypatch.setattr(runner, "make_optimizer", two_groups)
-    state = torch.load(Path(cancelled["run_dir"]) / "checkpoint.pt", weights_only=True)
-    assert len(state["optimizer"]["param_groups"]) == 1
-    assert resume_run(cancelled["run_dir"])["status"] == "finished"
+    run_dir = Path(cancelled["run_dir"])
+    assert len(torch.load(run_dir / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"]) == 1
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del resolved["train"]["weight_decay_on"]  # as the older vitlab wrote it
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved))
+    resumed = resume_run(run_dir)
+    assert resumed["status"] == "finished" and resumed["config"]["train"]["weight_decay_on"] == "all"
 
 
 def test_a_queue_cancelled_after_a_failed_run_exits_130_like_any_ctrl_c(capsys):

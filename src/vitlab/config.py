@@ -168,6 +168,9 @@ class TrainConfig(Strict):
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    # weights: decay the weights of linear and conv layers only, not biases, norm scales, position embeddings or
+    # the class token (timm's and Swin's recipes); all: every parameter (how vitlab trained before 2026-11-27)
+    weight_decay_on: Literal["weights", "all"] = "weights"
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     scheduler: Literal["none", "cosine"] = "none"
     warmup_epochs: float = Field(0, ge=0)
@@ -237,11 +240,14 @@ class RunConfig(Strict):
     @classmethod
     def from_resolved(cls, raw: Any) -> "RunConfig":
         """A config.yaml read back, also as older versions wrote it (before 2026-11-26 the default mlp_ratio
-        was written beside mlp_dim, which does not validate)."""
+        was written beside mlp_dim, which does not validate; before 2026-11-27 every parameter was decayed)."""
         model = raw.get("model") if isinstance(raw, dict) else None
         if isinstance(model, dict) and model.get("mlp_dim") is not None:
             model = {k: v for k, v in model.items() if k != "mlp_ratio"}
             raw = {**raw, "model": model}
+        train = raw.get("train") if isinstance(raw, dict) else None
+        if isinstance(train, dict) and "weight_decay_on" not in train:  # resumed and compared as it trained
+            raw = {**raw, "train": {**train, "weight_decay_on": "all"}}
         return cls.model_validate(raw)
 
 

@@ -98,8 +98,8 @@ NO_DECAY = ("pos_embed", "cls_token", "relative_position_bias_table", "position_
 
 def decay_groups(model: torch.nn.Module, weight_decay: float, split: bool = True) -> list[dict[str, Any]]:
     """The trainable parameters in two groups: the weights of linear and conv layers, decayed by `weight_decay`,
-    and the rest at 0 (decay pulling a LayerNorm scale or a bias toward zero is not regularisation). split=False:
-    one group, all decayed, as runs of vitlab before 2026-11-27 trained (their checkpoints resume that way)."""
+    and the rest at 0 (decay pulling a LayerNorm scale or a bias toward zero is not regularisation). split=False
+    (train.weight_decay_on: all): one group, every parameter decayed."""
     decay, keep = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -108,11 +108,10 @@ def decay_groups(model: torch.nn.Module, weight_decay: float, split: bool = True
     return groups + [{"params": keep, "weight_decay": 0.0}] if split else groups
 
 
-def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device,
-                   split_decay: bool = True) -> torch.optim.Optimizer:
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
     t = cfg.train
     fused = {"fused": True} if device.type == "cuda" else {}
-    groups = decay_groups(model, t.weight_decay, split_decay)
+    groups = decay_groups(model, t.weight_decay, split=t.weight_decay_on == "weights")
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, **fused)
     cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
@@ -204,9 +203,7 @@ class Run:
             self.flops = count_flops(self.model, self.data.image_size)
         except Exception as e:  # FLOPs are a report figure; never fail a run over them
             self.store.log(f"FLOP count failed: {e!r}")
-        saved = self.read_checkpoint() if self.resume else None
-        self.optimizer = make_optimizer(cfg, self.model, self.device,
-                                        split_decay=saved is None or len(saved["optimizer"]["param_groups"]) > 1)
+        self.optimizer = make_optimizer(cfg, self.model, self.device)
         self.steps_per_epoch = math.ceil(self.data.train.num_samples / self.effective_batch)
         self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
@@ -226,8 +223,8 @@ class Run:
             from .tensorboard import TensorBoardLog
 
             self.tensorboard = TensorBoardLog(self.store.dir)
-        if saved is not None:
-            self.load_checkpoint(saved)
+        if self.resume:
+            self.load_checkpoint()
 
     def make_steps(self) -> Steps:
         from .graphed import GraphedSteps, ineligible
@@ -257,13 +254,11 @@ class Run:
         if self.cfg.train.checkpoint:
             self.store.save_checkpoint(self.checkpoint_state())
 
-    def read_checkpoint(self) -> dict[str, Any] | None:
+    def load_checkpoint(self) -> None:
         path = self.store.dir / "checkpoint.pt"
         if not path.exists():
-            return None  # killed before the first checkpoint: start from scratch in the same directory
-        return torch.load(path, map_location=self.device, weights_only=True)
-
-    def load_checkpoint(self, state: dict[str, Any]) -> None:
+            return  # killed before the first checkpoint: start from scratch in the same directory
+        state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # a graphed run saves these as its capture set them
