@@ -85,6 +85,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("train", "optimizer", "Optimizer", "select", _options(TrainConfig, "optimizer")),
     Spec("train", "lr", "Learning rate", "float"),
     Spec("train", "weight_decay", "Weight decay", "float"),
+    Spec("train", "weight_decay_on", "Decay on", "select", _options(TrainConfig, "weight_decay_on"),
+         tooltip="weights: linear and conv weights only (timm); all: biases, norms and embeddings too"),
     Spec("train", "momentum", "Momentum", "float", tooltip="SGD only"),
     Spec("train", "scheduler", "Scheduler", "select", _options(TrainConfig, "scheduler")),
     Spec("train", "warmup_epochs", "Warmup epochs", "float"),
