@@ -323,6 +323,7 @@ def test_resnet18s_imagenet_stem_on_cifar_is_warned(tmp_path, stem, warned):
                                     "train": {"epochs": 1, "batch_size": 16, "checkpoint": False}})
     summary, events = train(tmp_path, cfg)
     assert summary["status"] == "finished" and ("resnet-stem" in warning_codes(events)) == warned
+    assert summary["eval_split"] == "test" and events[0].eval_split == "test"  # CIFAR's accuracy is on its test split
 
 
 # -- weight decay ----------------------------------------------------------------------------------

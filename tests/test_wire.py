@@ -14,7 +14,7 @@ from vitlab.engine.events import (EpochEvaluated, Memory, RunCancelled, RunFaile
 SUMMARY = {"name": "v", "status": "finished", "accuracy": 0.9, "config": {"train": {"lr": 0.001}}, "mfu": None}
 SAMPLES = [
     RunStarted("v", "e", "runs/e/x", 0, 2, {"model": {"kind": "vit"}}, "ViT p2", 10, 9, None, "cpu (2 threads)",
-               3, 0, 10, 100, 20, 10, 64, True),
+               3, 0, 10, 100, 20, 10, 64, True, "held-out val"),
     StepsLogged("v", "e", 1, 5, 30, 2.25, 1e-3, 900.5, 880.0, 1.5, 12.0, Memory("cuda", 1.0, 2.0, 3.0, None), 4),
     EpochEvaluated("v", "e", 1, 3, 2.0, 1.9, 0.5, 2.5, 2.0),
     WarningRaised("v", "e", "not-learning", "the loss has not moved"),

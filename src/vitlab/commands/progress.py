@@ -33,7 +33,7 @@ class ProgressPrinter:
             c.print(f"[bold cyan]{escape(event.run)}[/] ({event.index + 1}/{event.total_runs}) "
                     f"{escape(event.model_label)}: "
                     f"{human_count(event.params)} params{flops}, {event.train_samples} train / {event.val_samples} "
-                    f"val samples, effective batch {event.effective_batch}, on {escape(event.device)}"
+                    f"{event.eval_split} samples, effective batch {event.effective_batch}, on {escape(event.device)}"
                     + (", compiling the model (the first steps take tens of seconds)" if event.compiled else ""))
             c.print(f"  run dir: {escape(event.run_dir)}"
                     + (f" (resumed after epoch {event.start_epoch})" if event.start_epoch else ""), style="dim")

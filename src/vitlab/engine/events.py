@@ -52,6 +52,7 @@ class RunStarted(Event):
     num_classes: int
     effective_batch: int
     compiled: bool = False  # torch.compile: the first steps compile the model (tens of seconds)
+    eval_split: str = "val"  # what accuracy is measured on: "val", "test" (CIFAR), "held-out val"
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,8 @@ class Run:
             cfg.name, self.experiment, str(self.store.dir), self.index, self.total_runs, cfg.resolved(),
             model_label(cfg.model), self.params, self.trainable, self.flops, devices.describe(self.device),
             t.epochs, self.epoch, self.steps_per_epoch, self.data.train.num_samples,
-            self.data.val.num_samples, self.data.num_classes, self.effective_batch, self.compiled))
+            self.data.val.num_samples, self.data.num_classes, self.effective_batch, self.compiled,
+            self.data.val_name))
         for message in self.data.warnings:
             self.warn("data", message)
         if self.cpu_note:
