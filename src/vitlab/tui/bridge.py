@@ -149,7 +149,8 @@ class LiveState:
                 self.earlier_curves(t, Path(ev.run_dir), ev.start_epoch)
             compiling = ", compiling the model (the first steps take tens of seconds)" if ev.compiled else ""
             self.add_log("bold", f"{ev.run}: started ({ev.index + 1}/{ev.total_runs}) {ev.model_label} on "
-                                 f"{ev.device}, {ev.train_samples} train / {ev.val_samples} {ev.eval_split} images{compiling}")
+                                 f"{ev.device}, {ev.train_samples} train / {ev.val_samples} {ev.eval_split} images"
+                                 f"{compiling}")
         elif isinstance(ev, WarningRaised):
             self.add_log("warning", f"{ev.run}: warning [{ev.code}] {ev.message}")
         elif isinstance(ev, RunKept):  # trained earlier (--continue): its curves and figures, from its run dir
