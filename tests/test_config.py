@@ -207,6 +207,11 @@ def test_an_override_no_run_can_take_is_an_error(tmp_path):
     assert msg.endswith("--set model.variant: no run of this preset has it (its models: resnet18, vit)")
     exp = load_preset(write(tmp_path, VALID), ["model.patch_size=4"])  # the ViT takes it, the ResNet ignores it
     assert exp.runs[0].model.patch_size == 4
+    # ViT and ResNet-18 both have a stem, with other choices: each value goes to the kind that has it
+    stems = load_preset(write(tmp_path, VALID), ["model.stem=cifar"])
+    assert [r.model.stem for r in stems.runs] == ["patchify", "cifar"]
+    assert [r.model.stem for r in load_preset(write(tmp_path, VALID), ["model.stem=conv"]).runs] == ["conv", "imagenet"]
+    assert "(got 'bogus')" in problem(tmp_path, VALID, ["model.stem=bogus"])
 
 
 def test_a_bad_override_is_blamed_on_the_command_line_once(tmp_path):

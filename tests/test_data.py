@@ -127,10 +127,14 @@ def test_holdout_evaluates_on_training_images_the_model_never_trains_on(tmp_path
     assert torch.bincount(whole(d.val)[1], minlength=10).tolist() == [2] * 10  # stratified by class
     assert torch.equal(whole(load(dataset="cifar10", root=str(tmp_path), holdout=20, seed=5).val)[0],
                        whole(d.val)[0])  # the same images for every run and seed
+    odd = load(dataset="cifar10", root=str(tmp_path), holdout=15)  # exactly 15, not 10 classes x round(1.5)
+    assert (len(odd.train), len(odd.val)) == (85, 15)
     with pytest.raises(DataError, match="data.holdout 100: .* has 100 training images; hold out fewer"):
         load(dataset="cifar10", root=str(tmp_path), holdout=100)
     with pytest.raises(ValueError, match="only CIFAR takes holdout"):
         DataConfig(dataset="digits", holdout=10)
+    with pytest.raises(ValueError, match="less than or equal to 49999"):  # CIFAR's 50000: said before a run starts
+        DataConfig(dataset="cifar100", holdout=50_000)
 
 
 def test_cifar_pickle_resaved_by_python3_with_bytes_keys_loads(tmp_path):

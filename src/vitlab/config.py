@@ -134,7 +134,7 @@ class DataConfig(Strict):
     num_classes: int | None = Field(None, ge=2, le=1 << 20)  # synthetic only
     # CIFAR: evaluate on N training images held out (stratified, fixed), not on the test split, so that picking
     # the best epoch or setting by it leaves the test split unseen
-    holdout: int | None = Field(None, ge=1)
+    holdout: int | None = Field(None, ge=1, le=49_999)  # CIFAR has 50000 training images
 
     @model_validator(mode="after")
     def _synthetic_only(self) -> "DataConfig":

@@ -11,7 +11,7 @@ import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -223,14 +223,26 @@ def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]], us
     for (section, name), value in overrides:
         block = run.setdefault(section, {})
         if section == "model" and name != "kind":
-            kind = block.get("kind", "vit")
-            if name not in MODEL_CLASSES.get(kind, MODEL_CLASSES["vit"]).model_fields:
+            fields = MODEL_CLASSES.get(block.get("kind", "vit"), MODEL_CLASSES["vit"]).model_fields
+            if name not in fields:
                 continue  # e.g. model.patch_size does not apply to a ResNet run
+            if _other_kinds_choice(name, value, fields[name]):
+                continue  # model.stem=cifar is ResNet's stem, not a wrong ViT stem
         block[name] = value
         if section == "model" and name in ("mlp_ratio", "mlp_dim"):  # two ways to give one width: --set replaces
             block.pop("mlp_dim" if name == "mlp_ratio" else "mlp_ratio", None)
         used.add(f"{section}.{name}")
     return run
+
+
+def _other_kinds_choice(name: str, value: Any, field: Any) -> bool:
+    """`value` is not among this kind's choices for `name` but among another kind's (both ViT and ResNet-18 have
+    a `stem`, with different choices): the override means the other kind's field."""
+    def choices(f: Any) -> tuple:
+        return getattr(f.annotation, "__args__", ()) if get_origin(f.annotation) is Literal else ()
+
+    others = [cls.model_fields[name] for cls in MODEL_CLASSES.values() if name in cls.model_fields]
+    return bool(choices(field)) and value not in choices(field) and any(value in choices(f) for f in others)
 
 
 MAX_SEED = 2**32 - 1

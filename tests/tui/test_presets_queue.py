@@ -321,6 +321,14 @@ async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_
         await pilot.press("delete")
         await pilot.pause()
         assert [r.name for r in app.setup.queue] == ["vit-a"]
+        app.setup.set_seeds(list(app.setup.queue), list(range(8)))  # 8 runs of two lines each
+        await pilot.pause()
+        queue = app.setup.query_one("#queue", ListView)
+        queue.focus()
+        await pilot.press("home", "pagedown")
+        # within the first page (counting lines, each item two or more, it jumped past the page), and a move
+        heights = [item.outer_size.height for item in queue.children]
+        assert queue.index >= 1 and sum(heights[:queue.index + 1]) <= queue.scrollable_content_region.height
 
 
 async def test_a_queue_no_preset_holds_is_not_lost_to_quit_or_a_loaded_preset(project_tiny, runs_dir, config_home):

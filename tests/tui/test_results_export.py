@@ -32,6 +32,7 @@ def test_earlier_runs_cancelled_in_their_first_epoch_are_left_out_but_this_sessi
     view.history = [summary("done", run_dir="/r/done"), *early]
     view.session_dirs = {"/r/new"}  # started by this session: the user just pressed ctrl+x, the row stays
     assert [s["name"] for s in view.runs()] == ["done", "new"]
+    assert "(+1 cancelled in the first epoch, not shown)" in view._title(view.rows(), view.columns(view.rows())).plain
 
 
 @asynccontextmanager

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -53,7 +54,9 @@ def main(args: argparse.Namespace) -> int:
     if not found:
         raise VitlabError(f"compare: no run directories under {', '.join(map(str, args.paths))} "
                           "(a run directory holds config.yaml and summary.json)")
-    summaries = found if args.all else [s for s in found if not cancelled_early(s)]
+    named = {p.resolve() for p in args.paths}  # a run directory named on the command line is always shown
+    summaries = found if args.all else [s for s in found
+                                        if not cancelled_early(s) or Path(s["run_dir"]).resolve() in named]
     if left_out := len(found) - len(summaries):
         print(f"({runs_count(left_out)} cancelled in the first epoch left out: --all lists them)", file=sys.stderr)
     if not summaries:

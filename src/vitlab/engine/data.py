@@ -259,14 +259,26 @@ def digits_file() -> Path:
                     "digits.csv.gz: pip install scikit-learn")
 
 
-def stratified_split(y: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(y: torch.Tensor, val_fraction: float, seed: int,
+                     count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and validation indices, each class split in the same proportion, both in a seeded shuffled order:
-    vitlab's own, so a digits result does not move when a scikit-learn release changes its splitter."""
+    vitlab's own, so a digits result does not move when a scikit-learn release changes its splitter. `count`:
+    exactly that many validation samples, the classes' rounding settled by the largest remainders (rounding each
+    class alone held out 0 of CIFAR-100 for 50, or 100 for 149)."""
     g = torch.Generator().manual_seed(seed)
+    classes = y.unique()
+    sizes = [int((y == c).sum()) for c in classes]
+    if count is None:
+        takes = [round(val_fraction * n) for n in sizes]
+    else:
+        exact = [count * n / len(y) for n in sizes]
+        takes = [int(e) for e in exact]
+        for i in sorted(range(len(sizes)), key=lambda i: takes[i] - exact[i])[:count - sum(takes)]:
+            takes[i] += 1
     val = []
-    for c in y.unique():
+    for c, take in zip(classes, takes):
         members = (y == c).nonzero().flatten()
-        val.append(members[torch.randperm(len(members), generator=g)][: round(val_fraction * len(members))])
+        val.append(members[torch.randperm(len(members), generator=g)][:take])
     held = torch.zeros(len(y), dtype=torch.bool)
     held[torch.cat(val)] = True
     train, val_all = (~held).nonzero().flatten(), held.nonzero().flatten()
@@ -442,7 +454,7 @@ def load_cifar(cfg: DataConfig) -> Arrays:
         if cfg.holdout >= len(train_x):
             raise DataError(f"data.holdout {cfg.holdout}: {folder} has {len(train_x)} training images; hold out "
                             "fewer (5000 is the usual tenth of CIFAR's 50000)")
-        train, held = stratified_split(train_y, cfg.holdout / len(train_x), HOLDOUT_SEED)
+        train, held = stratified_split(train_y, 0.0, HOLDOUT_SEED, count=cfg.holdout)
         train_x, train_y, val_x, val_y = train_x[train], train_y[train], train_x[held], train_y[held]
         origin, val_name = f"{origin}, the test split unused", "held-out val"
     return Arrays(train_x, train_y, val_x, val_y, [text(n) for n in names], CIFAR_STATS[cfg.dataset],

@@ -160,6 +160,8 @@ class ResultsView(Vertical):
             n_session = sum(self.of_session(r) for r in rows)
             title.append(f"{runs_count(n_session)} this session", style="bold")
             title.append(f" · {len(rows) - n_session} earlier in {self.runs_dir}")
+            if hidden := sum(cancelled_early(s) and not self.of_session(s) for s in self.history):
+                title.append(f" (+{hidden} cancelled in the first epoch, not shown)", style="dim")
         if sort:
             title.append(f" · sorted by {sort}", style="dim")
         elif not self.by_seed:

@@ -18,6 +18,8 @@ class JumpList(ListView):
             self.index = where % len(self)
 
     def action_page(self, direction: int) -> None:
+        """By the items a page shows, less one (a queue item is two lines: counting lines jumped past the page)."""
         if len(self):
-            step = max(1, self.scrollable_content_region.height - 1)
+            item = self.highlighted_child or self.children[0]
+            step = max(1, self.scrollable_content_region.height // max(1, item.outer_size.height) - 1)
             self.index = min(max((self.index or 0) + direction * step, 0), len(self) - 1)
