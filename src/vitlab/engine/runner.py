@@ -104,8 +104,8 @@ def decay_groups(model: torch.nn.Module, weight_decay: float, split: bool = True
     for name, p in model.named_parameters():
         if p.requires_grad:
             (keep if split and (p.ndim <= 1 or name.endswith(NO_DECAY)) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    return groups + [{"params": keep, "weight_decay": 0.0}] if split else groups
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]  # an empty group is nothing to step (fused kernels included)
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
