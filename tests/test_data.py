@@ -113,6 +113,15 @@ def test_cifar10_reads_all_five_batches_and_limits(tmp_path):
     assert whole(d.train)[1].tolist() == labels[:33]
 
 
+def test_the_torch_free_cifar_folders_are_torchvisions():
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    from vitlab.config import CIFAR_FOLDERS
+
+    assert {k: f for k, (_, f) in CIFAR_FOLDERS.items()} == {"cifar10": CIFAR10.base_folder,
+                                                             "cifar100": CIFAR100.base_folder}
+
+
 def test_holdout_evaluates_on_training_images_the_model_never_trains_on(tmp_path):
     write_cifar(tmp_path, "cifar10", n_train=100, n_test=20)
     d = load(dataset="cifar10", root=str(tmp_path), holdout=20)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import NATIVE_SIZE, DataConfig
+from ..config import CIFAR_FOLDERS, NATIVE_SIZE, DataConfig
 from ..errors import DataError
 
 PRERESIZE_BYTES = 512 * 2**20  # resize once at load when the resized uint8 set is smaller than this
@@ -390,7 +390,8 @@ class CifarFiles(NamedTuple):
 def cifar_files(cfg: DataConfig) -> CifarFiles:
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    tv, title = (CIFAR100, "CIFAR-100") if cfg.dataset == "cifar100" else (CIFAR10, "CIFAR-10")
+    tv = CIFAR100 if cfg.dataset == "cifar100" else CIFAR10
+    title = CIFAR_FOLDERS[cfg.dataset][0]
     root = Path(cfg.root)
     folder = root / tv.base_folder
     files = tv.train_list + tv.test_list + [[tv.meta["filename"], tv.meta["md5"]]]
