@@ -94,6 +94,10 @@ class Chart(PlotextPlot, Pane):
         self.refresh()
         return False
 
+    def round_y_labels(self, lo: float, hi: float) -> None:
+        ticks = nice_ticks(lo, hi)
+        self.plt.yticks(ticks, [f"{v:g}" for v in ticks])
+
     def data_key(self, t: RunTrack | None) -> object:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -179,8 +183,7 @@ class LossChart(Chart):
             plt.scatter([e for e, _, _ in t.evals], [loss for _, loss, _ in t.evals], label="eval", marker="●")
         losses = [loss for _, loss in t.steps] + [loss for _, loss, _ in t.evals] if t is not None else []
         if len(losses) > 1 and all(map(math.isfinite, losses)):
-            ticks = nice_ticks(min(losses), max(losses))
-            plt.yticks(ticks, [f"{v:g}" for v in ticks])
+            self.round_y_labels(min(losses), max(losses))
         has_data = t is not None and (t.steps or t.evals)
         plt.title("" if has_data else no_figures_yet(t, "waiting for the first logged steps"))
 
@@ -202,8 +205,7 @@ class AccuracyChart(Chart):
             margin = max(2.0, (max(ys) - min(ys)) * 0.1)
             lo, hi = max(0.0, min(ys) - margin), min(100.0, max(ys) + margin)
             plt.ylim(lo, hi)
-            ticks = nice_ticks(lo, hi)
-            plt.yticks(ticks, [f"{v:g}" for v in ticks])
+            self.round_y_labels(lo, hi)
             plt.title(f"last {100 * t.evals[-1][2]:.2f}%  best {100 * (t.best_accuracy or 0):.2f}%")
         else:
             plt.title(no_figures_yet(t, "after the first epoch"))
