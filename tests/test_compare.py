@@ -204,3 +204,12 @@ def test_runs_cancelled_in_their_first_epoch_are_left_out_unless_all(runs, tmp_p
     assert "ctrl-c" in out.stdout and "left out" not in out.stderr
     out = vitlab("compare", summary["run_dir"], "--format", "csv")  # named itself: shown
     assert out.returncode == 0 and "ctrl-c" in out.stdout
+
+
+def test_mfu_of_a_run_without_throughput_is_a_dash_not_zero():
+    from vitlab.report import COLUMNS
+
+    mfu = next(c for c in COLUMNS if c.key == "mfu")
+    # vitlab before 2026-11-27 stored 0.0 for a GPU run that failed before its first throughput reading
+    assert [mfu.human(s) for s in ({"mfu": 0.0, "throughput_img_s": None}, {"mfu": None}, {"mfu": 0.2})] == \
+        ["-", "-", "20.00%"]

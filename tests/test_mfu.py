@@ -30,3 +30,5 @@ def test_mfu_counts_forward_and_backward_flops_against_the_peak(monkeypatch):
     # 1 GMAC per image = 2 GFLOP forward, x3 with the backward; 1000 img/s = 6 TFLOP/s of 362
     assert devices.mfu(10**9, 1000.0, cuda, "bf16") == pytest.approx(6 / 362)
     assert devices.mfu(10**9, 1000.0, torch.device("cpu"), "bf16") is None
+    # a run that failed before its first throughput reading showed "0.00%" next to img/s "-" in compare
+    assert devices.mfu(10**9, None, cuda, "bf16") is None

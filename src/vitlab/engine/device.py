@@ -121,9 +121,11 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     return peak * 1e12 if peak else None
 
 
-def mfu(flops_per_image: int | None, images_per_s: float, device: torch.device, precision: str) -> float | None:
-    """Model FLOPs utilisation: forward MACs x 2 FLOPs x 3 (forward + backward) x img/s / peak FLOP/s."""
+def mfu(flops_per_image: int | None, images_per_s: float | None, device: torch.device,
+        precision: str) -> float | None:
+    """Model FLOPs utilisation: forward MACs x 2 FLOPs x 3 (forward + backward) x img/s / peak FLOP/s. None
+    without a throughput (a run that failed before its first measurement has no MFU, not 0 %)."""
     peak = peak_flops(device, precision)
-    if not peak or not flops_per_image:
+    if not peak or not flops_per_image or not images_per_s:
         return None
     return 2 * 3 * flops_per_image * images_per_s / peak

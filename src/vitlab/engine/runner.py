@@ -290,7 +290,7 @@ class Run:
             if self.dist.enabled and self.step_here else None,
             "epochs": self.epoch, "epochs_planned": t.epochs, "steps": self.step,
             "train_time_s": round(self.train_time, 3), "throughput_img_s": round(ips, 2) if ips else None,
-            "mfu": devices.mfu(self.flops, ips or 0.0, self.device, t.precision),
+            "mfu": devices.mfu(self.flops, ips, self.device, t.precision),
             "peak_memory_mb": round(peak.peak_mb, 1) if peak else None,
             "memory_kind": peak.device if peak else self.device.type,
             "accuracy": self.evals[-1]["accuracy"] if self.evals else None,
