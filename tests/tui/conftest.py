@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,23 @@ def make_app(preset: Path | None = None, runs_dir: Path = Path("runs"), profiler
 
     if profiler == "fake":
         profiler = fake_profiler
-    return VitlabApp(preset, runs_dir, profiler=profiler, standby=standby)
+    app = VitlabApp(preset, runs_dir, profiler=profiler, standby=standby)
+    # every toast in app.told: Textual drops expired ones from app._notifications, and on a loaded machine a
+    # toast can expire before the training the test waits for ends
+    app.told, notify = [], app.notify
+
+    def record(message: str, **kwargs) -> None:
+        app.told.append(Toast(message, kwargs.get("title", "")))
+        notify(message, **kwargs)
+
+    app.notify = record
+    return app
+
+
+@dataclass
+class Toast:
+    message: str
+    title: str
 
 
 def fake_profiler(cfg):

@@ -129,7 +129,7 @@ async def test_a_new_session_can_stop_a_run_left_training(runs_dir, tmp_path):
             await form_ready(pilot)
             await wait_for(pilot, lambda: app.results.history, timeout=10)
             await pilot.pause()
-            assert any("Still training, from an earlier vitlab: demo/going" in n.message for n in app._notifications)
+            assert any("Still training, from an earlier vitlab: demo/going" in n.message for n in app.told)
             await pilot.press("ctrl+x")
             await pilot.pause()
             assert "going is training in process" in str(app.screen.query_one(".dialog-message").render())

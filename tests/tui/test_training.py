@@ -67,7 +67,7 @@ async def test_quickstart_through_the_ui_to_finished_runs_and_their_spread_acros
         assert table.row_count == 2
         row = [str(c) for c in table.get_row_at(0)]
         assert "vit-tiny-s1" in row and "finished" in row
-        assert any(n.title == "Across seeds" for n in app._notifications)
+        assert any(n.title == "Across seeds" for n in app.told)
         await pilot.press("g")
         assert table.row_count == 1 and "±" in str(table.get_row_at(0)[5])
     on_disk = summaries(runs_dir)
@@ -279,7 +279,7 @@ async def test_unwritable_runs_dir_is_one_message(tmp_path):
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert not app.running
-        assert any("cannot write here" in n.message for n in app._notifications)
+        assert any("cannot write here" in n.message for n in app.told)
 
 
 async def test_a_run_that_cannot_start_is_reported_and_stops_the_queue(tmp_path, runs_dir):
@@ -312,7 +312,7 @@ async def test_out_of_memory_fails_one_run_and_the_queue_goes_on(tmp_path, runs_
         await wait_for(pilot, lambda: not app.running and app.state.runs["vit-b"].status == "finished", timeout=90)
         failed = app.state.runs["vit-a"]
         assert failed.status == "failed" and "accumulation_steps" in failed.error
-        assert any(n.message.startswith("vit-a: failed: Out of the machine's memory") for n in app._notifications)
+        assert any(n.message.startswith("vit-a: failed: Out of the machine's memory") for n in app.told)
         # still usable: the form answers and the results list both runs
         app.views.active = "results"
         await pilot.pause(0.3)
@@ -373,7 +373,7 @@ runs:
         progress = str(app.live.query_one("#progress-text").render())
         assert "vit-a" in progress and "did not start" in progress and "setting up" not in progress
         assert "gone.pt: no such file" in progress  # every problem, one line each
-        [note] = [n for n in app._notifications if "not found" in n.message]
+        [note] = [n for n in app.told if "not found" in n.message]
         first, more = note.message.splitlines()  # a toast of every problem would fill an 80x24 screen
         assert first.startswith(f"CIFAR-10 not found under {root}/") and first.endswith("Needed by vit-a, vit-b.")
         assert more == "(+1 more: see the Live view)"
