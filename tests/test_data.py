@@ -198,6 +198,19 @@ def test_imagefolder_decodes_to_size_and_three_channels(tmp_path):
     assert torch.equal(pixels[1, 0], pixels[1, 2]) and not torch.equal(pixels[0, 0], pixels[0, 2])  # odd PNGs are gray
 
 
+def test_imagefolder_limit_draws_from_every_class(tmp_path):
+    # ImageFolder lists images class by class: a limit used to keep the first classes only, in training and
+    # in the accuracy alike
+    write_imagefolder(tmp_path, classes=("ant", "bee", "cat", "dog", "emu"), n_per_class=4, size=8)
+    d = load(dataset="imagefolder", root=str(tmp_path), image_size=8, num_workers=0, limit_train=10, limit_val=7)
+    _, y = whole(d.train)
+    assert sorted(y.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4] and len(d.val) == 7
+    assert sorted(set(whole(d.val)[1].tolist())) == [0, 1, 2, 3, 4]
+    again = load(dataset="imagefolder", root=str(tmp_path), image_size=8, num_workers=0, limit_train=10, seed=5)
+    assert torch.equal(whole(again.train)[0], whole(d.train)[0])  # the same images for every run and seed
+    assert "10 of 20 train / 7 of 20 val" in d.source
+
+
 def test_imagefolder_with_workers_matches_in_process(tmp_path):
     write_imagefolder(tmp_path, n_per_class=6, size=24)
     serial = whole(load(dataset="imagefolder", root=str(tmp_path), image_size=16, num_workers=0).train,

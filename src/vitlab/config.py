@@ -129,7 +129,8 @@ class DataConfig(Strict):
     num_workers: int = Field(2, ge=0)  # DataLoader workers (imagefolder only)
     download: bool = False
     on_device: Literal["auto"] | bool = "auto"  # keep the whole dataset on the GPU as uint8
-    limit_train: int | None = Field(None, ge=1, le=1 << 31)  # the first N training samples (synthetic: its size)
+    # the first N training samples (synthetic: its size; an image folder: N in its classes' proportions, fixed)
+    limit_train: int | None = Field(None, ge=1, le=1 << 31)
     limit_val: int | None = Field(None, ge=1, le=1 << 31)
     num_classes: int | None = Field(None, ge=2, le=1 << 20)  # synthetic only
     # CIFAR: evaluate on N training images held out (stratified, fixed), not on the test split, so that picking

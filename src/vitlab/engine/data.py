@@ -468,6 +468,7 @@ def imagefolder_layout(root: Path) -> str:
 
 
 def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
+    from torch.utils.data import Subset
     from torchvision.datasets import ImageFolder
 
     root, size = Path(cfg.root), cfg.size
@@ -487,9 +488,15 @@ def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
     mean, std = norm_tensors(IMAGENET_STATS, device)
 
     def split(folder: Any, limit: int | None) -> FolderSplit:
-        n = min(limit or len(folder), len(folder))  # batches only ask for indices < n: no subset needed
-        labels = torch.tensor(folder.targets[:n], dtype=torch.long).to(device)
-        return FolderSplit(n, labels, device, size, size, mean, std, seed, folder, cfg.num_workers)
+        targets = torch.tensor(folder.targets, dtype=torch.long)
+        if limit is not None and limit < len(folder):
+            # ImageFolder lists its images class by class: its first N would be the first classes alone. A fixed
+            # stratified N instead, the same images for every run and seed, in folder order.
+            _, keep = stratified_split(targets, 0.0, HOLDOUT_SEED, count=limit)
+            keep = keep.sort().values
+            folder, targets = Subset(folder, keep.tolist()), targets[keep]
+        return FolderSplit(len(targets), targets.to(device), device, size, size, mean, std, seed, folder,
+                           cfg.num_workers)
 
     t, v = split(train, cfg.limit_train), split(val, cfg.limit_val)
     source = (f"image folder {root} ({counted(len(t), len(train), 'train')} / {counted(len(v), len(val), 'val')}, "
