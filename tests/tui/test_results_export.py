@@ -32,7 +32,11 @@ def test_earlier_runs_cancelled_in_their_first_epoch_are_left_out_but_this_sessi
     view.history = [summary("done", run_dir="/r/done"), *early]
     view.session_dirs = {"/r/new"}  # started by this session: the user just pressed ctrl+x, the row stays
     assert [s["name"] for s in view.runs()] == ["done", "new"]
-    assert "(+1 cancelled in the first epoch, not shown)" in view._title(view.rows(), view.columns(view.rows())).plain
+    assert "(+1 cancelled in the first epoch, not shown · a shows them)" in \
+        view._title(view.rows(), view.columns(view.rows())).plain
+    view.show_all = True  # `a`: what the cancel dialog promised ("r in Results continues it") can be found
+    assert [s["name"] for s in view.runs()] == ["done", "old", "new"]
+    assert "a hides them" in view._title(view.rows(), view.columns(view.rows())).plain
 
 
 @asynccontextmanager
@@ -114,3 +118,17 @@ async def test_g_shows_the_runs_across_seeds_and_exports_that_table(runs_dir):
         assert float(row["accuracy_mean"]) == pytest.approx(0.93)
         await pilot.press("g")
         assert table.row_count == 7 and app.results.export_stem == "comparison"
+
+
+async def test_r_on_a_run_failed_on_a_nan_says_why_not_in_results(runs_dir):
+    d = runs_dir / "demo" / "20250103-090000-vit-nan"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text("name: vit-nan\n")
+    (d / "summary.json").write_text(json.dumps(summary(
+        "vit-nan", status="failed", failure="non-finite", accuracy=None, epochs=1, started_at="2025-01-03T09:00:00",
+        run_dir=str(d))))
+    async with results_at_80x24(runs_dir) as (app, pilot):
+        await pilot.press("home", "r")  # the newest row; it used to start a training process that refused
+        await pilot.pause()
+        assert not app.running and app.views.active == "results"
+        assert app.told[-1].title == "Not resumed" and "non-finite loss" in app.told[-1].message

@@ -21,7 +21,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from ..config import ExperimentConfig, ResNet18Model, RunConfig, from_pretrained, model_label
+from ..config import ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, from_pretrained, model_label
 from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
@@ -66,9 +66,10 @@ def oom_advice(device: torch.device) -> str:
             f"effective batch, use {lower}a smaller data.image_size, or a smaller model.")
 
 
-def nan_advice(precision: str) -> str:
-    overflow = " With fp16 this is usually an overflow: use precision bf16." if precision == "fp16" else ""
-    return f"The training loss became non-finite (NaN/inf): lower train.lr (or add warmup_epochs).{overflow}"
+def nan_advice(train: TrainConfig) -> str:
+    overflow = " With fp16 this is usually an overflow: use precision bf16." if train.precision == "fp16" else ""
+    warmup = "more warmup_epochs" if train.warmup_epochs else "add warmup_epochs"
+    return f"The training loss became non-finite (NaN/inf): lower train.lr (or {warmup}).{overflow}"
 
 
 
@@ -460,7 +461,7 @@ class Run:
             return self.out_of_memory()
         except NonFiniteLoss as e:
             self.step = e.args[1]
-            return self.end(RunFailed, "failed", nan_advice(self.cfg.train.precision) + self.skipped_note(),
+            return self.end(RunFailed, "failed", nan_advice(self.cfg.train) + self.skipped_note(),
                             "non-finite")
         except StoreError as e:
             self.store.log(traceback.format_exc())

@@ -38,6 +38,7 @@ class ResultsView(Vertical):
         Binding("g", "by_seed", "By seed", tooltip="Runs that differ by seed alone: mean ± standard deviation"),
         Binding("g", "every_run", "Every run", tooltip="Back to one row per run"),  # the footer says where g goes
         Binding("f5", "reload", "Reload", show=False),
+        Binding("a", "show_all", "All runs", show=False),
     ]
 
     def __init__(self, runs_dir: Path, **kwargs: Any) -> None:
@@ -48,6 +49,7 @@ class ResultsView(Vertical):
         self.history: list[dict[str, Any]] = []
         self.sort_key: str | None = None
         self.by_seed = False  # the table across seeds instead of the runs
+        self.show_all = False  # also the earlier runs cancelled in their first epoch (`vitlab compare --all`)
         self._groups: list[dict[str, Any]] = []  # the runs' seed groups, as of the last render
         self._scrolled_to: str | None = None  # the sort whose column was last scrolled into view
         self.loads = 0  # history loads so far
@@ -73,6 +75,10 @@ class ResultsView(Vertical):
 
     def action_reload(self) -> None:
         self.reload()
+
+    def action_show_all(self) -> None:
+        self.show_all = not self.show_all
+        self.render_table()
 
     def _set_history(self, runs: list[dict[str, Any]]) -> None:
         first_load = self.loads == 0
@@ -103,8 +109,8 @@ class ResultsView(Vertical):
         cancelled in their first epoch, as in `vitlab compare`)."""
         session = list(self.session.values())[::-1]
         seen = set(self.session)
-        return session + [s for s in self.history
-                          if run_key(s) not in seen and (self.of_session(s) or not cancelled_early(s))]
+        return session + [s for s in self.history if run_key(s) not in seen
+                          and (self.show_all or self.of_session(s) or not cancelled_early(s))]
 
     def rows(self) -> list[dict[str, Any]]:
         """What the table shows, sorted: the runs, or across seeds one row per condition."""
@@ -160,8 +166,9 @@ class ResultsView(Vertical):
             n_session = sum(self.of_session(r) for r in rows)
             title.append(f"{runs_count(n_session)} this session", style="bold")
             title.append(f" · {len(rows) - n_session} earlier in {self.runs_dir}")
-            if hidden := sum(cancelled_early(s) and not self.of_session(s) for s in self.history):
-                title.append(f" (+{hidden} cancelled in the first epoch, not shown)", style="dim")
+            if early := sum(cancelled_early(s) and not self.of_session(s) for s in self.history):
+                title.append(f" (with {early} cancelled in the first epoch · a hides them)" if self.show_all else
+                             f" (+{early} cancelled in the first epoch, not shown · a shows them)", style="dim")
         if sort:
             title.append(f" · sorted by {sort}", style="dim")
         elif not self.by_seed:
@@ -263,12 +270,16 @@ class ResultsView(Vertical):
         row = self.query_one(DataTable).cursor_row
         if not rows or row >= len(rows) or not rows[row].get("run_dir"):
             return
+        summary = rows[row]
         refusal = {"running": "It is still training; ctrl+x stops it.",
-                   "finished": "It finished: there is nothing to resume."}.get(rows[row].get("status", ""))
+                   "finished": "It finished: there is nothing to resume."}.get(summary.get("status", ""))
+        if summary.get("failure") == "non-finite":  # the engine refuses too: it would fail at the same step
+            refusal = ("It failed on a non-finite loss, and resuming would repeat the same steps: train it again "
+                       "with a lower Learning rate or more Warmup epochs (Setup).")
         if refusal:  # said here and now, not after a training process has loaded torch to say it
             self.app.notify(refusal, title="Not resumed", severity="warning")
             return
-        self.app.resume(Path(rows[row]["run_dir"]))  # type: ignore[attr-defined]
+        self.app.resume(Path(summary["run_dir"]))  # type: ignore[attr-defined]
 
     @property
     def export_stem(self) -> str:
