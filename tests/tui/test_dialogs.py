@@ -27,6 +27,16 @@ async def test_choice_answers_by_arrows_letters_and_escape():
             await pilot.pause()
             assert answers == [answer], keys
             assert not isinstance(app.screen, Choice)
+        # Enter never takes a destructive first answer: "Replace the queue?" and "Cancel the run?" led with one
+        for answers_, safe in (([("replace", "Replace it", "error"), ("back", "Back", "default")], "back"),
+                               ([("run", "Cancel this run", "error"), ("all", "Stop the queue (+1 queued)", "warning"),
+                                 ("keep", "Keep training", "default")], "keep")):
+            answers = []
+            app.push_screen(Choice("Sure?", "", answers_), answers.append)
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert answers == [safe]
 
 
 async def test_ctrl_c_says_how_to_quit_in_plain_words():

@@ -14,13 +14,14 @@ from textual.widgets import Button, Input, Label, Static
 
 class Choice(ModalScreen[str | None]):
     """A question with a few answers, each a button with a key (its first letter). Escape answers None; the
-    arrow keys move between the answers, as a row of buttons invites."""
+    arrow keys move between the answers, as a row of buttons invites. Enter takes the first answer that loses
+    nothing (not an "error" or "warning" one): a destructive answer is chosen by its key or on purpose."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Back"), Binding("left", "app.focus_previous", show=False),
                 Binding("right", "app.focus_next", show=False)]
 
     def __init__(self, title: str, message: str, answers: list[tuple[str, str, str]]) -> None:
-        """answers: (result, label, variant); the first is focused."""
+        """answers: (result, label, variant)."""
         super().__init__(classes="dialog-screen")
         self.title_text, self.message, self.answers = title, message, answers
 
@@ -33,7 +34,8 @@ class Choice(ModalScreen[str | None]):
                     yield Button(label, variant=variant, id=f"answer-{result}")
 
     def on_mount(self) -> None:
-        self.query(Button).first().focus()
+        buttons = list(self.query(Button))
+        next((b for b in buttons if b.variant not in ("error", "warning")), buttons[0]).focus()
 
     @on(Button.Pressed)
     def _answer(self, event: Button.Pressed) -> None:
