@@ -226,3 +226,16 @@ async def test_fields_still_mounting_count_as_the_loaded_run_not_as_blank(runs_d
         form.complete = False  # as between their mounting and _show
         form.query_one("#f-train-compile", Select)._reactive_value = Select.NULL  # what a fresh one holds
         assert form.check().config is not None  # the loaded run's values, no KeyError
+
+
+async def test_typing_into_a_focused_field_replaces_its_value(tmp_path):
+    """The run name is focused at start with its value selected, and Tab selects the next field's: no ctrl+u
+    first (typed in the app's busy first second, a ctrl+u could land after the letters that followed it)."""
+    app = make_app(None, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("m", "y")
+        assert app.query_one("#f-run-name", Input).value == "my"
+        await pilot.press("tab", "tab", "4")  # past the Model select to Patch size, "2" -> "4", not "24"
+        await pilot.pause()
+        assert app.focused.id == "f-vit-patch_size" and app.focused.value == "4"

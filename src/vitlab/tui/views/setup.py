@@ -75,7 +75,7 @@ class SetupView(Horizontal):
             limit, what = max_processes()
             with Horizontal(id="nproc-row"):
                 yield Label("Processes (GPUs)")
-                yield Input("1", id="nproc", type="integer", compact=True, select_on_focus=False, tooltip=(
+                yield Input("1", id="nproc", type="integer", compact=True, tooltip=(
                     f"Train each run on N local processes with DistributedDataParallel (torchrun): "
                     f"1 to {limit} ({what})"))
             yield Static("", id="run-hint")
