@@ -104,3 +104,17 @@ def test_a_nonfinite_failure_is_kept_and_a_live_run_blocks(tmp_path, monkeypatch
     (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")
     with pytest.raises(CannotStart, match="r0: .* is still training"):
         run_experiment(exp, runs_dir=tmp_path, resume_earlier=True)
+
+
+def test_a_run_of_several_processes_is_not_continued_in_one(tmp_path):
+    import json
+
+    exp = experiment(epochs=(1,))
+    [done] = run_experiment(exp, runs_dir=tmp_path)
+    summary = tmp_path / "sweep" / os.path.basename(done["run_dir"]) / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "world_size": 2, "effective_batch": 64}))
+    events = []  # as `vitlab run --nproc 2` left it: one process would train at half its effective batch
+    [again] = run_experiment(exp, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    assert again["run_dir"] != done["run_dir"] and again["world_size"] == 1
+    [note] = [e.message for e in events if isinstance(e, WarningRaised) and e.code == "continue"]
+    assert "trained on 2 processes" in note and "--nproc 2 continues that one" in note

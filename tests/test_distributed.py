@@ -82,3 +82,40 @@ def test_killed_worker_fails_the_run_without_hanging(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"]
     assert "Traceback" not in summary["error"]
+
+
+def test_ctrl_c_cancels_every_rank_and_resume_takes_the_same_number_of_processes(tmp_path):
+    # the launcher alone in its process group, as in a terminal: torchrun and its ranks have sessions of their own
+    proc = vitlab_run(preset(tmp_path, 500, batch_size=16), "--nproc", 2, "--runs-dir", tmp_path / "runs",
+                      start_new_session=True)
+    run_dir = wait_for_an_epoch(tmp_path)
+    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK")]
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("Ctrl-C did not end the distributed run")
+    assert proc.returncode == 130 and "Traceback" not in err, err  # torchrun's own handling printed one
+    assert not [r for r in ranks if r.is_running()]  # none left waiting on a rendezvous store
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "cancelled" and summary["world_size"] == 2
+    one = subprocess.run([sys.executable, "-m", "vitlab", "resume", str(run_dir)], capture_output=True, text=True,
+                         timeout=120)
+    assert one.returncode == 2 and "trained on 2 processes" in one.stderr and "--nproc 2" in one.stderr
+    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("epochs: 500", "epochs: 2"))
+    two = subprocess.run([sys.executable, "-m", "vitlab", "resume", str(run_dir), "--nproc", "2", "--json"],
+                         capture_output=True, text=True, timeout=240)
+    assert two.returncode == 0, two.stderr
+    resumed = json.loads(two.stdout)["runs"][0]
+    assert resumed["status"] == "finished" and resumed["world_size"] == 2 and resumed["effective_batch"] == 32
+
+
+def wait_for_an_epoch(tmp_path):
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        for metrics in (tmp_path / "runs").glob("ddp/*/metrics.jsonl"):
+            if '"EpochEvaluated"' in metrics.read_text():
+                return metrics.parent
+        time.sleep(0.05)
+    raise AssertionError("the distributed run never finished an epoch")

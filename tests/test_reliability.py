@@ -313,6 +313,28 @@ def test_resume_of_a_path_that_is_no_run_says_so_in_a_line(tmp_path, capsys):
                    "directory)"]
 
 
+def test_resume_refuses_a_torn_checkpoint_and_another_number_of_processes_in_a_line(tmp_path, capsys):
+    from vitlab.cli import main as cli_main
+
+    cfg = RunConfig.model_validate({"name": "m", "model": MODEL, "data": SMALL_DATA,
+                                    "train": {"epochs": 2, "batch_size": 64}})
+    run_dir = Path(train_run(cfg, experiment="e", runs_dir=tmp_path, should_stop=lambda: True)["run_dir"])
+    ckpt = run_dir / "checkpoint.pt"
+    blob = ckpt.read_bytes()
+    ckpt.write_bytes(blob[:1000])  # a copy cut short: torch's own error was a traceback
+    assert cli_main(["resume", str(run_dir)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"vitlab: {ckpt}: not a readable checkpoint (RuntimeError), so the run cannot resume from it; train it "
+        "afresh (move the directory away)"]
+    ckpt.write_bytes(blob)
+    summary = read_run(run_dir)
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "world_size": 2, "effective_batch": 128}))
+    assert cli_main(["resume", str(run_dir)]) == 2  # trained by `--nproc 2`: one process would halve its batch
+    assert capsys.readouterr().err.splitlines() == [
+        f"vitlab: {run_dir}: this run trained on 2 processes (effective batch 128); resuming it on 1 process would "
+        f"change its effective batch: vitlab resume {run_dir} --nproc 2"]
+
+
 def test_a_run_of_an_older_vitlab_resumes_decaying_every_parameter_as_it_trained(tmp_path):
     """Before 2026-11-27 every parameter was decayed (one optimizer group) and config.yaml had no
     train.weight_decay_on: read back, such a run resumes as it trained (two groups would not load its state)."""

@@ -1,14 +1,21 @@
-"""`vitlab run --nproc N`: relaunch the same command under torchrun, then make sure no run is left `running`."""
+"""`vitlab run|resume --nproc N`: relaunch the same command under torchrun, pass Ctrl-C on to the training
+processes as a cancel, and make sure no run is left `running` and no process outlives torchrun."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ..engine.store import read_run
+import psutil
+
+from ..engine.store import find_runs, read_run
+
+LAUNCHED = "VITLAB_LAUNCHED"  # set for the ranks: their exit code leaves the run's outcome to this launcher
 
 
 def vitlab_under_torchrun(nproc: int) -> list[str]:
@@ -45,11 +52,53 @@ def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int)
             RunStore(run_dir).write_summary(summary)
 
 
-def launch_torchrun(args: argparse.Namespace, experiment: str) -> int:
+def launch_torchrun(command: list[str], runs_dir: Path, experiment: str) -> int:
+    """Run `command` (vitlab under torchrun) and return vitlab's exit code for what its runs did.
+
+    torchrun gets its own session, so the terminal's Ctrl-C reaches this process alone, which passes it to the
+    training processes (torchrun puts each in a session of its own): they agree to stop after the current step,
+    as one process does, and a second Ctrl-C ends them at once. Left to torchrun, a Ctrl-C ended in its traceback,
+    and a torchrun killed first left its ranks waiting on its rendezvous store for good."""
     start = time.time()
-    proc = subprocess.run(torchrun_command(args))
+    proc = subprocess.Popen(command, start_new_session=True, env={**os.environ, LAUNCHED: "1"})
+    ranks: dict[int, psutil.Process] = {}
+    interrupted = []
+
+    def forward(signum, frame) -> None:
+        interrupted.append(signum)
+        alive = [r for r in ranks.values() if r.is_running()]
+        for rank in alive:
+            rank.send_signal(signal.SIGINT)
+        if not alive:  # still starting: nothing trained yet to keep
+            os.killpg(proc.pid, signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGINT, forward)
+    try:
+        while proc.poll() is None:
+            try:
+                ranks.update((c.pid, c) for c in psutil.Process(proc.pid).children())
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for rank in ranks.values():  # torchrun gone, its store with it: a rank still there would wait for good
+            if rank.is_running():
+                rank.kill()
     if proc.returncode != 0:
-        mark_orphans(Path(args.runs_dir), experiment, start, proc.returncode)
-        print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
-              f"see the run directories under {args.runs_dir}/{experiment}", file=sys.stderr)
-    return proc.returncode if proc.returncode in (0, 1, 130) else 1
+        mark_orphans(Path(runs_dir), experiment, start, proc.returncode)
+        if not interrupted:
+            print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
+                  f"see the run directories under {runs_dir}/{experiment}", file=sys.stderr)
+        return 130 if interrupted else 1
+    return outcome(Path(runs_dir) / experiment, start, bool(interrupted))
+
+
+def outcome(where: Path, since: float, interrupted: bool) -> int:
+    """vitlab's exit code from the summaries of the runs this launch wrote: 1 if one failed, 130 if one did not
+    finish (cancelled), else 0."""
+    ended = [s for s in (find_runs([where]) if where.is_dir() else [])
+             if Path(s["run_dir"]).stat().st_mtime >= since]
+    if any(s.get("status") == "failed" for s in ended):
+        return 1
+    return 130 if interrupted or any(s.get("status") != "finished" for s in ended) else 0

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from rich.console import Console
 
-from . import user_path
+from . import positive_int, user_path
 from .progress import ProgressPrinter
-from .run import StopRequest, install_signals, run_and_report, wide_when_piped
+from .run import StopRequest, install_signals, rank_code, run_and_report, wide_when_piped
 
 NAME = "resume"
 
@@ -18,19 +19,28 @@ def add_parser(sub) -> None:
                        "its start time stays).")
     p.add_argument("run_dir", type=user_path, help="the run's directory (`vitlab compare runs/` lists them)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                   help="as many local processes as the run trained on (`vitlab run --nproc N`)")
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .launch import launch_torchrun, vitlab_under_torchrun
+
+        command = [*vitlab_under_torchrun(args.nproc), NAME, str(args.run_dir)] + (["--json"] if args.json else [])
+        return launch_torchrun(command, args.run_dir.parent.parent, args.run_dir.parent.name)
     console = wide_when_piped(Console(stderr=True, highlight=False))
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 speaks for the run
+        console.file = open(os.devnull, "w")
     stop = StopRequest(console)
     install_signals(stop)
     from ..engine.runner import resume_run
 
     printer = ProgressPrinter(console)
     try:
-        return run_and_report(args.run_dir.parent.name,
-                              lambda: [resume_run(args.run_dir, emit=printer, should_stop=stop)],
-                              as_json=args.json, console=console)
+        return rank_code(run_and_report(args.run_dir.parent.name,
+                                        lambda: [resume_run(args.run_dir, emit=printer, should_stop=stop)],
+                                        as_json=args.json, console=console))
     finally:
         printer.stop()

@@ -63,6 +63,14 @@ class StopRequest:
             sys.stdout = open(os.devnull, "w")
 
 
+def rank_code(code: int) -> int:
+    """A rank started by vitlab's own launcher leaves a failed or cancelled run's exit code to it (it reads the
+    summaries): torchrun took a rank's non-zero exit for a crash, with a traceback."""
+    from .launch import LAUNCHED
+
+    return 0 if code in (1, 130) and os.environ.get(LAUNCHED) else code
+
+
 def install_signals(stop: StopRequest) -> None:
     signal.signal(signal.SIGINT, stop.on_sigint)
     if hasattr(signal, "SIGHUP"):
@@ -123,11 +131,11 @@ def main(args: argparse.Namespace) -> int:
                           "`vitlab resume RUN_DIR` or leave out --continue")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..engine.preflight import queue_blockers
-        from .launch import launch_torchrun
+        from .launch import launch_torchrun, torchrun_command
 
         if missing := queue_blockers(exp.runs):  # said once here, not by every rank
             raise CannotStart(missing[1])
-        return launch_torchrun(args, exp.name)
+        return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name)
     console = wide_when_piped(Console(stderr=True, highlight=False))
     if int(os.environ.get("RANK", "0")) != 0:
         console.file = open(os.devnull, "w")
@@ -147,15 +155,15 @@ def main(args: argparse.Namespace) -> int:
     report = functools.partial(run_and_report, exp.name, as_json=args.json, console=console,
                                planned=[r.name for r in exp.runs], again=continue_command(args))
     try:
-        return report(lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=emit, should_stop=stop,
-                                             resume_earlier=args.resume_earlier))
+        return rank_code(report(lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=emit, should_stop=stop,
+                                                       resume_earlier=args.resume_earlier)))
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, with the table of what ended and the way back
         printer.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if ended:
-            return report(lambda: ended)
+            return rank_code(report(lambda: ended))
         console.print(f"To go on where this stopped: [bold]{escape(continue_command(args))}[/]", soft_wrap=True)
-        return 130
+        return rank_code(130)
     finally:
         printer.stop()
 

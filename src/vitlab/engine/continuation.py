@@ -49,6 +49,9 @@ def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
         named = [(s, c) for s, c in earlier if unseeded_name(c.name, c.train.seed) == base]
         # the same training: what only watches it (--tensorboard, log_every, loader workers) may differ
         same = [s for s, c in named if trained_key(c.resolved(), seed=True) == trained_key(cfg.resolved(), seed=True)]
+        # --continue trains in one process: a run of `--nproc N` had N times its effective batch
+        apart = [s for s in same if (s.get("world_size") or 1) != 1]
+        same = [s for s in same if s not in apart]
         finished = next((s for s in same if s.get("status") == "finished"), None)
         if finished is not None:
             steps.append(("keep", finished, None))
@@ -56,6 +59,10 @@ def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
             changed = [(s, c) for s, c in named if c.train.seed == cfg.train.seed]
             note = (f"its settings changed since {changed[0][0]['run_dir']} ({_changes(changed[0][1], cfg)}): it "
                     "trains afresh" if changed else None)
+            if apart:
+                note = (f"{apart[0]['run_dir']} trained on {apart[0]['world_size']} processes, so its effective batch "
+                        f"differs: it trains afresh in one (vitlab resume {apart[0]['run_dir']} --nproc "
+                        f"{apart[0]['world_size']} continues that one)")
             steps.append(("train", None, note))
         elif same[0].get("status") == "running":
             raise CannotStart(f"{cfg.name}: {same[0]['run_dir']} is still training (its heartbeat is fresh); let it "

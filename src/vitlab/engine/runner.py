@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shlex
 import time
 import traceback
 import warnings
@@ -554,6 +555,11 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
     if heartbeat_alive(run_dir):  # two processes would write one run directory
         raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); stop it first "
                           "(ctrl+x in vitlab) or wait for it")
+    trained_on, here = summary.get("world_size") or 1, int(os.environ.get("WORLD_SIZE", "1"))
+    if trained_on != here:  # the effective batch counts every process: resumed on another number, it would change
+        raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "
+                          f"{summary.get('effective_batch')}); resuming it on {processes(here)} would change its "
+                          f"effective batch: vitlab resume {shlex.quote(str(run_dir))} --nproc {trained_on}")
     if summary.get("failure") == "non-finite":  # training is deterministic: it would fail at the same step
         raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
                           "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "
@@ -566,12 +572,20 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
                started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
 
 
+def processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
+
+
 def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
     """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy."""
     ckpt = run_dir / "checkpoint.pt"
     done = 0
     if ckpt.exists():
-        done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+        try:
+            done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+        except Exception as e:  # truncated (a full disk, a copy cut short), or not vitlab's: torch's errors vary
+            raise VitlabError(f"{ckpt}: not a readable checkpoint ({type(e).__name__}), so the run cannot resume "
+                              f"from it; train it afresh (move the directory away)") from None
     kept = [r for r in read_metrics(run_dir / "metrics.jsonl")
             if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
     from .store import atomic_write
