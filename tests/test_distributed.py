@@ -80,7 +80,8 @@ def test_killed_worker_fails_the_run_without_hanging(tmp_path):
         raise AssertionError("the run hung after a worker was killed")
     assert proc.returncode == 1
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "failed" and summary["error"]
+    assert summary["status"] == "failed" and summary["failure"] == "distributed"  # was "error", gloo's own words
+    assert summary["error"].startswith("lost contact with another training process")
     assert "Traceback" not in summary["error"]
 
 

@@ -67,6 +67,15 @@ def oom_advice(device: torch.device) -> str:
             f"effective batch, use {lower}a smaller data.image_size, or a smaller model.")
 
 
+# how gloo and NCCL say a peer is gone when the error reaches Python as a plain RuntimeError (through DDP's
+# gradient hook) rather than torch.distributed.DistError
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "gloo/transport", "NCCL")
+
+
+def peer_lost(e: Exception) -> bool:
+    return isinstance(e, torch.distributed.DistError) or any(m in str(e) for m in PEER_LOST)
+
+
 def nan_advice(train: TrainConfig) -> str:
     overflow = " With fp16 this is usually an overflow: use precision bf16." if train.precision == "fp16" else ""
     warmup = "more warmup_epochs" if train.warmup_epochs else "add warmup_epochs"
@@ -467,11 +476,6 @@ class Run:
         except StoreError as e:
             self.store.log(traceback.format_exc())
             return self.end(RunFailed, "failed", str(e), "store")
-        except torch.distributed.DistError as e:
-            self.store.log(traceback.format_exc())
-            return self.end(RunFailed, "failed", "lost contact with another training process (it died or hung; "
-                            f"see its output and {self.store.dir / 'run.log'}): {str(e).splitlines()[0][:200]}",
-                            "distributed")
         except VitlabError as e:
             self.store.log(traceback.format_exc())
             return self.end(RunFailed, "failed", str(e), "data" if "Data" in type(e).__name__ else "error")
@@ -479,6 +483,10 @@ class Run:
             if CPU_OOM in str(e):
                 return self.out_of_memory()
             self.store.log(traceback.format_exc())
+            if self.dist.enabled and peer_lost(e):
+                return self.end(RunFailed, "failed", "lost contact with another training process (it died or hung; "
+                                f"see its output and {self.store.dir / 'run.log'}): {str(e).splitlines()[0][:200]}",
+                                "distributed")
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
             return self.end(RunFailed, "failed", f"{msg} (details in {self.store.dir / 'run.log'})", "error")
 
