@@ -65,6 +65,19 @@ def test_wrong_type(tmp_path):
     assert "train.epochs" in msg and "integer" in msg
 
 
+def test_a_boolean_is_no_number_and_numbers_are_finite(tmp_path):
+    # pydantic's lax mode read `epochs: true` as 1 (one epoch trained), and weight_decay .inf was taken
+    assert "train.epochs: must be a number, not true" in problem(tmp_path, VALID.replace("epochs: 1}", "epochs: true}"))
+    assert "model.patch_size: must be a number, not false" in problem(
+        tmp_path, VALID.replace("patch_size: 2", "patch_size: false"))
+    assert "data.limit_train: must be a number, not true" in problem(
+        tmp_path, VALID.replace("dataset: digits}", "dataset: digits, limit_train: true}"))
+    assert "train.weight_decay: must be a finite number >= 0" in problem(
+        tmp_path, VALID.replace("epochs: 1}", "epochs: 1, weight_decay: .inf}"))
+    ok = load_preset(write(tmp_path, VALID.replace("epochs: 1}", "epochs: 1, compile: true, tensorboard: true}")))
+    assert ok.runs[1].train.compile is True  # true where a field takes it
+
+
 def test_heads_must_divide_embed_dim(tmp_path):
     msg = problem(tmp_path, VALID.replace("heads: 2", "heads: 3"))
     assert "model.heads: must divide embed_dim 32 (got 3)" in msg

@@ -43,6 +43,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 
+NUMBERS = (int, float, int | None, float | None)
+
+
+def no_bool_number(cls: type[BaseModel], value: Any, info: Any) -> Any:
+    """`epochs: true` is no number (pydantic's lax mode read it as 1, and trained one epoch)."""
+    if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in NUMBERS:
+        raise PydanticCustomError("number_type", "must be a number, not {value}", {"value": str(value).lower()})
+    return value
+
+
+class Section(Strict):
+    """Data and train: plain fields. (Not the models: a validator on `kind` breaks their discriminated union.)"""
+
+    _numbers = field_validator("*", mode="before")(classmethod(no_bool_number))
+
+
 def check_name(value: str) -> str:
     if not SAFE_NAME.match(value) or value in {".", ".."}:
         raise ValueError(f"{value!r} is not a safe name: use {NAME_RULE}")
@@ -63,6 +79,8 @@ class ViTModel(Strict):
     act: Literal["gelu", "relu"] = "gelu"
     class_token: bool = True
     final_norm: bool = True
+    _numbers = field_validator("patch_size", "embed_dim", "heads", "layers", "mlp_ratio", "mlp_dim",
+                               mode="before")(classmethod(no_bool_number))
 
     @model_validator(mode="after")
     def _shape(self) -> "ViTModel":
@@ -119,7 +137,7 @@ ModelConfig = Annotated[Union[ViTModel, SwinModel, ResNet18Model], Field(discrim
 MODEL_CLASSES = {"vit": ViTModel, "swin": SwinModel, "resnet18": ResNet18Model}
 
 
-class DataConfig(Strict):
+class DataConfig(Section):
     dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
     root: UserPath = "data"
     # None: the dataset's native size. At most 1024 px (21x ImageNet's 224 in pixels): far past that, one image's
@@ -161,7 +179,7 @@ class DataConfig(Strict):
         return NUM_CLASSES.get(self.dataset)
 
 
-class TrainConfig(Strict):
+class TrainConfig(Section):
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1, le=1 << 20)  # the micro-batch that goes through the model at once
     accumulation_steps: int = Field(1, ge=1, le=1 << 16)
@@ -189,11 +207,11 @@ class TrainConfig(Strict):
     tensorboard: bool = False
     checkpoint: bool = True
 
-    @field_validator("lr")
+    @field_validator("lr", "weight_decay")
     @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("lr must be a finite number > 0")
+    def _finite(cls, v: float, info: Any) -> float:
+        if not math.isfinite(v):  # weight_decay inf ended as a "non-finite loss: lower train.lr" failure
+            raise ValueError("must be a finite number " + ("> 0" if info.field_name == "lr" else ">= 0"))
         return v
 
     @model_validator(mode="after")

@@ -42,6 +42,9 @@ def main(args: argparse.Namespace) -> int:
         if info.missing:  # offline, a preset that cannot start here is told apart before it is run
             desc += f" [yellow]Needs {escape(', '.join(info.missing))}.[/]"
         table.add_row(escape(info.path.stem), str(info.runs), desc, escape(str(info.path)))
+    if not console.is_terminal:  # piped: a row per line, whatever the paths' length (grep, the tests)
+        wide = console.options.update(max_width=4096)
+        console.width = max(console.width, console.measure(table, options=wide).maximum)
     console.print(table)
     console.print(f"searched: {escape(', '.join(str(d) for d in preset_dirs())) or '(no preset directories)'}",
                   style="dim")
