@@ -69,6 +69,46 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
         assert fine not in message
 
 
+def test_swin_weights_of_another_model_or_a_typo_are_named_before_anything_trains(tmp_path):
+    from transformers import SwinConfig, SwinForImageClassification, ViTConfig, ViTForImageClassification
+
+    swin, vit = tmp_path / "swin", tmp_path / "vit"
+    SwinForImageClassification(SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                                          window_size=4)).save_pretrained(swin)
+    ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=32)).save_pretrained(vit)
+    runs = [run("vit-as-swin", {"kind": "swin", "pretrained": True, "weights": str(vit)}),
+            run("scratch-typo", {"kind": "swin", "weights": "swn224-typo"}),  # silently the variant's shapes
+            run("scratch-shapes", {"kind": "swin", "weights": str(swin)}),
+            run("scratch-empty", {"kind": "swin", "weights": str(tmp_path)})]
+    (tmp_path / "config.json").unlink(missing_ok=True)
+    _, message = queue_blockers(runs)
+    lines = message.splitlines()
+    assert lines[0] == (f"model.weights {vit}: its config.json describes a 'vit' model, not a Swin. "
+                        "Needed by vit-as-swin.")
+    assert lines[1].startswith("Swin weights 'swn224-typo' are neither a directory here nor in the local Hugging "
+                               "Face cache") and lines[1].endswith("Needed by scratch-typo.")
+    assert lines[2] == (f"model.weights {tmp_path}: no config.json in it (a Swin from scratch takes its shapes from "
+                        "it). Needed by scratch-empty.")
+    assert len(lines) == 3  # a save_pretrained Swin's shapes are fine from scratch
+
+
+def test_torn_swin_weights_fail_their_run_naming_the_field(tmp_path):
+    from transformers import SwinConfig, SwinForImageClassification
+
+    from vitlab.engine.models import build_model
+    from vitlab.errors import ModelError
+
+    saved = tmp_path / "swin"
+    SwinForImageClassification(SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                                          window_size=4)).save_pretrained(saved)
+    blob = (saved / "model.safetensors").read_bytes()
+    (saved / "model.safetensors").write_bytes(blob[:100])  # a copy cut short: SafetensorError before
+    cfg = run("torn", {"kind": "swin", "pretrained": True, "weights": str(saved)})
+    with pytest.raises(ModelError, match=rf"^model.weights {saved}: not loadable Swin weights \(SafetensorError: "):
+        build_model(cfg, 10)
+
+
 def test_a_queue_needing_missing_weights_trains_nothing(tmp_path):
     vit = {"kind": "vit", "patch_size": 4, "embed_dim": 16, "heads": 1, "layers": 1}
     exp = ExperimentConfig(name="p", runs=[run("first", vit), run("pretrained", {"kind": "swin", "pretrained": True})])

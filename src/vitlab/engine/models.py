@@ -137,6 +137,9 @@ def load_pretrained_swin(m: SwinModel, image_size: int, num_classes: int) -> nn.
         if Path(source).is_dir():
             raise ModelError(f"model.weights {source}: cannot load Swin weights from it ({e}).") from None
         raise ModelError(swin_weights_help(source, m.variant)) from None
+    except Exception as e:  # a torn safetensors file (SafetensorError), a config of another model (TypeError)
+        raise ModelError(f"model.weights {source}: not loadable Swin weights ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160]}); " + swin_weights_help(source, m.variant)) from None
     # Only the classifier may be new; anything else missing would silently train from random init.
     missing = sorted(k for k in info["missing_keys"] | info["unexpected_keys"] if not k.startswith("classifier."))
     if missing:

@@ -6,6 +6,7 @@ loaders, which give the same messages.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Sequence
@@ -47,14 +48,44 @@ def swin_dir_problem(directory: Path) -> str | None:
             "both; copy the whole directory).")
 
 
+def not_swin(config_json: Path) -> str | None:
+    """What the config.json describes when it is not a Swin (a ViT's save_pretrained failed in its run with
+    "TypeError: 'int' object is not subscriptable")."""
+    try:
+        kind = json.loads(config_json.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable: the loader says what is wrong with it
+    return None if kind in (None, "swin") else f"its config.json describes a {kind!r} model, not a Swin"
+
+
+def cached_config(source: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, "config.json")
+    except Exception:
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def missing_weights(cfg: RunConfig) -> str | None:
     """Why a run's pretrained weights are not on disk (the message says how to get them), or None."""
     m = cfg.model
-    if isinstance(m, SwinModel) and m.pretrained:
-        if Path(m.weights_source).is_dir():
-            return swin_dir_problem(Path(m.weights_source))
-        if not swin_weights_cached(m.weights_source):
-            return swin_weights_help(m.weights_source, m.variant)
+    if isinstance(m, SwinModel) and (m.pretrained or m.weights):  # from scratch, weights give the shapes
+        source = m.weights_source if m.pretrained else str(m.weights)
+        if Path(source).is_dir():
+            directory = Path(source)
+            if m.pretrained and (problem := swin_dir_problem(directory)):
+                return problem
+            if not (directory / "config.json").is_file():
+                return f"model.weights {source}: no config.json in it (a Swin from scratch takes its shapes from it)."
+            problem = not_swin(directory / "config.json")
+            return f"model.weights {source}: {problem}." if problem else None
+        config = cached_config(source)
+        if not (swin_weights_cached(source) if m.pretrained else config):
+            return swin_weights_help(source, m.variant)
+        problem = not_swin(config) if config else None
+        return f"model.weights {source}: {problem}." if problem else None
     if isinstance(m, ResNet18Model) and m.weights and not Path(m.weights).is_file():
         return f"model.weights {m.weights}: no such file ({resnet18_weights_help()})."
     return None
