@@ -95,3 +95,26 @@ def test_cpu_runs_repeat_bit_for_bit(tmp_path):
     b = train_run(cfg(16, 2), experiment="det", runs_dir=tmp_path)
     assert a["status"] == b["status"] == "finished"
     assert a["eval_loss"] == b["eval_loss"] and a["accuracy"] == b["accuracy"]
+
+
+def test_scheduler_warms_up_linearly_then_follows_the_cosine_to_zero():
+    from vitlab.engine.runner import make_scheduler
+
+    cfg = RunConfig.model_validate({"name": "s", "model": {"kind": "resnet18"}, "train": {
+        "epochs": 4, "lr": 0.1, "scheduler": "cosine", "warmup_epochs": 1}})
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:3] == pytest.approx([0.01, 0.02, 0.03]) and lrs[9] == pytest.approx(0.1)  # warmup reaches lr
+    assert lrs[10] == pytest.approx(0.1) and lrs[25] == pytest.approx(0.05)  # the cosine's midpoint
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.1 / 100
+    flat = make_scheduler(cfg.model_copy(update={"train": cfg.train.model_copy(update={"scheduler": "none"})}),
+                          optimizer := torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 10)
+    for _ in range(12):
+        optimizer.step()
+        flat.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)  # warmup, then constant

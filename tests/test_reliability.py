@@ -104,7 +104,7 @@ name: sig
 runs:
   - name: long
     model: {kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1}
-    train: {epochs: EPOCHS, batch_size: 64, log_every: 2, seed: 5}
+    train: {epochs: EPOCHS, batch_size: 64, log_every: 2, seed: 5, scheduler: cosine, warmup_epochs: 1}
   - name: after
     model: {kind: vit, patch_size: 2, embed_dim: 32, heads: 2, layers: 1}
     train: {epochs: 1, batch_size: 64}
@@ -179,9 +179,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run_bit_for_bit(tmp_path):
     assert out.returncode == 0, out.stderr
     resumed = json.loads(out.stdout)["runs"][0]
     assert resumed["status"] == "finished" and resumed["epochs"] == 5
+    # cosine with warmup, as every shipped preset: a scheduler not restored (or not stepped) changes the weights
     reference = train_run(RunConfig.model_validate({"name": "long", "model": MODEL, "train": {
-        "epochs": 5, "batch_size": 64, "log_every": 2, "seed": 5}}), experiment="ref", runs_dir=tmp_path / "ref")
+        "epochs": 5, "batch_size": 64, "log_every": 2, "seed": 5, "scheduler": "cosine", "warmup_epochs": 1}}),
+        experiment="ref", runs_dir=tmp_path / "ref")
     assert resumed["eval_loss"] == reference["eval_loss"] and resumed["accuracy"] == reference["accuracy"]
+    on_disk = read_run(run_dir)
+    assert (on_disk["steps"], on_disk["skipped_steps"]) == (reference["steps"], reference["skipped_steps"])
     a = torch.load(Path(resumed["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(Path(reference["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
