@@ -57,6 +57,12 @@ def test_cancel_is_heard_between_the_micro_batches_of_a_window(tmp_path):
                         should_stop=stop)
     assert summary["status"] == "cancelled"
     assert summary["steps"] == 0 and len(asked) == 1  # heard after the first micro-batch; no update was taken
+    # heard in the fourth window (asked 4 times a window; log_every 2 reported two): the third counts too
+    asked.clear()
+    stop = lambda: asked.append(1) or len(asked) > 4 * 3
+    summary = train_run(config(batch_size=16, accumulation_steps=4, log_every=2), experiment="d", runs_dir=tmp_path,
+                        should_stop=stop)
+    assert summary["status"] == "cancelled" and summary["steps"] == 3
 
 
 @pytest.mark.parametrize("fault, reason, advice", [("oom:3", "oom", "accumulation_steps"),

@@ -26,7 +26,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Cancelled(Exception):
-    pass
+    """args, when raised mid-epoch between log points: (global step, samples trained since the last log)."""
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
@@ -190,7 +190,10 @@ def train_epoch(
     run = Running()
     for window in plan:
         poison = fault is not None and fault.kind == "nan" and step + 1 >= fault.at_step
-        steps(window, poison)
+        try:
+            steps(window, poison)
+        except Cancelled:  # between the micro-batches of a window: the windows since the last log count
+            raise Cancelled(step, run.samples) from None
         if fault and fault.kind == "oom" and step + 1 == fault.at_step:
             torch.empty(1 << 50, dtype=torch.uint8, device=device)  # 1 PiB: the device's own out-of-memory error
         scheduler.step()

@@ -390,6 +390,11 @@ class Run:
                 self.step, train_loss = train_epoch(
                     self.steps, plan, model=self.forward, scheduler=self.scheduler, cfg=t, device=self.device,
                     dist=self.dist, step=self.step, on_log=on_log, should_stop=self.should_stop, fault=fault)
+            except Cancelled as e:
+                if e.args:  # the steps and images trained since the last log point, for the summary's figures
+                    self.step, done = e.args
+                    self.images += done
+                raise
             finally:  # a run failing mid-epoch (NaN, OOM) reports the time it trained, not the last log's
                 self.train_time = phase_train + (time.perf_counter() - phase_start)
             self.epoch += 1
