@@ -54,3 +54,20 @@ def test_eta_and_throughput_leave_out_the_warm_up_of_the_first_steps(tmp_path, m
     last = logs[-1]
     assert last.mean_images_per_s == pytest.approx((384 - first_images) / (last.elapsed_s - first.elapsed_s), rel=1e-6)
     assert summary["throughput_img_s"] <= last.mean_images_per_s * 1.0001
+
+
+def test_slow_steps_are_logged_within_the_longest_gap_whatever_log_every(tmp_path, monkeypatch):
+    """A Swin step on a CPU takes seconds: with log_every 10 and 4 steps an epoch, Live sat at 0 % for minutes."""
+    from vitlab.engine import loop
+
+    make_steps = runner.Run.make_steps
+    monkeypatch.setattr(runner.Run, "make_steps", lambda self: SlowFirstStep(make_steps(self)))
+    monkeypatch.setattr(loop, "MAX_LOG_GAP_S", WARM_UP_S / 2)  # the first step alone outlasts it
+    cfg = RunConfig.model_validate({
+        "name": "gap", "model": {"kind": "vit", "patch_size": 4, "embed_dim": 16, "heads": 2, "layers": 1},
+        "data": {"dataset": "digits", "limit_train": 384, "limit_val": 64},
+        "train": {"epochs": 1, "batch_size": 32, "log_every": 100}})
+    events = []
+    train_run(cfg, experiment="e", runs_dir=tmp_path, emit=events.append)
+    steps = [e.step for e in events if isinstance(e, StepsLogged)]
+    assert steps[0] == 1 and steps[-1] == 12  # the slow first step is reported at once, not with the epoch's end

@@ -25,6 +25,9 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+MAX_LOG_GAP_S = 5.0  # the longest a single-process run goes without a log point (a host sync costs ~us then)
+
+
 class Cancelled(Exception):
     """args, when raised mid-epoch between log points: (global step, samples trained since the last log)."""
 
@@ -201,7 +204,10 @@ def train_epoch(
         run.samples += window.samples
         run.steps += 1
         epoch_samples += window.samples
-        at_log = run.steps == cfg.log_every or window is plan[-1]
+        # slow steps (Swin on a CPU: seconds each) are logged at least every MAX_LOG_GAP_S, so progress and ETA
+        # move; one process only: DDP ranks must agree on their log points, and clocks differ
+        late = not dist.enabled and time.perf_counter() - run.started >= MAX_LOG_GAP_S
+        at_log = run.steps == cfg.log_every or window is plan[-1] or late
         # every rank stops at the same step; across ranks that costs a sync, so only at log points
         stopping = dist.any(should_stop(), device) if at_log or not dist.enabled else False
         if at_log or stopping:
