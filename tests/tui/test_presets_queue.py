@@ -316,7 +316,10 @@ async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_
     app = make_app(tiny_preset, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
+        assert app.focused.id == "f-run-name"  # the preset's first run, in the form
         await pilot.press("ctrl+l")
+        await pilot.press("x")  # a letter meant for the form removes nothing (x did, without a word)
+        assert len(app.setup.queue) == 2
         await pilot.press("end")
         await pilot.press("delete")
         await pilot.pause()

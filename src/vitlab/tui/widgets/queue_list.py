@@ -13,7 +13,7 @@ from .jump_list import JumpList
 class QueueList(JumpList):
     BINDINGS = [
         Binding("enter", "edit", "Edit in form"),
-        Binding("delete,x", "remove", "Remove"),
+        Binding("delete", "remove", "Remove"),  # no letter: one typed meaning the form took a run away
         Binding("shift+up,K", "move(-1)", "Move up"),
         Binding("shift+down,J", "move(1)", "Move down"),
     ]
