@@ -274,7 +274,8 @@ class VitlabApp(App[int]):
 
         self.push_screen(PresetPicker(), done)
 
-    def action_save(self) -> None:
+    def action_save(self, then: Callable[[], None] | None = None) -> None:
+        """Save the queue as a preset; `then` runs once it is saved (quitting: "Save and quit…")."""
         setup = self.setup
         if not setup.queue and setup.config is None:
             self.notify("Nothing to save: the queue is empty and the form has errors.", severity="error")
@@ -304,8 +305,11 @@ class VitlabApp(App[int]):
                                                  ("path", "File", initial_path)],
                             note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.", check=check,
                             follows=("name", "path", lambda typed: default_preset_path(user_preset_dir(), typed)))
-        self.push_screen(prompt, lambda values: values and self.save_queue(target(values), values["name"],
-                                                                         values["description"]))
+        def saved(values: dict | None) -> None:
+            if values and self.save_queue(target(values), values["name"], values["description"]) and then:
+                then()
+
+        self.push_screen(prompt, saved)
 
     def replace_check(self, path: Path, warned: set[Path], verb: str) -> str | None:
         """A file this session did not write is replaced only when asked twice (a dialog shows the message)."""
@@ -629,12 +633,12 @@ class VitlabApp(App[int]):
             def answered(answer: str | None) -> None:
                 self._quit_pending = answer == "quit"
                 if answer == "save":
-                    self.action_save()
+                    self.action_save(then=lambda: self.exit(0))
                 elif answer == "quit":
                     self.exit(0)
 
             self.push_screen(Choice("Quit vitlab?", f"{self.setup.unsaved_text()}: quitting loses it.",
-                                    [("save", "Save it…", "primary"), ("quit", "Quit anyway", "error"),
+                                    [("save", "Save and quit…", "primary"), ("quit", "Quit anyway", "error"),
                                      ("back", "Back", "default")]), answered)
             return
         if not self.running:
