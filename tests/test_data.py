@@ -61,6 +61,11 @@ def test_stratified_split_is_a_seeded_partition_in_class_proportions():
     assert torch.bincount(y[val]).tolist() == [10, 6, 4] and torch.bincount(y[train]).tolist() == [40, 24, 16]
     again, other = data_module.stratified_split(y, 0.2, seed=0), data_module.stratified_split(y, 0.2, seed=1)
     assert torch.equal(again[0], train) and torch.equal(again[1], val) and not torch.equal(other[1], val)
+    # an exact count: shares of 8, 4.8 and 3.2; the largest remainder (.8) takes the 16th
+    _, val = data_module.stratified_split(y, 0.0, seed=0, count=16)
+    assert torch.bincount(y[val]).tolist() == [8, 5, 3]
+    _, val = data_module.stratified_split(y, 0.0, seed=0, count=13)  # 6.5, 3.9, 2.6: 6 + 4 + 3
+    assert torch.bincount(y[val]).tolist() == [6, 4, 3]
 
 
 def test_synthetic_is_seeded_learnable_and_sized_by_limits():

@@ -168,6 +168,13 @@ def test_each_setting_is_compared_with_the_best_by_welchs_t_test():
     assert json.loads(to_json(runs))["seed_groups"][1]["p_vs_best"] == pytest.approx(0.02131, abs=5e-6)
 
 
+def test_the_best_setting_is_the_best_by_final_accuracy_not_by_its_best_epoch():
+    runs = [summary(f"p4-s{i}", i, acc) for i, acc in enumerate([0.50, 0.52])]
+    runs += [{**summary(f"p2-s{i}", i, acc, patch=2), "best_accuracy": 0.9} for i, acc in enumerate([0.40, 0.42])]
+    p4, p2 = seed_groups(runs)  # p2 peaked higher at some epoch (picked on the test split), but ends lower
+    assert p4["accuracy_vs_best"] == 0 and p2["accuracy_vs_best"] == pytest.approx(-0.10)
+
+
 def test_the_seeds_table_fits_a_narrow_terminal():
     runs = [summary("p4-s0", 0, 0.90), summary("p4-s1", 1, 0.94)]
     console = Console(width=80, record=True, color_system=None)
