@@ -4,7 +4,7 @@ A long study (nine runs of a seed sweep, say) stopped by Ctrl-C, a reboot or a l
 its finished runs again. For each run of the queue, the newest earlier run directory of the same experiment
 with the same name and the same resolved config decides: a finished run is kept (its summary joins the
 table), a cancelled, interrupted or failed one resumes from its last checkpoint, and one that failed on a
-non-finite loss is kept as failed (training is deterministic: it would fail at the same step again). A run
+non-finite loss is kept as failed (the same steps again: on the CPU bit for bit, on a GPU cuDNN's choices aside). A run
 with none, or whose config changed since, trains afresh.
 """
 from __future__ import annotations

@@ -573,7 +573,7 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
         raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "
                           f"{summary.get('effective_batch')}); resuming it on {processes(here)} would change its "
                           f"effective batch: vitlab resume {shlex.quote(str(run_dir))} --nproc {trained_on}")
-    if summary.get("failure") == "non-finite":  # training is deterministic: it would fail at the same step
+    if summary.get("failure") == "non-finite":  # the same steps again (a GPU's cuDNN choices aside)
         raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
                           "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "
                           "(vitlab run PRESET --set train.lr=...)")
