@@ -91,14 +91,14 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str) -> int:
             print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
                   f"see the run directories under {runs_dir}/{experiment}", file=sys.stderr)
         return 130 if interrupted else 1
-    return outcome(Path(runs_dir) / experiment, start, bool(interrupted))
+    return outcome(Path(runs_dir) / experiment, start)
 
 
-def outcome(where: Path, since: float, interrupted: bool) -> int:
-    """vitlab's exit code from the summaries of the runs this launch wrote: 1 if one failed, 130 if one did not
-    finish (cancelled), else 0."""
+def outcome(where: Path, since: float) -> int:
+    """vitlab's exit code from the summaries of the runs this launch wrote, as one process decides it: 1 if one
+    failed, 130 if one did not finish (cancelled), else 0."""
     ended = [s for s in (find_runs([where]) if where.is_dir() else [])
              if Path(s["run_dir"]).stat().st_mtime >= since]
     if any(s.get("status") == "failed" for s in ended):
         return 1
-    return 130 if interrupted or any(s.get("status") != "finished" for s in ended) else 0
+    return 130 if any(s.get("status") != "finished" for s in ended) else 0

@@ -305,6 +305,7 @@ class VitlabApp(App[int]):
                                                  ("path", "File", initial_path)],
                             note=f"Saves {what}. It loads back with `vitlab FILE` or ctrl+o.", check=check,
                             follows=("name", "path", lambda typed: default_preset_path(user_preset_dir(), typed)))
+
         def saved(values: dict | None) -> None:
             if values and self.save_queue(target(values), values["name"], values["description"]) and then:
                 then()
