@@ -5,7 +5,7 @@ import pytest
 
 from vitlab.config import RunConfig
 from vitlab.engine import runner
-from vitlab.engine.events import StepsLogged
+from vitlab.engine.events import EpochEvaluated, StepsLogged
 from vitlab.engine.runner import train_run
 
 WARM_UP_S = 1.0  # the first step's extra time, as torch.compile or a CUDA-graph capture would cost
@@ -38,6 +38,10 @@ def test_eta_and_throughput_leave_out_the_warm_up_of_the_first_steps(tmp_path, m
     summary = train_run(cfg, experiment="e", runs_dir=tmp_path, emit=events.append)
     logs = [e for e in events if isinstance(e, StepsLogged)]
     assert [e.step for e in logs] == [2, 4, 6, 8, 10, 12]
+    # the logged loss is per sample (about ln 10 at the start, not a window's sum), its samples-weighted mean
+    # the epoch's train loss (6 logs of 64 samples each)
+    [evaluated] = [e for e in events if isinstance(e, EpochEvaluated)]
+    assert 1.5 < logs[0].loss < 3.5 and sum(e.loss for e in logs) / 6 == pytest.approx(evaluated.train_loss)
     # Bounds relative to the run's own timings, not absolute ones: a slow or busy machine stretches every step.
     first, middle = logs[0], logs[2]  # step 2 knows only the warm-up's pace; step 6 the steady one
     assert first.eta_s > WARM_UP_S  # ten more steps at the pace of two slow ones
