@@ -268,11 +268,11 @@ class RunsPane(TextPane, Pane):
             if t.status == "running" and t.last is not None:
                 detail = f"epoch {t.last.epoch}/{t.epochs}"
             if t.accuracy is not None and t.status != "running":
-                detail += f" {100 * t.accuracy:.1f}%"
+                detail += f" {100 * t.accuracy:.2f}%"  # as Results and the toasts say it
             text.append(detail, style="dim" if t.status in ("queued", "skipped") else style)
         self.show(text)
         done = sum(t.status in ("finished", "failed", "cancelled") for t in state.runs.values())
-        self.border_title = f"Queue ({done}/{len(state.order)} done)"
+        self.border_title = f"Queue ({done}/{len(state.order)} ended)"  # cancelled and failed ones too
         return False
 
 
