@@ -23,7 +23,7 @@ class PresetPicker(ModalScreen[Path | None]):
         self.presets = list_presets() if presets is None else presets
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide-dialog"):
+        with Vertical(classes="dialog wide-dialog", id="preset-picker-dialog"):
             yield Static("Load a preset into the queue", classes="dialog-title")
             items = []
             for p in self.presets:
