@@ -239,3 +239,9 @@ def test_model_labels_tell_the_runs_of_a_study_apart():
     labels = [model_label(RunConfig.model_validate({"name": "m", "model": m, "data": {"image_size": 224}}).model)
               for m in ({**vit, "layers": 12}, {**vit, "layers": 11, "stem": "conv"}, {"kind": "swin"})]
     assert labels == ["ViT p4 d192 h3 L12", "ViT p4 d192 h3 L11 conv-stem", "Swin-T scratch"]
+    # a checkpoint of its own has its own shapes, whatever the variant says (a tiny test Swin read "Swin-S")
+    swin = [model_label(RunConfig.model_validate({"name": "m", "model": {"kind": "swin", "variant": "small", **m},
+                                                  "data": {"image_size": 224}}).model)
+            for m in ({"pretrained": True, "weights": "~/w/swin-mine/"},
+                      {"pretrained": True, "weights": "microsoft/swin-small-patch4-window7-224"})]
+    assert swin == ["Swin swin-mine pretrained", "Swin-S pretrained"]

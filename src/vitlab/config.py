@@ -348,5 +348,8 @@ def model_label(model: ViTModel | SwinModel | ResNet18Model) -> str:
         stem = " conv-stem" if model.stem == "conv" else ""
         return f"ViT p{model.patch_size} d{model.embed_dim} h{model.heads} L{model.layers}{stem}"
     if isinstance(model, SwinModel):
-        return f"Swin-{model.variant[0].upper()} {'pretrained' if model.pretrained else 'scratch'}"
+        mode = "pretrained" if model.pretrained else "scratch"
+        if model.weights and str(model.weights) not in SWIN_HUB_IDS.values():  # its shapes are the weights', not
+            return f"Swin {os.path.basename(str(model.weights).rstrip(os.sep))} {mode}"  # the variant's
+        return f"Swin-{model.variant[0].upper()} {mode}"
     return "ResNet-18" + (" pretrained" if model.weights else "") + (" cifar-stem" if model.stem == "cifar" else "")
