@@ -121,3 +121,14 @@ def wait_for_an_epoch(tmp_path):
                 return metrics.parent
         time.sleep(0.05)
     raise AssertionError("the distributed run never finished an epoch")
+
+
+def test_a_hang_up_keeps_the_ranks_training_to_the_end(tmp_path):
+    # an SSH drop: the launcher got SIGHUP and died, its ranks wrote to a closed terminal and failed
+    proc = vitlab_run(preset(tmp_path, 6, batch_size=16), "--nproc", 2, "--json", "--runs-dir", tmp_path / "runs",
+                      start_new_session=True)
+    run_dir = wait_for_an_epoch(tmp_path)
+    os.killpg(proc.pid, signal.SIGHUP)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"

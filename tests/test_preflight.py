@@ -80,8 +80,10 @@ def test_swin_weights_of_another_model_or_a_typo_are_named_before_anything_train
     runs = [run("vit-as-swin", {"kind": "swin", "pretrained": True, "weights": str(vit)}),
             run("scratch-typo", {"kind": "swin", "weights": "swn224-typo"}),  # silently the variant's shapes
             run("scratch-shapes", {"kind": "swin", "weights": str(swin)}),
-            run("scratch-empty", {"kind": "swin", "weights": str(tmp_path)})]
-    (tmp_path / "config.json").unlink(missing_ok=True)
+            run("scratch-empty", {"kind": "swin", "weights": str(tmp_path)}),
+            run("scratch-torn", {"kind": "swin", "weights": str(tmp_path / "torn")})]
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "config.json").write_text((swin / "config.json").read_text()[:100])
     _, message = queue_blockers(runs)
     lines = message.splitlines()
     assert lines[0] == (f"model.weights {vit}: its config.json describes a 'vit' model, not a Swin. "
@@ -90,7 +92,8 @@ def test_swin_weights_of_another_model_or_a_typo_are_named_before_anything_train
                                "Face cache") and lines[1].endswith("Needed by scratch-typo.")
     assert lines[2] == (f"model.weights {tmp_path}: no config.json in it (a Swin from scratch takes its shapes from "
                         "it). Needed by scratch-empty.")
-    assert len(lines) == 3  # a save_pretrained Swin's shapes are fine from scratch
+    assert lines[3].startswith(f"model.weights {tmp_path / 'torn'}: its config.json is not readable JSON (")
+    assert len(lines) == 4  # a save_pretrained Swin's shapes are fine from scratch
 
 
 def test_torn_swin_weights_fail_their_run_naming_the_field(tmp_path):

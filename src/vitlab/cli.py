@@ -6,6 +6,7 @@ Errors a user can act on are printed as one short message, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vitlab: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
+        if os.environ.get("VITLAB_LAUNCHED"):  # a rank stopped while starting: its launcher tells the user
+            return EXIT_OK
         print("vitlab: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except BrokenPipeError:  # `vitlab compare ... | head`

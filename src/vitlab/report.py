@@ -94,7 +94,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("time", "Train time", lambda s: train_time(s.get("train_time_s")), _field("train_time_s"), True),
     Column("throughput", "img/s", lambda s: _num(s.get("throughput_img_s"), ",.0f"), _field("throughput_img_s"), True),
     # `or None`: summaries before 2026-11-27 stored 0.0 for a run failed before its first throughput reading
-    Column("mfu", "MFU", lambda s: _pct(s.get("mfu") or None), _field("mfu"), True),
+    Column("mfu", "MFU", lambda s: _pct(s.get("mfu") or None), lambda s: s.get("mfu") or None, True),
     Column("memory", "Peak memory", _memory, _field("peak_memory_mb"), True),
     Column("precision", "Precision", lambda s: s.get("precision") or "-", _field("precision")),
     Column("batch", "Batch",

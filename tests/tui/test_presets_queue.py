@@ -332,6 +332,11 @@ async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_
         # within the first page (counting lines, each item two or more, it jumped past the page), and a move
         heights = [item.outer_size.height for item in queue.children]
         assert queue.index >= 1 and sum(heights[:queue.index + 1]) <= queue.scrollable_content_region.height
+        await pilot.press("ctrl+o")  # from the queue: the picker, then "Replace the queue?"
+        await pilot.pause()
+        await pilot.press("enter", "r")
+        await pilot.pause()
+        assert app.focused.id == "f-run-name"  # not given back to the queue as the dialogs closed
 
 
 async def test_a_queue_no_preset_holds_is_not_lost_to_quit_or_a_loaded_preset(project_tiny, runs_dir, config_home):

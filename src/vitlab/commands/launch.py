@@ -3,6 +3,7 @@ processes as a cancel, and make sure no run is left `running` and no process out
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -15,7 +16,7 @@ import psutil
 
 from ..engine.store import find_runs, read_run
 
-LAUNCHED = "VITLAB_LAUNCHED"  # set for the ranks: their exit code leaves the run's outcome to this launcher
+LAUNCHED = "VITLAB_LAUNCHED"  # set for the ranks: their exit code leaves the run's outcome to this launcher (cli.py)
 
 
 def vitlab_under_torchrun(nproc: int) -> list[str]:
@@ -37,7 +38,7 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int) -> None:
+def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int, nproc: int | str) -> None:
     """A worker that died (killed, OOM-killed, segfault) can take rank 0 with it before it writes a summary."""
     from ..engine.store import RunStore
 
@@ -48,50 +49,70 @@ def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int)
         if summary.get("status") in ("running", "interrupted"):
             summary.update(status="failed", error=(
                 f"a training process died (torchrun exit code {returncode}); the run was stopped. Resume it with "
-                f"`vitlab resume {shlex.quote(str(run_dir))}` (checkpoint of the last finished epoch)."))
+                f"`vitlab resume {shlex.quote(str(run_dir))} --nproc {nproc}` (checkpoint "
+                "of the last finished epoch)."))
             RunStore(run_dir).write_summary(summary)
 
 
 def launch_torchrun(command: list[str], runs_dir: Path, experiment: str) -> int:
     """Run `command` (vitlab under torchrun) and return vitlab's exit code for what its runs did.
 
-    torchrun gets its own session, so the terminal's Ctrl-C reaches this process alone, which passes it to the
-    training processes (torchrun puts each in a session of its own): they agree to stop after the current step,
-    as one process does, and a second Ctrl-C ends them at once. Left to torchrun, a Ctrl-C ended in its traceback,
-    and a torchrun killed first left its ranks waiting on its rendezvous store for good."""
+    torchrun gets its own session, so the terminal's signals reach this process alone, which passes them on to
+    the training processes (torchrun puts each in a session of its own), as one process would take them: Ctrl-C
+    (or SIGTERM) cancels after the current step, every rank together; a second Ctrl-C ends everything at once;
+    a hang-up keeps training and stops writing to the terminal. Left to torchrun, a Ctrl-C ended in its
+    traceback, and a torchrun killed first left its ranks waiting on its rendezvous store for good."""
     start = time.time()
     proc = subprocess.Popen(command, start_new_session=True, env={**os.environ, LAUNCHED: "1"})
     ranks: dict[int, psutil.Process] = {}
     interrupted = []
 
-    def forward(signum, frame) -> None:
-        interrupted.append(signum)
-        alive = [r for r in ranks.values() if r.is_running()]
-        for rank in alive:
-            rank.send_signal(signal.SIGINT)
-        if not alive:  # still starting: nothing trained yet to keep
-            os.killpg(proc.pid, signal.SIGTERM)
+    def alive() -> list[psutil.Process]:
+        return [r for r in ranks.values() if r.is_running()]
 
-    previous = signal.signal(signal.SIGINT, forward)
+    def cancel(signum, frame) -> None:
+        interrupted.append(signum)
+        if len(interrupted) == 1 and alive():
+            for rank in alive():
+                rank.send_signal(signal.SIGINT)
+        else:  # still starting (nothing trained to keep), or asked twice: at once, without torchrun's traceback
+            for p in [*alive(), psutil.Process(proc.pid)]:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+
+    def hang_up(signum, frame) -> None:  # the terminal is gone: training goes on, nobody writes to it
+        for rank in alive():
+            rank.send_signal(signal.SIGHUP)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+
+    handlers = {signal.SIGINT: cancel, signal.SIGTERM: cancel, signal.SIGHUP: hang_up}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         while proc.poll() is None:
-            try:
+            with contextlib.suppress(psutil.Error):
                 ranks.update((c.pid, c) for c in psutil.Process(proc.pid).children())
-            except psutil.Error:
-                pass
             time.sleep(0.2)
     finally:
-        signal.signal(signal.SIGINT, previous)
-        for rank in ranks.values():  # torchrun gone, its store with it: a rank still there would wait for good
-            if rank.is_running():
-                rank.kill()
-    if proc.returncode != 0:
-        mark_orphans(Path(runs_dir), experiment, start, proc.returncode)
-        if not interrupted:
-            print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
-                  f"see the run directories under {runs_dir}/{experiment}", file=sys.stderr)
-        return 130 if interrupted else 1
-    return outcome(Path(runs_dir) / experiment, start)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for rank in alive():  # torchrun gone, its store with it: a rank still there would wait for good
+            rank.kill()
+    if proc.returncode != 0 and not interrupted:
+        mark_orphans(Path(runs_dir), experiment, start, proc.returncode, nproc_of(command))
+        print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
+              f"see the run directories under {runs_dir}/{experiment}", file=sys.stderr)
+        return 1
+    if len(interrupted) > 1 or proc.returncode != 0:
+        print(f"vitlab: stopped at once; the runs under {runs_dir}/{experiment} keep their last checkpoints "
+              f"(vitlab resume RUN_DIR --nproc {nproc_of(command)})", file=sys.stderr)
+    code = outcome(Path(runs_dir) / experiment, start)
+    return 130 if interrupted and code == 0 else code
+
+
+def nproc_of(command: list[str]) -> str:
+    return next(a.split("=", 1)[1] for a in command if a.startswith("--nproc-per-node="))
 
 
 def outcome(where: Path, since: float) -> int:

@@ -69,7 +69,8 @@ class ProgressPrinter:
                 c.print(f"  [red]failed:[/] {escape(event.error)}")
             elif isinstance(event, RunCancelled):
                 c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with:")
-                c.print(f"    vitlab resume {escape(shlex.quote(s['run_dir']))}", soft_wrap=True)  # one line to copy
+                nproc = f" --nproc {s['world_size']}" if (s.get("world_size") or 1) > 1 else ""  # as it trained
+                c.print(f"    vitlab resume {escape(shlex.quote(s['run_dir']))}{nproc}", soft_wrap=True)  # one line
             else:
                 acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
                 c.print(f"  [green]finished[/]: accuracy {acc} in {s['train_time_s']:.1f}s of training")

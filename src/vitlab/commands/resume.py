@@ -26,7 +26,10 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..engine.runner import resumable
         from .launch import launch_torchrun, vitlab_under_torchrun
+
+        resumable(args.run_dir, args.nproc)  # refused here, once, rather than by every rank
 
         command = [*vitlab_under_torchrun(args.nproc), NAME, str(args.run_dir)] + (["--json"] if args.json else [])
         return launch_torchrun(command, args.run_dir.parent.parent, args.run_dir.parent.name)

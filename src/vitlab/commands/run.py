@@ -152,8 +152,10 @@ def main(args: argparse.Namespace) -> int:
             ended.append(event.summary)
         printer(event)
 
+    # --continue trains in one process: under torchrun there is no such command to offer
+    again = None if "WORLD_SIZE" in os.environ else continue_command(args)
     report = functools.partial(run_and_report, exp.name, as_json=args.json, console=console,
-                               planned=[r.name for r in exp.runs], again=continue_command(args))
+                               planned=[r.name for r in exp.runs], again=again)
     try:
         return rank_code(report(lambda: run_experiment(exp, runs_dir=args.runs_dir, emit=emit, should_stop=stop,
                                                        resume_earlier=args.resume_earlier)))
@@ -162,7 +164,8 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if ended:
             return rank_code(report(lambda: ended))
-        console.print(f"To go on where this stopped: [bold]{escape(continue_command(args))}[/]", soft_wrap=True)
+        if again:
+            console.print(f"To go on where this stopped: [bold]{escape(again)}[/]", soft_wrap=True)
         return rank_code(130)
     finally:
         printer.stop()

@@ -133,7 +133,7 @@ def launch(args: argparse.Namespace, experiment: str) -> int:
         signal.signal(sig, forward)
     code = proc.wait()
     if code != 0:
-        mark_orphans(Path(args.runs_dir), experiment, start, code)
+        mark_orphans(Path(args.runs_dir), experiment, start, code, args.nproc)
     return 0 if code == 0 or stopped else 1  # torchrun exits non-zero when told to stop: that is no crash
 
 

@@ -49,12 +49,17 @@ def swin_dir_problem(directory: Path) -> str | None:
 
 
 def not_swin(config_json: Path) -> str | None:
-    """What the config.json describes when it is not a Swin (a ViT's save_pretrained failed in its run with
-    "TypeError: 'int' object is not subscriptable")."""
+    """What is wrong with a config.json that is no Swin's (a ViT's save_pretrained failed in its run with
+    "TypeError: 'int' object is not subscriptable"), or None."""
     try:
-        kind = json.loads(config_json.read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None  # unreadable: the loader says what is wrong with it
+        config = json.loads(config_json.read_text())
+    except OSError:
+        return None  # unreadable here: the loader says why
+    except ValueError as e:  # torn: a Swin from scratch fell back to the variant's shapes without a word
+        return f"its config.json is not readable JSON ({e})"
+    if not isinstance(config, dict):
+        return "its config.json is not a model's config (not a JSON object)"
+    kind = config.get("model_type")
     return None if kind in (None, "swin") else f"its config.json describes a {kind!r} model, not a Swin"
 
 

@@ -539,6 +539,18 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
                total_runs: int = 1) -> dict[str, Any]:
     """Continue a cancelled, failed, interrupted or killed run from its last checkpoint, in place."""
     run_dir = Path(run_dir)
+    cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")))
+    if is_main_process():
+        _drop_metrics_after_checkpoint(run_dir)
+    store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
+    return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
+               total_runs=total_runs, resume=True,
+               started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
+
+
+def resumable(run_dir: Path, world: int) -> tuple[RunConfig, dict[str, Any]]:
+    """The run's config and summary when it can resume on `world` processes; else VitlabError says why (the
+    `--nproc` launcher asks first, so that its ranks do not each refuse)."""
     if not run_dir.is_dir():
         raise VitlabError(f"{run_dir}: no such run directory (vitlab compare RUNS_DIR lists the runs and their "
                           "directories)")
@@ -568,7 +580,7 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
     if heartbeat_alive(run_dir):  # two processes would write one run directory
         raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); stop it first "
                           "(ctrl+x in vitlab) or wait for it")
-    trained_on, here = summary.get("world_size") or 1, int(os.environ.get("WORLD_SIZE", "1"))
+    trained_on, here = summary.get("world_size") or 1, world
     if trained_on != here:  # the effective batch counts every process: resumed on another number, it would change
         raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "
                           f"{summary.get('effective_batch')}); resuming it on {processes(here)} would change its "
@@ -577,12 +589,7 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
         raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
                           "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "
                           "(vitlab run PRESET --set train.lr=...)")
-    if is_main_process():
-        _drop_metrics_after_checkpoint(run_dir)
-    store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
-    return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
-               total_runs=total_runs, resume=True,
-               started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
+    return cfg, summary
 
 
 def processes(n: int) -> str:

@@ -273,6 +273,9 @@ class ResultsView(Vertical):
         summary = rows[row]
         refusal = {"running": "It is still training; ctrl+x stops it.",
                    "finished": "It finished: there is nothing to resume."}.get(summary.get("status", ""))
+        if (world := summary.get("world_size") or 1) > 1:  # the TUI resumes in one process: another effective batch
+            refusal = (f"It trained on {world} processes; resume it as it trained, in a terminal: vitlab resume "
+                       f"{summary['run_dir']} --nproc {world}")
         if summary.get("failure") == "non-finite":  # the engine refuses too: it would fail at the same step
             refusal = ("It failed on a non-finite loss, and resuming would repeat the same steps: train it again "
                        "with a lower Learning rate or more Warmup epochs (Setup).")

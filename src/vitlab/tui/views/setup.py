@@ -129,7 +129,9 @@ class SetupView(Horizontal):
         self.form.load(self.queue[0])
         self.refresh_queue()
         self.form.scroll_home(animate=False)  # "Editing queued run 1/N" at the top is in view, not where it was
-        self.form.query_one("#f-run-name").focus()  # the run shown is the one edited, whatever had the focus
+        # the run shown is the one edited, whatever had the focus; after the refresh, as a closing picker or
+        # dialog gives the focus back to what had it before
+        self.call_after_refresh(self.form.query_one("#f-run-name").focus)
 
     def experiment(self, name: str, description: str = "") -> ExperimentConfig:
         """The queue as an experiment (or the form alone when the queue is empty)."""
