@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from .commands import user_path
+from .commands import LAUNCHED, user_path
 from .errors import VitlabError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vitlab: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        if os.environ.get("VITLAB_LAUNCHED"):  # a rank stopped while starting: its launcher tells the user
+        if os.environ.get(LAUNCHED):  # a rank stopped while starting: its launcher tells the user
             return EXIT_OK
         print("vitlab: interrupted", file=sys.stderr)
         return EXIT_CANCELLED

@@ -2,6 +2,9 @@
 import argparse
 from pathlib import Path
 
+# set by `--nproc`'s launcher for its ranks (commands/launch.py): a rank's exit code leaves the run's outcome to it
+LAUNCHED = "VITLAB_LAUNCHED"
+
 
 def positive_int(text: str) -> int:
     """A count argument (--nproc): a whole number from 1."""

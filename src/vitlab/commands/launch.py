@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 
 from ..engine.store import find_runs, read_run
+from . import LAUNCHED
 
-LAUNCHED = "VITLAB_LAUNCHED"  # set for the ranks: their exit code leaves the run's outcome to this launcher (cli.py)
 
 
 def vitlab_under_torchrun(nproc: int) -> list[str]:
@@ -38,7 +38,7 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int, nproc: int | str) -> None:
+def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int, nproc: int) -> None:
     """A worker that died (killed, OOM-killed, segfault) can take rank 0 with it before it writes a summary."""
     from ..engine.store import RunStore
 
@@ -111,8 +111,8 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str) -> int:
     return 130 if interrupted and code == 0 else code
 
 
-def nproc_of(command: list[str]) -> str:
-    return next(a.split("=", 1)[1] for a in command if a.startswith("--nproc-per-node="))
+def nproc_of(command: list[str]) -> int:
+    return next(int(a.split("=", 1)[1]) for a in command if a.startswith("--nproc-per-node="))
 
 
 def outcome(where: Path, since: float) -> int:

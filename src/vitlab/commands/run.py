@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from ..errors import CannotStart, VitlabError
 from ..presets import load_preset, parse_seeds
-from . import positive_int, user_path
+from . import LAUNCHED, positive_int, user_path
 from .progress import ProgressPrinter
 
 NAME = "run"
@@ -66,8 +66,6 @@ class StopRequest:
 def rank_code(code: int) -> int:
     """A rank started by vitlab's own launcher leaves a failed or cancelled run's exit code to it (it reads the
     summaries): torchrun took a rank's non-zero exit for a crash, with a traceback."""
-    from .launch import LAUNCHED
-
     return 0 if code in (1, 130) and os.environ.get(LAUNCHED) else code
 
 
