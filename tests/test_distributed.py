@@ -86,12 +86,16 @@ def test_killed_worker_fails_the_run_without_hanging(tmp_path):
     assert "Traceback" not in summary["error"]
 
 
-def test_ctrl_c_cancels_every_rank_and_resume_takes_the_same_number_of_processes(tmp_path):
+def test_hang_up_trains_on_ctrl_c_cancels_every_rank_and_resume_takes_the_same_number_of_processes(tmp_path):
     # the launcher alone in its process group, as in a terminal: torchrun and its ranks have sessions of their own
     proc = vitlab_run(preset(tmp_path, 500, batch_size=16), "--nproc", 2, "--runs-dir", tmp_path / "runs",
                       start_new_session=True)
     run_dir = wait_for_an_epoch(tmp_path)
+    # an SSH drop: the launcher got SIGHUP and died, its ranks wrote to a closed terminal and failed
+    os.killpg(proc.pid, signal.SIGHUP)
+    wait_for_an_epoch(tmp_path, 2)
     ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK")]
+    assert len(ranks) == 2
     os.killpg(proc.pid, signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=120)
@@ -113,22 +117,11 @@ def test_ctrl_c_cancels_every_rank_and_resume_takes_the_same_number_of_processes
     assert resumed["status"] == "finished" and resumed["world_size"] == 2 and resumed["effective_batch"] == 32
 
 
-def wait_for_an_epoch(tmp_path):
+def wait_for_an_epoch(tmp_path, epochs: int = 1):
     deadline = time.time() + 120
     while time.time() < deadline:
         for metrics in (tmp_path / "runs").glob("ddp/*/metrics.jsonl"):
-            if '"EpochEvaluated"' in metrics.read_text():
+            if metrics.read_text().count('"EpochEvaluated"') >= epochs:
                 return metrics.parent
         time.sleep(0.05)
-    raise AssertionError("the distributed run never finished an epoch")
-
-
-def test_a_hang_up_keeps_the_ranks_training_to_the_end(tmp_path):
-    # an SSH drop: the launcher got SIGHUP and died, its ranks wrote to a closed terminal and failed
-    proc = vitlab_run(preset(tmp_path, 6, batch_size=16), "--nproc", 2, "--json", "--runs-dir", tmp_path / "runs",
-                      start_new_session=True)
-    run_dir = wait_for_an_epoch(tmp_path)
-    os.killpg(proc.pid, signal.SIGHUP)
-    out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 0, err
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    raise AssertionError(f"the distributed run never finished {epochs} epoch(s)")

@@ -22,3 +22,39 @@ def test_cpu_peak_is_not_an_earlier_peak_of_the_process(tmp_path):
     summary = train_run(cfg, experiment="m", runs_dir=tmp_path)
     assert summary["status"] == "finished"
     assert before - 50 < summary["peak_memory_mb"] < before + 300
+
+
+def test_under_ddp_the_largest_rank_s_memory_is_reported(tmp_path, monkeypatch):
+    """Each rank reads its own memory; the summary and the live figures carry the largest (per GPU, the one that
+    runs out first), gathered at the log points every rank reaches together. Another rank is played here by a
+    Dist whose all-reduce returns 10 GB more than this process's figures."""
+    import torch
+
+    from vitlab.engine import distributed
+    from vitlab.engine.events import StepsLogged
+
+    class OtherRankHigher(distributed.Dist):
+        def max_(self, values, device):
+            return [v + 10_000 for v in values]
+
+        def sum_(self, *tensors):
+            pass
+
+        def any(self, flag, device):
+            return flag
+
+    monkeypatch.setattr(distributed, "from_env", lambda: OtherRankHigher(0, 2))
+    monkeypatch.setattr(distributed, "wrap", lambda model, d, device: model)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: None, raising=False)
+    cfg = RunConfig.model_validate({"name": "m", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 16,
+                                                           "heads": 1, "layers": 1},
+                                    "data": {"dataset": "synthetic", "image_size": 8, "limit_train": 128,
+                                             "limit_val": 32},
+                                    "train": {"epochs": 1, "batch_size": 16, "log_every": 1}})
+    logged = []
+    summary = train_run(cfg, experiment="m", runs_dir=tmp_path, emit=logged.append)
+    assert summary["status"] == "finished", summary["error"]
+    own = psutil.Process().memory_info().rss / 2**20
+    assert own + 9_000 < summary["peak_memory_mb"] < own + 11_000
+    steps = [e for e in logged if isinstance(e, StepsLogged)]
+    assert steps and all(e.memory.peak_mb > 10_000 and e.memory.allocated_mb > 10_000 for e in steps)

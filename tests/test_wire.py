@@ -1,10 +1,14 @@
 """The event stream between the TUI and its training process: every event type survives a JSON line."""
 import inspect
+import json
 import math
 import os
 import subprocess
 import sys
+from argparse import Namespace
 from pathlib import Path
+
+import yaml
 
 from vitlab.commands.worker import Control, torchrun_command
 from vitlab.engine import events, wire
@@ -50,9 +54,12 @@ def test_nan_loss_and_junk_lines():
 
 
 def test_torchrun_command_line():
-    cmd = torchrun_command(Path("q.json"), Path("runs"), 4)
+    args = Namespace(experiment_json=Path("q.json"), runs_dir=Path("runs"), nproc=4, resume_dir=None)
+    cmd = torchrun_command(args)
     assert cmd == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4",
                    "-m", "vitlab", "worker", "--experiment-json", "q.json", "--runs-dir", "runs"]
+    args.resume_dir = Path("runs/x/run")  # the TUI's r on a run of 4 processes: every rank resumes it
+    assert torchrun_command(args)[-2:] == ["--resume-dir", "runs/x/run"]
 
 
 def test_control_words_arrive_on_stdin():
@@ -108,3 +115,24 @@ def test_worker_reports_missing_data_once_before_any_run(tmp_path):
     assert isinstance(message, wire.RunNotStarted) and message.run == "a"
     assert "CIFAR-10 not found" in message.message and message.message.endswith("Needed by a, b.")
     assert not (tmp_path / "runs").exists()
+
+
+def test_worker_refuses_to_resume_on_processes_once_before_torchrun(tmp_path):
+    """The TUI's r on a run of two processes: a run that cannot resume is said once, before any rank starts."""
+    from vitlab.config import ExperimentConfig, RunConfig
+
+    cfg = RunConfig.model_validate({"name": "v", "model": {"kind": "resnet18"}, "data": {"dataset": "digits"}})
+    run_dir = tmp_path / "runs" / "q" / "20250101-000000-v"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.resolved()))
+    (run_dir / "summary.json").write_text(json.dumps({"name": "v", "status": "finished", "world_size": 2}))
+    path = tmp_path / "queue.json"
+    path.write_text(ExperimentConfig(name="q", runs=[cfg]).model_dump_json())
+    out = subprocess.run([sys.executable, "-m", "vitlab", "worker", "--experiment-json", str(path), "--runs-dir",
+                          str(tmp_path / "runs"), "--nproc", "2", "--resume-dir", str(run_dir)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    [message] = [wire.decode(line) for line in out.stdout.splitlines()]
+    assert isinstance(message, wire.RunNotStarted) and message.run == "v"
+    assert message.message == f"{run_dir}: this run already finished; nothing to resume"
+    assert "torch.distributed.run" not in out.stderr

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from vitlab.tui.views.results import ResultsView
+from vitlab.tui.views.setup import max_processes
 
 from .conftest import form_ready, make_app, wait_for
 from .fakes import summary, write_history
@@ -132,11 +133,12 @@ async def test_r_on_a_run_failed_on_a_nan_says_why_not_in_results(runs_dir):
         await pilot.pause()
         assert not app.running and app.views.active == "results"
         assert app.told[-1].title == "Not resumed" and "non-finite loss" in app.told[-1].message
-        summary_file = d / "summary.json"  # a run of `--nproc 2`: one process would halve its effective batch
+        world = max_processes()[0] + 1  # a run of more processes than this machine runs resumes elsewhere
+        summary_file = d / "summary.json"
         summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()), "failure": None,
-                                            "world_size": 2}))
+                                            "world_size": world}))
         app.results.reload()
-        await wait_for(pilot, lambda: app.results.history[0].get("world_size") == 2)
+        await wait_for(pilot, lambda: app.results.history[0].get("world_size") == world)
         await pilot.press("home", "r")
         await pilot.pause()
-        assert not app.running and f"vitlab resume {d} --nproc 2" in app.told[-1].message
+        assert not app.running and f"It trained on {world} processes" in app.told[-1].message

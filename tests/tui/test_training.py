@@ -14,7 +14,7 @@ from textual.widgets._toast import Toast
 
 from vitlab.tui.bridge import outcome
 
-from .conftest import form_ready, make_app, wait_for, write_preset
+from .conftest import TINY_PRESET, form_ready, make_app, wait_for, write_preset
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "presets" / "quickstart.yaml"
 
@@ -253,20 +253,43 @@ async def test_processes_field_is_validated(runs_dir):
 
 
 @pytest.mark.slow
-async def test_two_processes_from_the_tui(tmp_path, runs_dir):
-    """Processes (GPUs) = 2 on the CPU: torchrun with gloo; rank 0's events stream back to the Live view."""
-    app = make_app(write_preset(tmp_path / "ddp.yaml", epochs=2, log_every=2), runs_dir)
+async def test_two_processes_from_the_tui_cancel_and_resume(tmp_path, runs_dir):
+    """Processes (GPUs) = 2 on the CPU: torchrun with gloo; rank 0's events stream back to the Live view, a cancel
+    reaches every rank, and r in Results resumes the run on two processes again (one would halve its batch)."""
+    preset = tmp_path / "ddp.yaml"
+    preset.write_text(TINY_PRESET.format(epochs=30, log_every=2).replace("checkpoint: false", "checkpoint: true")
+                      .replace("  - name: vit-b", "    train: {epochs: 1}\n  - name: vit-b"))
+    app = make_app(preset, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
         await pilot.pause()
         app.setup.query_one("#nproc", Input).value = "2"
         await pilot.pause()
         await pilot.press("ctrl+r")
+        assert app.running, app.told
+        await wait_for(pilot, lambda: "vit-b" in app.state.runs and app.state.runs["vit-b"].evals, timeout=120)
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not app.running, timeout=60)
+        a, b = app.state.runs["vit-a"], app.state.runs["vit-b"]
+        assert a.status == "finished" and len(a.evals) == 1 and a.steps
+        assert a.summary["world_size"] == 2 and a.summary["effective_batch"] == 128
+        assert b.status == "cancelled" and (done := b.summary["epochs"]) < 30
+        cancelled = b.summary
+        config = Path(cancelled["run_dir"]) / "config.yaml"  # one epoch more to train, however fast this machine
+        config.write_text(config.read_text().replace("epochs: 30", f"epochs: {done + 1}"))
+        assert app.views.active == "results"
+        await wait_for(pilot, lambda: [r["name"] for r in app.results.history] == ["vit-b", "vit-a"])  # newest first
+        app.results.query_one(DataTable).focus()
+        await pilot.press("home", "r")
+        await wait_for(pilot, lambda: app.running, timeout=10)
+        assert app.views.active == "live"
         await wait_for(pilot, lambda: not app.running, timeout=120)
-        for name in ("vit-a", "vit-b"):
-            track = app.state.runs[name]
-            assert track.status == "finished" and len(track.evals) == 2 and track.steps
-            assert track.summary["world_size"] == 2 and track.summary["effective_batch"] == 128
+        b = app.state.runs["vit-b"]
+        assert b.status == "finished" and [e[0] for e in b.evals] == list(range(1, done + 2)), app.told
+        assert b.summary["world_size"] == 2 and b.summary["effective_batch"] == 128
+        assert (b.summary["run_dir"], b.summary["started_at"]) == (cancelled["run_dir"], cancelled["started_at"])
 
 
 async def test_unwritable_runs_dir_is_one_message(tmp_path):

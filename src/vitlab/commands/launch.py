@@ -18,7 +18,6 @@ from ..engine.store import find_runs, read_run
 from . import LAUNCHED
 
 
-
 def vitlab_under_torchrun(nproc: int) -> list[str]:
     """`vitlab` on nproc local processes; the caller appends the subcommand and its arguments."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",

@@ -111,10 +111,12 @@ def first_line(fd: int = 0) -> str:
     return line.decode().strip()
 
 
-def torchrun_command(experiment_json: Path, runs_dir: Path, nproc: int) -> list[str]:
+def torchrun_command(args: argparse.Namespace) -> list[str]:
     from .launch import vitlab_under_torchrun
 
-    return [*vitlab_under_torchrun(nproc), NAME, "--experiment-json", str(experiment_json), "--runs-dir", str(runs_dir)]
+    resume = ["--resume-dir", str(args.resume_dir)] if args.resume_dir else []
+    return [*vitlab_under_torchrun(args.nproc), NAME, "--experiment-json", str(args.experiment_json),
+            "--runs-dir", str(args.runs_dir), *resume]
 
 
 def launch(args: argparse.Namespace, experiment: str) -> int:
@@ -122,7 +124,7 @@ def launch(args: argparse.Namespace, experiment: str) -> int:
     from .launch import mark_orphans
 
     start = time.time()
-    proc = subprocess.Popen(torchrun_command(args.experiment_json, args.runs_dir, args.nproc))
+    proc = subprocess.Popen(torchrun_command(args))
     stopped = []
 
     def forward(signum, frame) -> None:  # torchrun passes it to every rank: all stop together
@@ -135,6 +137,17 @@ def launch(args: argparse.Namespace, experiment: str) -> int:
     if code != 0:
         mark_orphans(Path(args.runs_dir), experiment, start, code, args.nproc)
     return 0 if code == 0 or stopped else 1  # torchrun exits non-zero when told to stop: that is no crash
+
+
+def resume_refusal(run_dir: Path, nproc: int) -> str:
+    """Why the run cannot resume on nproc processes ('' when it can)."""
+    from ..engine.runner import resumable
+
+    try:
+        resumable(run_dir, nproc)
+    except VitlabError as e:
+        return str(e)
+    return ""
 
 
 def queue_stops(control: Control) -> bool:
@@ -162,6 +175,11 @@ def main(args: argparse.Namespace) -> int:
         args.experiment_json, args.resume_earlier = Path(path), flag == "continue"
     exp = ExperimentConfig.model_validate_json(args.experiment_json.read_text(encoding="utf-8"))
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if args.resume_dir and (refusal := resume_refusal(args.resume_dir, args.nproc)):
+            stream = EventStream(enabled=True)  # said once here, not by every rank
+            stream(wire.RunNotStarted(exp.runs[0].name, refusal))
+            stream.close()
+            return 1
         return launch(args, exp.name)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     stream = EventStream(enabled=rank0)

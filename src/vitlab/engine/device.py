@@ -4,11 +4,15 @@ from __future__ import annotations
 import re
 import resource
 import sys
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import VitlabError
 from .events import Memory
+
+if TYPE_CHECKING:
+    from .distributed import Dist
 
 MB = 2**20
 
@@ -94,6 +98,7 @@ class MemoryProbe:
 
     def __init__(self, device: torch.device):
         self.device = device
+        self.peak_mb = 0.0  # the highest peak read_across has seen: every rank's, under DDP
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             self.total_mb = _nvml_total_mb(device)
@@ -111,6 +116,15 @@ class MemoryProbe:
                           torch.cuda.max_memory_reserved(self.device) / MB, self.total_mb)
         rss = self.process.memory_info().rss / MB
         return Memory("cpu", rss, rss, max(rss, _peak_rss_mb()), self.total_mb)
+
+    def read_across(self, dist: Dist) -> Memory:
+        """Every rank's reading at the same point (one all-reduce, at log points only): the largest of each figure,
+        since per GPU (or process) the largest decides out-of-memory; rank 0's alone was reported before."""
+        m = self.read()
+        if dist.enabled:
+            m = Memory(m.device, *dist.max_([m.allocated_mb, m.reserved_mb, m.peak_mb], self.device), m.total_mb)
+        self.peak_mb = max(self.peak_mb, m.peak_mb)
+        return m
 
 
 def peak_flops(device: torch.device, precision: str) -> float | None:

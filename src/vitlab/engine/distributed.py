@@ -38,6 +38,14 @@ class Dist:
             for t in tensors:
                 dist.all_reduce(t)
 
+    def max_(self, values: list[float], device: torch.device) -> list[float]:
+        """Each value's largest across ranks (one all-reduce; every rank calls it at the same point)."""
+        if not self.enabled:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.tolist()
+
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank when it is true on any (cancel, stop)."""
         if not self.enabled:

@@ -302,7 +302,7 @@ class Run:
             "epochs": self.epoch, "epochs_planned": t.epochs, "steps": self.step,
             "train_time_s": round(self.train_time, 3), "throughput_img_s": round(ips, 2) if ips else None,
             "mfu": devices.mfu(self.flops, ips, self.device, t.precision),
-            "peak_memory_mb": round(peak.peak_mb, 1) if peak else None,
+            "peak_memory_mb": round(max(peak.peak_mb, self.memory.peak_mb), 1) if peak else None,
             "memory_kind": peak.device if peak else self.device.type,
             "accuracy": self.evals[-1]["accuracy"] if self.evals else None,
             "eval_split": self.data.val_name if hasattr(self, "data") else None,
@@ -382,7 +382,7 @@ class Run:
                 self.emit(StepsLogged(
                     cfg.name, self.experiment, self.epoch + 1, step, total_steps, log.loss,
                     float(self.scheduler.get_last_lr()[0]), log.samples / max(log.seconds, 1e-9),
-                    self.throughput() or 0.0, self.train_time, eta, self.memory.read(),
+                    self.throughput() or 0.0, self.train_time, eta, self.memory.read_across(self.dist),
                     int(self.skipped)))
                 self.health.on_steps(step, int(self.skipped), self.warn)
 
@@ -420,6 +420,7 @@ class Run:
             self.save_checkpoint()
             raise
         eval_times.append(time.perf_counter() - eval_start)
+        self.memory.read_across(self.dist)  # the evaluation's batches are larger: its peak counts too
         train_loss, self.unevaluated_loss = self.unevaluated_loss, None
         self.evals.append({"epoch": self.epoch, "train_loss": train_loss, "eval_loss": eval_loss,
                            "accuracy": accuracy})

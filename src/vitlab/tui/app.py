@@ -435,9 +435,10 @@ class VitlabApp(App[int]):
 
         self.push_screen(Choice(title, message, answers), answered)
 
-    def resume(self, run_dir: Path) -> None:
-        """Continue a run of the Results view in a fresh training process, shown in the Live view like a queue
-        of one; the engine says why when there is nothing to resume (finished, still training, ...)."""
+    def resume(self, run_dir: Path, nproc: int = 1) -> None:
+        """Continue a run of the Results view in a fresh training process (nproc: as many as it trained on),
+        shown in the Live view like a queue of one; the engine says why when there is nothing to resume
+        (finished, still training, ...)."""
         if self.running:
             self.notify("Already training; resume it when the queue has ended.", severity="warning")
             return
@@ -447,7 +448,7 @@ class VitlabApp(App[int]):
             self.notify(f"{run_dir}: no readable config.yaml ({type(e).__name__})", title="Not resumed",
                         severity="error")
             return
-        self.start(ExperimentConfig(name=run_dir.parent.name, runs=[cfg]), resume_dir=run_dir)
+        self.start(ExperimentConfig(name=run_dir.parent.name, runs=[cfg]), nproc, resume_dir=run_dir)
 
     def start(self, exp: ExperimentConfig, nproc: int = 1, resume_dir: Path | None = None,
               resume_earlier: bool = False) -> None:

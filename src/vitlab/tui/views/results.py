@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Static
 from ...report import (SEED_COLUMNS, STATUS_STYLE, cancelled_early, format_row, runs_count, seed_groups, seeds_csv,
                        seeds_json, seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown,
                        versus_best, visible_columns)
+from .setup import max_processes
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -273,16 +274,16 @@ class ResultsView(Vertical):
         summary = rows[row]
         refusal = {"running": "It is still training; ctrl+x stops it.",
                    "finished": "It finished: there is nothing to resume."}.get(summary.get("status", ""))
-        if (world := summary.get("world_size") or 1) > 1:  # the TUI resumes in one process: another effective batch
-            refusal = (f"It trained on {world} processes; resume it as it trained, in a terminal: vitlab resume "
-                       f"{summary['run_dir']} --nproc {world}")
+        world = summary.get("world_size") or 1  # it resumes on as many: another number would change its batch
+        if world > (limit := max_processes())[0]:
+            refusal = f"It trained on {world} processes, and this machine runs 1 to {limit[0]} ({limit[1]})."
         if summary.get("failure") == "non-finite":  # the engine refuses too: it would fail at the same step
             refusal = ("It failed on a non-finite loss, and resuming would repeat the same steps: train it again "
                        "with a lower Learning rate or more Warmup epochs (Setup).")
         if refusal:  # said here and now, not after a training process has loaded torch to say it
             self.app.notify(refusal, title="Not resumed", severity="warning")
             return
-        self.app.resume(Path(summary["run_dir"]))  # type: ignore[attr-defined]
+        self.app.resume(Path(summary["run_dir"]), world)  # type: ignore[attr-defined]
 
     @property
     def export_stem(self) -> str:
