@@ -74,6 +74,35 @@ async def test_a_resize_across_the_wide_layout_redraws_the_new_panes():
             assert "MiB" in str(app.query_one("#memory").render())
 
 
+async def test_keys_1_2_3_pick_the_live_tabs_where_there_are_tabs():
+    from textual.widgets import Footer, TabbedContent
+
+    def footer() -> str:
+        return " ".join(str(key.render()) for key in app.screen.query_one(Footer).children)
+
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("1")  # Setup: not a Live key
+        await pilot.pause()
+        assert "Accuracy" not in footer()
+        await pilot.press("f2")
+        await pilot.pause()
+        tabs = app.live.query_one("#live-tabs", TabbedContent)
+        assert "Accuracy" in footer() and tabs.active == "tab-loss"
+        await pilot.press("2")
+        await pilot.pause()
+        assert tabs.active == "tab-accuracy"
+        await pilot.press("3")
+        await pilot.pause()
+        assert tabs.active == "tab-log"
+        await pilot.resize_terminal(120, 36)  # every pane at once: no tabs, no keys
+        await pilot.pause(0.5)
+        assert app.live.wide and "Accuracy" not in footer()
+        await pilot.press("1")
+        await pilot.pause()
+
+
 def test_a_run_that_did_not_finish_reports_its_last_accuracy_not_a_final_one():
     from vitlab.tui.bridge import outcome
 

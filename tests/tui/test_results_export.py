@@ -67,16 +67,37 @@ async def test_sorting_by_a_column_off_the_screen_scrolls_to_it(runs_dir):
         app.results.render_table()
         await pilot.pause()
         assert table.scroll_x == 0
-        await pilot.press(*["S"] * 12)  # back to Model, the first after the two fixed columns
+        await pilot.press(*["S"] * 12)  # back to Model, the first after the fixed Run (one experiment: no column)
         await pilot.pause()
-        assert app.results.sort_key == "model" and table.scroll_x == 0
-        # the view starts at a column's left edge, no cut column beside the fixed ones ("acc" under "Run"), unless
+        assert app.results.sort_key == "model" and table.scroll_x == 0 and table.fixed_columns == 1
+        # the view starts at a column's left edge, no cut column beside the fixed one ("acc" under "Run"), unless
         # it is scrolled to its end (where the last column ends at the right edge)
-        edges = [sum(widths[:i]) - sum(widths[:2]) for i in range(2, len(widths))]
+        edges = [sum(widths[:i]) - widths[0] for i in range(1, len(widths))]
         for _ in range(len(widths)):  # for every column sorted by
             await pilot.press("s")
             await pilot.pause()
             assert table.scroll_x in [*edges, table.max_scroll_x], (app.results.sort_key, table.scroll_x, edges)
+
+
+async def test_long_names_give_way_to_the_answer_at_80_columns(runs_dir):
+    """A 40-character run name and a long model label used to push Status and the accuracies off an 80-column
+    screen; they are shortened instead, and the detail line under the table has them whole."""
+    name = "vit-patch4-dim192-heads3-fp16-ga2-seed0-x"
+    d = runs_dir / "demo" / "20250105-100000-long"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text("name: x\n")
+    (d / "summary.json").write_text(json.dumps(summary(name, model="Swin-T microsoft/swin-tiny-patch4-window7-224",
+                                                       status="cancelled", started_at="2025-01-05T10:00:00")))
+    async with results_at_80x24(runs_dir) as (app, pilot):
+        table = app.results.query_one("#results-table")
+        keys = [str(c.key.value) for c in table.ordered_columns]
+        assert keys[:5] == ["run", "model", "accuracy", "best_accuracy", "status"]  # one experiment: no column
+        widths = [c.get_render_width(table) for c in table.ordered_columns]
+        assert sum(widths[:5]) <= table.scrollable_content_region.width
+        run, model = (str(table.get_cell_at((0, i))) for i in (0, 1))
+        assert run.endswith("…") and name.startswith(run[:-1]) and model.endswith("…")
+        assert str(table.get_cell_at((0, 4))) == "cancelled"
+        assert f"demo/{name}" in str(app.results.query_one("#results-detail").render())
 
 
 def seeded(name: str, seed: int, accuracy: float, started: str) -> dict:

@@ -72,6 +72,10 @@ class VitlabApp(App[int]):
         Binding("f2", "show('live')", "Live", show=False),
         Binding("f3", "show('results')", "Results", show=False),
         Binding("escape", "hide_help_panel", "Hide keys", show=False),  # the palette's "Show keys" panel
+        # the Live view's tabs at 80x24 (wide terminals show every pane): shown in the footer only then
+        Binding("1", "live_tab('tab-loss')", "Loss"),
+        Binding("2", "live_tab('tab-accuracy')", "Accuracy"),
+        Binding("3", "live_tab('tab-log')", "Log"),
     ]
 
     def __init__(self, preset: Path | None = None, runs_dir: Path = Path("runs"), *,
@@ -111,7 +115,12 @@ class VitlabApp(App[int]):
         # started a training behind it, ctrl+x twice stacked two cancel dialogs. ctrl+q still quits.
         if action in ("run", "cancel", "save", "show", "presets", "export") and isinstance(self.screen, ModalScreen):
             return False
+        if action == "live_tab":
+            return self.views.active == "live" and self.live_ready and not self.live.wide
         return True
+
+    def action_live_tab(self, tab: str) -> None:
+        self.live.show_tab(tab)
 
     def action_show_help_panel(self) -> None:
         super().action_show_help_panel()
@@ -222,6 +231,7 @@ class VitlabApp(App[int]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.tabbed_content.id != "views":
             return
+        self.refresh_bindings()  # the Live tabs' keys come and go with the view
         if event.pane.id == "live":
             self._redraw_timer.resume()
             if self.live_ready:

@@ -39,11 +39,11 @@ class LiveView(Vertical):
         else:
             with Horizontal(id="live-main"):
                 with TabbedContent(id="live-tabs"):
-                    with TabPane("Loss", id="tab-loss"):
+                    with TabPane("Loss 1", id="tab-loss"):
                         yield LossChart(id="loss", classes="pane chart")
-                    with TabPane("Accuracy", id="tab-accuracy"):
+                    with TabPane("Accuracy 2", id="tab-accuracy"):
                         yield AccuracyChart(id="accuracy", classes="pane chart")
-                    with TabPane("Log", id="tab-log"):
+                    with TabPane("Log 3", id="tab-log"):
                         yield LogPane(id="log", classes="pane")
                 yield side
 
@@ -53,6 +53,9 @@ class LiveView(Vertical):
 
     def fit(self, width: int, height: int) -> None:
         self.wide = width >= WIDE_MIN[0] and height >= WIDE_MIN[1]
+
+    def watch_wide(self) -> None:
+        self.app.refresh_bindings()  # the tabs' keys (1 2 3) only where there are tabs
 
     async def recompose(self) -> None:
         """A change of layout builds new, empty panes: draw them once they are mounted (drawn before, into the

@@ -30,6 +30,32 @@ def run_key(summary: dict[str, Any]) -> str:
 EXPORTS = {".md": to_markdown, ".csv": to_csv, ".json": to_json}  # by file extension
 SEED_EXPORTS = {".md": seeds_markdown, ".csv": seeds_csv, ".json": seeds_json}
 
+
+# Shortened (…; the detail line under the table has them whole) until the columns that answer fit the width
+SHORTENED = ("run", "model")
+ANSWER = ("experiment", "run", "model", "seeds", "accuracy", "best_accuracy", "status")
+NARROWEST = 12
+CELL_PADDING = 2  # DataTable's cell_padding, both sides
+
+
+def fitted_widths(keys: list[str], headers: list[str], rows: list[list[str]], view: int) -> list[int]:
+    """Each column's width: its widest cell, less what the long names give up so that the answering columns
+    (status and accuracy at 80 columns) fit in `view` cells; the rest of the table scrolls as before."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    excess = sum(w + CELL_PADDING for k, w in zip(keys, widths) if k in ANSWER) - view
+    for key in SHORTENED:
+        if key in keys and excess > 0 and view > 0:  # 0: not laid out yet; the next render fits
+            i = keys.index(key)
+            cut = min(excess, max(0, widths[i] - max(NARROWEST, len(headers[i]))))
+            widths[i] -= cut
+            excess -= cut
+    return widths
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 class ResultsView(Vertical):
     BINDINGS = [
         Binding("s", "sort(1)", "Sort"),
@@ -120,10 +146,9 @@ class ResultsView(Vertical):
         return sort_summaries(self.runs(), self.sort_key)
 
     def columns(self, rows: list[dict[str, Any]]):
-        if not self.by_seed:
-            return visible_columns(rows)
-        one_experiment = len({g["experiment"] for g in rows}) <= 1  # named in the detail line: room for the answer
-        return tuple(c for c in SEED_COLUMNS if c.key != "experiment" or not one_experiment)
+        one_experiment = len({r.get("experiment") for r in rows}) <= 1  # named in the detail line: room for the answer
+        return tuple(c for c in (SEED_COLUMNS if self.by_seed else visible_columns(rows))
+                     if c.key != "experiment" or not one_experiment)
 
     # -- table ------------------------------------------------------------------------------------
     def render_table(self) -> None:
@@ -136,17 +161,20 @@ class ResultsView(Vertical):
         keys = [c.key for c in columns]
         cursor = table.cursor_row
         table.clear(columns=True)
-        for c in columns:
-            header = c.header + (" ▼" if c.key == self.sort_key and c.numeric else " ▲" if c.key == self.sort_key else "")
+        table.fixed_columns = keys.index("run") + 1 if "run" in keys else 1  # the name stays while scrolling
+        headers = [c.header + (" ▼" if c.numeric else " ▲") if c.key == self.sort_key else c.header for c in columns]
+        cells = [format_row(s, columns) for s in rows]
+        widths = fitted_widths(keys, headers, cells, table.scrollable_content_region.width)
+        for c, header in zip(columns, headers):
             table.add_column(Text(header, justify="right" if c.numeric else "left"), key=c.key)
-        for i, s in enumerate(rows):
-            cells = format_row(s, columns)
-            styled = [Text(cell, justify="right" if c.numeric else "left") for c, cell in zip(columns, cells)]
+        for i, (s, row) in enumerate(zip(rows, cells)):
+            styled = [Text(shorten(cell, width), justify="right" if c.numeric else "left")
+                      for c, cell, width in zip(columns, row, widths)]
             status = s.get("status", "")
             if status in STATUS_STYLE and "status" in keys:
                 styled[keys.index("status")].stylize(STATUS_STYLE[status])
-            if not self.by_seed and self.of_session(s):
-                styled[1].stylize("bold")
+            if not self.by_seed and self.of_session(s) and "run" in keys:
+                styled[keys.index("run")].stylize("bold")
             table.add_row(*styled, key=f"condition-{i}" if self.by_seed else run_key(s))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
@@ -232,6 +260,9 @@ class ResultsView(Vertical):
         if s.get("error"):  # last: a long one is cut at the pane's end, not the run's directory after it
             text.append(f"\n{s['error']}", style="red")
         detail.update(text)
+
+    def on_resize(self) -> None:
+        self.render_table()  # the long names get the width the answer leaves them
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self.show_detail()
