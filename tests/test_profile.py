@@ -59,6 +59,26 @@ def test_profile_swin_needs_no_weights(tmp_path):
     assert p.params == p.trainable_params == 27_596_254 and p.flops == pytest.approx(4.51e9, rel=0.003)
 
 
+def test_profile_of_a_swin_says_when_its_shapes_are_the_variant_s(tmp_path):
+    """A Swin from scratch takes its shapes from model.weights' config.json; where that is not on this machine the
+    profile is the variant's, and says so (it used to print the guess as if it were the run's)."""
+    from transformers import SwinConfig
+
+    SwinConfig(image_size=224, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+               window_size=7).save_pretrained(tmp_path / "small")
+
+    def swin(weights):
+        return RunConfig.model_validate({"name": "s", "model": {"kind": "swin", "weights": str(weights)},
+                                         "data": {"dataset": "synthetic", "image_size": 224, "num_classes": 10}})
+
+    saved = profile_run(swin(tmp_path / "small"))
+    assert saved.note is None and saved.params < 100_000  # the saved shapes, not Swin-T's 27M
+    guess = profile_run(swin(tmp_path / "absent"))
+    assert guess.params > 27_000_000
+    assert guess.note == (f"model.weights {tmp_path / 'absent'} is not on this machine: the tiny variant's shapes "
+                          "are assumed")
+
+
 def test_profile_resnet18_and_image_folder_classes(tmp_path):
     def resnet(size):
         return RunConfig.model_validate({"name": "r", "model": {"kind": "resnet18"},

@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"experiment": exp.name, "runs": [
             {"name": p.name, "params": p.params, "trainable_params": p.trainable_params, "flops": p.flops,
-             "config": p.config} for p in profiles]}, indent=2))
+             "note": p.note, "config": p.config} for p in profiles]}, indent=2))
         return 0
     rows: list[tuple[str, list[RunConfig], Profile]] = []  # a run and its copies with other seeds: one row
     for run, p in zip(exp.runs, profiles):
@@ -73,4 +73,7 @@ def main(args: argparse.Namespace) -> int:
     console.print(table)
     console.print("GFLOPs: one forward pass per image, a multiply-add counted once (fvcore), attention included; "
                   f"not counted: {', '.join(NOT_COUNTED)}.", style="dim")
+    for name, (_, _, p) in zip(names, rows):
+        if p.note:
+            console.print(f"{name}: {p.note}.", style="yellow")
     return 0

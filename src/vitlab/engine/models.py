@@ -148,10 +148,9 @@ def load_pretrained_swin(m: SwinModel, image_size: int, num_classes: int) -> nn.
     return model
 
 
-def swin_config(m: SwinModel, image_size: int, num_classes: int) -> SwinConfig:
+def saved_swin_config(m: SwinModel, image_size: int, num_classes: int) -> SwinConfig | None:
     """The shapes of the weights the run loads (model.weights, or the variant's hub id when pretrained) when
-    their config is on this machine (a save_pretrained dir or the local HF cache), so a profile matches the
-    run; otherwise the variant's."""
+    their config is on this machine (a save_pretrained dir or the local HF cache), else None."""
     from transformers import SwinConfig
 
     if source := m.weights or (m.weights_source if m.pretrained else None):
@@ -160,9 +159,16 @@ def swin_config(m: SwinModel, image_size: int, num_classes: int) -> SwinConfig:
                 return SwinConfig.from_pretrained(source, local_files_only=True, num_labels=num_classes,
                                                   image_size=image_size)
         except (OSError, ValueError):
-            pass  # not here: the variant's shapes are the best guess
-    return SwinConfig(image_size=image_size, patch_size=4, window_size=7, num_labels=num_classes,
-                      **SWIN_SHAPES[m.variant])
+            pass
+    return None
+
+
+def swin_config(m: SwinModel, image_size: int, num_classes: int) -> SwinConfig:
+    """The saved shapes, so a profile matches the run; where they are not here, the variant's (the best guess)."""
+    from transformers import SwinConfig
+
+    return saved_swin_config(m, image_size, num_classes) or SwinConfig(
+        image_size=image_size, patch_size=4, window_size=7, num_labels=num_classes, **SWIN_SHAPES[m.variant])
 
 
 def check_swin_fits(config: SwinConfig) -> None:

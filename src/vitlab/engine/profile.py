@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import RunConfig, ViTModel
+from ..config import RunConfig, SwinModel, ViTModel
 
 # What fvcore (with our attention handle) leaves out: elementwise work, small next to the matmuls.
 NOT_COUNTED = ("activations (GELU/ReLU)", "softmax", "residual adds", "attention scaling and masking",
@@ -80,6 +80,7 @@ class Profile:
     trainable_params: int
     flops: int | None  # None: not counted (a model too large to trace for a hint)
     config: dict
+    note: str | None = None  # the shapes are a guess: why
 
 
 def classes_for(cfg: RunConfig) -> int:
@@ -106,4 +107,15 @@ def profile_run(cfg: RunConfig, num_classes: int | None = None, trace_limit: int
             else None
         return Profile(cfg.name, params, trainable, flops, cfg.resolved())
     model = build_model(cfg, classes, load_weights=False)
-    return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved())
+    return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved(), guessed(cfg))
+
+
+def guessed(cfg: RunConfig) -> str | None:
+    """Why the profile of a Swin whose model.weights are not on this machine is its variant's (the run would
+    refuse to start; the profile, which needs no weights, says what it assumed)."""
+    from .models import saved_swin_config
+
+    m = cfg.model
+    if isinstance(m, SwinModel) and m.weights and saved_swin_config(m, cfg.data.size, classes_for(cfg)) is None:
+        return f"model.weights {m.weights} is not on this machine: the {m.variant} variant's shapes are assumed"
+    return None
