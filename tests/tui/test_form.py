@@ -239,3 +239,27 @@ async def test_typing_into_a_focused_field_replaces_its_value(tmp_path):
         await pilot.press("tab", "tab", "4")  # past the Model select to Patch size, "2" -> "4", not "24"
         await pilot.pause()
         assert app.focused.id == "f-vit-patch_size" and app.focused.value == "4"
+
+
+async def test_editing_keys_typed_in_a_burst_apply_in_order(tmp_path):
+    """Keys arriving faster than the app handles them (posted here without waiting between them): End, Backspace
+    and Home used to run after the characters that followed them (textual#6605), the run name became "x", and a
+    digit typed after Tab went into the field Tab left."""
+    from textual import events
+
+    app = make_app(None, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        name = app.query_one("#f-run-name", Input)
+        assert app.focused is name and name.value == "run-1"
+        for key in ("end", "x", "backspace", "backspace", "y", "home", "z", "right", "delete"):
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await pilot.pause()
+        await pilot.pause()
+        assert name.value == "zrn-y"
+        for key in ("tab", "tab", "4"):  # past the Model select to Patch size: the 4 used to land in the name
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await pilot.pause()
+        await pilot.pause()
+        patch = app.query_one("#f-vit-patch_size", Input)
+        assert name.value == "zrn-y" and app.focused is patch and patch.value == "4"

@@ -7,7 +7,9 @@ child's events as messages (see bridge.py). The TUI itself imports torch only fo
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import os
 import shlex
 import signal
@@ -17,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import yaml
 from pydantic import ValidationError
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Checkbox, Footer, Header, Input, Select, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import ExperimentConfig, RunConfig
@@ -118,6 +120,22 @@ class VitlabApp(App[int]):
         if action == "live_tab":
             return self.views.active == "live" and self.live_ready and not self.live.wide
         return True
+
+    async def on_event(self, event: events.Event) -> None:
+        """Tab out of a form's field runs here, once the field has taken the keys typed before it: bubbled up the
+        long way (see OrderedInput), it let the keys typed after it land in the field it left ("Tab 4" as
+        "4 Tab")."""
+        if (isinstance(event, events.Key) and event.key in ("tab", "shift+tab") and not event.is_forwarded
+                and isinstance(self.focused, (Input, Select, Checkbox)) and not self.screen.maximized):
+            typed_in = self.focused
+            caught_up = asyncio.Event()
+            typed_in.call_later(caught_up.set)  # queued behind the keys it was sent
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(caught_up.wait(), timeout=0.5)  # removed meanwhile: go on
+            if self.focused is typed_in and (await self._check_bindings(event.key, priority=True)
+                                             or await self._check_bindings(event.key)):
+                return
+        await super().on_event(event)
 
     def action_live_tab(self, tab: str) -> None:
         self.live.show_tab(tab)
