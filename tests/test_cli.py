@@ -107,6 +107,7 @@ def test_profile_json_needs_no_data(tmp_path):
     (["run", "{tiny}", "--set", "train.nope=1"], "train has no key 'nope'"),
     (["run", "{tiny}", "--set", "train.precision=fp8"], "train.precision"),
     (["frobnicate"], "no such preset file"),
+    (["rn", "{tiny}"], "rn: no such command; did you mean `vitlab run`?"),  # was "unrecognized arguments"
     (["run", "{tiny}", "--seeds", "1,1"], "--seeds: give distinct whole numbers 0..4294967295 separated by commas, "
                                           "e.g. 0,1,2 (got '1,1')"),
     (["run", "{tiny}", "--seeds", "1,2", "--set", "train.seed=3"], "--seeds and --set train.seed"),
@@ -116,6 +117,16 @@ def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
     out = vitlab(*[a.replace("{tiny}", str(tiny)) for a in args], cwd=tmp_path)
     assert out.returncode == 2
     assert fragment in out.stderr and "Traceback" not in out.stderr
+
+
+def test_version(capsys):
+    from vitlab import __version__
+    from vitlab.cli import main as cli_main
+
+    for flag in ("--version", "-V"):
+        with pytest.raises(SystemExit) as done:
+            cli_main([flag])
+        assert done.value.code == 0 and capsys.readouterr().out == f"vitlab {__version__}\n"
 
 
 def test_missing_dataset_stops_the_queue_before_it_starts(tmp_path, tiny):

@@ -63,6 +63,22 @@ def test_find_runs_tolerates_torn_and_missing_summary(runs):
     assert all("event" in r for r in read_metrics(torn / "metrics.jsonl"))
 
 
+def test_runs_started_within_one_second_are_newest_first_too(tmp_path):
+    """Short runs (the seeds of a 1-epoch run on digits) start within one second: their directories' stamps tie,
+    and the order was their names' (s0, s1, s2 under "newest first")."""
+    for i, name in enumerate(("v-s1", "v-s0", "v-s2")):  # started in this order
+        d = tmp_path / "e" / f"20250101-120000-{name}"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(f"name: {name}\n")
+        (d / "summary.json").write_text(json.dumps({"name": name, "status": "finished"}))
+        os.utime(d / "config.yaml", ns=(10**18 + i, 10**18 + i))
+    later = tmp_path / "e" / "20250101-120001-a"  # the stamp comes first
+    later.mkdir()
+    (later / "config.yaml").write_text("name: a\n")
+    os.utime(later / "config.yaml", ns=(0, 0))
+    assert [s["name"] for s in find_runs([tmp_path])] == ["a", "v-s2", "v-s0", "v-s1"]
+
+
 def test_table_shows_every_status(runs):
     out = vitlab("compare", runs)
     assert out.returncode == 0, out.stderr
@@ -115,6 +131,13 @@ def test_plot_written(runs, tmp_path):
     out = vitlab("compare", runs, "--plot", tmp_path / "c.jpg")
     assert out.returncode == 2 and "use a .png or .svg file name" in out.stderr
     assert not out.stdout  # refused before the table was printed
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "afile").write_text("")
+    for where, why in ((tmp_path / "dir.png", "a directory; name a file in it"),
+                       (tmp_path / "afile" / "deeper" / "c.png", f"{tmp_path / 'afile'} is a file, not a directory")):
+        out = vitlab("compare", runs, "--plot", where)  # a traceback after the table, before
+        assert (out.returncode, out.stdout, out.stderr) == (2, "", f"vitlab: --plot {where}: {why}" + (
+            f", e.g. {where / 'curves.png'}\n" if where.is_dir() else "\n"))
 
 
 def test_plot_legend_tells_repeats_of_a_run_apart(runs, tmp_path):

@@ -144,6 +144,7 @@ def test_a_shipped_preset_is_found_by_its_name_with_or_without_yaml(tmp_path, mo
     from vitlab.presets import PACKAGE_ROOT, resolve_preset_path
 
     monkeypatch.chdir(tmp_path)  # no ./quickstart.yaml here
+    (tmp_path / "quickstart").mkdir()  # the experiment's runs of `vitlab run quickstart --runs-dir .`
     shipped = PACKAGE_ROOT / "presets" / "quickstart.yaml"
     assert resolve_preset_path("quickstart") == resolve_preset_path("quickstart.yaml") == shipped
 
@@ -180,6 +181,10 @@ def test_overrides_typed_and_checked(tmp_path):
     with pytest.raises(PresetError, match="SECTION.KEY=VALUE"):
         parse_overrides(["epochs=3"])
     assert "train.batch_size" in problem(tmp_path, VALID, ["train.batch_size=zero"])
+    # paths are paths: a directory named 2024 or yes was read as a number or a boolean and refused
+    assert parse_overrides(["data.root=2024", "model.weights=yes", "model.weights=null"]) == [
+        (("data", "root"), "2024"), (("model", "weights"), "yes"), (("model", "weights"), None)]
+    assert all(r.data.root == "2024" for r in load_preset(write(tmp_path, VALID), ["data.root=2024"]).runs)
 
 
 def test_save_round_trip(tmp_path):

@@ -225,6 +225,25 @@ def test_imagefolder_with_workers_matches_in_process(tmp_path):
     assert torch.equal(serial[0], parallel[0]) and torch.equal(serial[1], parallel[1])
 
 
+def test_a_corrupt_image_fails_its_run_as_data_naming_the_file(tmp_path):
+    """PIL's UnidentifiedImageError came back from a DataLoader worker with the worker's traceback in it, and the
+    run failed as "error"; now one line names the file, as a data failure."""
+    from vitlab.config import RunConfig
+    from vitlab.engine.runner import train_run
+
+    write_imagefolder(tmp_path / "images", n_per_class=6, size=8)
+    bad = tmp_path / "images" / "train" / "dog" / "0003.png"
+    bad.write_bytes(b"not a png")
+    cfg = RunConfig.model_validate({"name": "f", "model": {"kind": "vit", "patch_size": 4, "embed_dim": 16,
+                                                           "heads": 1, "layers": 1},
+                                    "data": {"dataset": "imagefolder", "root": str(tmp_path / "images"),
+                                             "image_size": 8, "num_workers": 1},
+                                    "train": {"epochs": 1, "batch_size": 4}})
+    summary = train_run(cfg, experiment="e", runs_dir=tmp_path / "runs")
+    assert (summary["status"], summary["failure"]) == ("failed", "data")
+    assert summary["error"] == f"{bad}: not a readable image (UnidentifiedImageError); delete or replace it"
+
+
 def test_imagefolder_class_mismatch_and_missing_split(tmp_path):
     write_imagefolder(tmp_path, classes=("cat", "dog"), splits=("train",))
     with pytest.raises(DataError, match=r"image folder .*val.*expected .*train/<class>/<image>"):

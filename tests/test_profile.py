@@ -85,11 +85,13 @@ def test_profile_resnet18_and_image_folder_classes(tmp_path):
                                          "data": {"dataset": "imagefolder", "root": str(tmp_path), "image_size": size}})
 
     r = profile_run(resnet(224))
-    assert r.params == 11_689_512  # no image folder yet: an ImageNet-sized head
+    assert r.params == 11_689_512  # no image folder yet: an ImageNet-sized head, and the profile says so
+    assert r.note == f"no image folder at {tmp_path / 'train'}: a 1000-class head is assumed"
     assert r.flops == pytest.approx(1.82e9, rel=0.003)  # torchvision's ResNet-18 at 224 px
     for name in ("cat", "dog", "eel"):
         (tmp_path / "train" / name).mkdir(parents=True)
-    assert profile_run(resnet(32)).params == 11_689_512 - 997 * 513  # three class folders: a 3-class head
+    three = profile_run(resnet(32))
+    assert three.params == 11_689_512 - 997 * 513 and three.note is None  # three class folders: a 3-class head
 
 
 def test_profile_counts_trainable_params():

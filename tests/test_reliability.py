@@ -345,6 +345,31 @@ def test_resume_refuses_a_torn_checkpoint_and_another_number_of_processes_in_a_l
         f"change its effective batch: vitlab resume {run_dir} --nproc 2"]
 
 
+def test_resume_where_the_data_is_not_says_so_and_keeps_the_run_s_record(tmp_path, monkeypatch, capsys):
+    """A run trained on CIFAR under a relative data.root, resumed from another directory: refused in a line that
+    says where it looked, its summary untouched (it was rewritten as failed after 0 epochs)."""
+    from datagen import write_cifar
+
+    from vitlab.cli import main as cli_main
+
+    write_cifar(tmp_path / "project" / "data", "cifar10", n_train=64, n_test=32)
+    monkeypatch.chdir(tmp_path / "project")
+    cfg = RunConfig.model_validate({"name": "m", "model": MODEL, "data": {"dataset": "cifar10", "root": "data"},
+                                    "train": {"epochs": 3, "batch_size": 32}})
+    stops = iter([False] * 3 + [True] * 100)
+    cancelled = train_run(cfg, experiment="e", runs_dir=Path("runs"), should_stop=lambda: next(stops))
+    assert cancelled["status"] == "cancelled"
+    run_dir = (tmp_path / "project" / cancelled["run_dir"]).resolve()
+    before = (run_dir / "summary.json").read_text()
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["resume", str(run_dir)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"vitlab: {run_dir}: cannot resume: CIFAR-10 not found under data")
+    assert line.endswith(f"(data.root data: relative to the directory vitlab runs in, {tmp_path}; resume from the "
+                         "one the run was started in)")
+    assert (run_dir / "summary.json").read_text() == before
+
+
 def test_a_run_of_an_older_vitlab_resumes_decaying_every_parameter_as_it_trained(tmp_path):
     """Before 2026-11-27 every parameter was decayed (one optimizer group) and config.yaml had no
     train.weight_decay_on: read back, such a run resumes as it trained (two groups would not load its state)."""

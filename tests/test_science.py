@@ -235,6 +235,9 @@ def test_check_accumulation_catches_broken_loss_scaling(tmp_path, monkeypatch, c
     single = check_accumulation(cfg.model_copy(update={"train": cfg.train.model_copy(update={"accumulation_steps": 1})}))
     assert single.split and single.windows[0].micro_batches == [8, 8]
     assert single.windows[0].max_rel_diff == pytest.approx(1.0, rel=1e-3)
+    one = check_accumulation(cfg.model_copy(update={"train": cfg.train.model_copy(update={  # batch 1 too: 1 + 1
+        "batch_size": 1, "accumulation_steps": 1})}))
+    assert one.split and one.windows[0].micro_batches == [1, 1] and not one.ok
 
     assert cli_main(["check", "accumulation", str(path)]) == 1
     out = capsys.readouterr().out

@@ -243,3 +243,12 @@ def test_compare_by_seed_sorts_the_conditions_and_scripts_get_an_empty_list(tmp_
     assert cli_main(["compare", str(tmp_path), "--by-seed", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"seed_groups": []}
     assert cli_main(["compare", str(tmp_path), "--by-seed"]) == 2  # a person gets told why the table is empty
+    capsys.readouterr()
+    for patch, accs in ((2, (0.5, 0.6)), (8, (0.9, 0.95))):  # vs_best: listed by the error above, and taken
+        for seed, acc in enumerate(accs):
+            d = tmp_path / "e" / f"p{patch}-s{seed}"
+            d.mkdir()
+            (d / "config.yaml").write_text(f"name: p{patch}-s{seed}\n")
+            (d / "summary.json").write_text(json.dumps(summary(f"p{patch}-s{seed}", seed, acc, patch=patch)))
+    assert cli_main(["compare", str(tmp_path), "--by-seed", "--sort", "vs_best", "--format", "json"]) == 0
+    assert [g["name"] for g in json.loads(capsys.readouterr().out)["seed_groups"]] == ["p8", "p2"]  # best first

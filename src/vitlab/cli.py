@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from .commands import LAUNCHED, user_path
 from .errors import VitlabError
 
@@ -31,6 +32,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vitlab", description="A terminal lab for Vision Transformer experiments.",
                     epilog="Without a command, `vitlab [PRESET.yaml] [--runs-dir DIR]` opens the TUI.")
+    parser.add_argument("-V", "--version", action="version", version=f"vitlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in _subcommands():
         module.add_parser(sub)
@@ -43,16 +45,31 @@ def tui_parser() -> argparse.ArgumentParser:
     parser.add_argument("preset", nargs="?", type=user_path, help="a preset YAML to queue")
     parser.add_argument("--runs-dir", type=user_path, default=Path("runs"),
                         help="where runs are written (default ./runs)")
+    parser.add_argument("-V", "--version", action="version", version=f"vitlab {__version__}")
     return parser
+
+
+def not_a_command(word: str, commands: set[str]) -> None:
+    """`vitlab rn quickstart` read as the TUI with a preset `rn` and ended on "unrecognized arguments:
+    quickstart"; a word close to a command that names no preset file says which command was meant."""
+    import difflib
+
+    from .presets import resolve_preset_path
+
+    near = difflib.get_close_matches(word, sorted(commands - {"worker"}), n=1)
+    if near and not resolve_preset_path(word).is_file():
+        raise VitlabError(f"{word}: no such command; did you mean `vitlab {near[0]}`? (vitlab --help lists them)")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         commands = {m.NAME for m in _subcommands()}
-        if argv and argv[0] in commands or argv[:1] in (["-h"], ["--help"]):
+        if argv and argv[0] in commands or argv[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):
             args = build_parser().parse_args(argv)
             return args.handler(args)
+        if argv and not argv[0].startswith("-"):
+            not_a_command(argv[0], commands)
         args = tui_parser().parse_args(argv)
         if args.preset is not None:
             from .presets import load_preset

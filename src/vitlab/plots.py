@@ -1,6 +1,7 @@
 """Loss and accuracy curves of runs, from their metrics.jsonl, to a PNG or SVG (matplotlib, optional)."""
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 
@@ -8,8 +9,16 @@ from .errors import VitlabError
 
 
 def check_plot_path(path: Path) -> None:
+    """What can be told before the table is printed: the kind of file, and a place it can be written."""
     if path.suffix.lower() not in (".png", ".svg"):
         raise VitlabError(f"--plot {path}: use a .png or .svg file name")
+    if path.is_dir():
+        raise VitlabError(f"--plot {path}: a directory; name a file in it, e.g. {path / 'curves.png'}")
+    there = next(p for p in path.absolute().parents if p.exists())  # missing directories are made
+    if not there.is_dir():
+        raise VitlabError(f"--plot {path}: {there} is a file, not a directory")
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise VitlabError(f"--plot {path}: {there} is not writable")
 
 
 def plot_curves(summaries: list[dict], path: Path, by_seed: bool = False) -> Path:
@@ -57,9 +66,13 @@ def plot_curves(summaries: list[dict], path: Path, by_seed: bool = False) -> Pat
         if ax.has_data():
             ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    except OSError as e:  # what check_plot_path cannot see (/proc, a full disk)
+        raise VitlabError(f"--plot {path}: cannot write it ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -43,12 +43,13 @@ def user_preset_dir() -> Path:
 def resolve_preset_path(name_or_path: str | Path) -> Path:
     """A path as given, or a bare name (`quickstart`) looked up in the preset directories."""
     path = Path(name_or_path).expanduser()
-    if path.exists() or len(path.parts) > 1:
+    # a directory of that name here (`--runs-dir .` makes ./quickstart/) does not hide the preset
+    if path.is_file() or len(path.parts) > 1:
         return path
     names = [path.name] if path.suffix in (".yaml", ".yml") else [f"{path}.yaml", f"{path}.yml"]
     for d in preset_dirs():  # `quickstart` or `quickstart.yaml`, from any directory
         for name in names:
-            if (d / name).exists():
+            if (d / name).is_file():
                 return d / name
     return path
 
@@ -196,7 +197,8 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def parse_overrides(pairs: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]:
-    """`--set train.batch_size=16` -> [(('train', 'batch_size'), 16)]; values typed by YAML, then the schema."""
+    """`--set train.batch_size=16` -> [(('train', 'batch_size'), 16)]; values typed by YAML (paths as given), then
+    the schema."""
     parsed = []
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -210,12 +212,18 @@ def parse_overrides(pairs: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]:
             f for cls in MODEL_CLASSES.values() for f in cls.model_fields}
         if name not in known:
             raise PresetError(f"--set {key}: {section} has no key {name!r}; allowed: {', '.join(sorted(known))}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        if path in PATH_KEYS:  # a directory called 2024 or yes is a path, not a number or a boolean
+            value = None if raw.strip() in ("null", "~") else raw
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
         parsed.append((path, value))
     return parsed
+
+
+PATH_KEYS = {("data", "root"), ("model", "weights")}  # the schema's text fields: taken as typed
 
 
 def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]], used: set[str]) -> dict:

@@ -424,7 +424,7 @@ SEED_COLUMNS: tuple[Column, ...] = (
     Column("experiment", "Experiment", lambda g: g.get("experiment") or "-", _field("experiment")),
     Column("run", "Run", lambda g: g.get("name") or "-", _field("name")),
     Column("model", "Model", lambda g: g.get("model") or "-", _field("model")),
-    Column("seeds", "Seeds", _seeds_cell, _field("finished")),
+    Column("seeds", "Seeds", _seeds_cell, _field("finished"), True),  # sorted: the most finished seeds first
     Column("accuracy", "Final acc", lambda g: _pct_spread(g, "accuracy"), _field("accuracy_mean"), True),
     Column("vs_best", "vs best (pts)", _vs_best_cell, _field("accuracy_vs_best"), True),
     Column("best_accuracy", "Best acc", lambda g: _pct_spread(g, "best_accuracy"), _field("best_accuracy_mean"), True),

@@ -15,7 +15,7 @@ from . import user_path
 
 NAME = "compare"
 FORMATS = ("table", "md", "csv", "json")
-SORT_KEYS = (*COLUMN_KEYS, "seeds")  # seeds: of the table across seeds
+SORT_KEYS = (*COLUMN_KEYS, *(c.key for c in SEED_COLUMNS if c.key not in COLUMN_KEYS))  # seeds, vs_best: --by-seed
 
 
 def add_parser(sub) -> None:

@@ -60,7 +60,7 @@ def check_accumulation(cfg: RunConfig, device: torch.device | None = None) -> Ac
 
     device = device or torch.device("cpu")
     t = cfg.train.model_copy(update={"precision": "fp32"})
-    split = t.accumulation_steps == 1 and t.batch_size >= 2
+    split = t.accumulation_steps == 1  # a batch of 1 too: 1 + 1, or the check would compare a pass with itself
     if split:
         t = t.model_copy(update={"batch_size": (t.batch_size + 1) // 2, "accumulation_steps": 2})
     torch.manual_seed(t.seed)

@@ -144,6 +144,24 @@ class DecodeAt:
         return pil_to_tensor(image.resize((self.size, self.size), Image.Resampling.BILINEAR))
 
 
+def read_image(path: str) -> Any:
+    """ImageFolder's loader (torchvision's, RGB), with a file PIL cannot read named in one line."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:  # UnidentifiedImageError is an OSError
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}); delete or replace it") from None
+
+
+def worker_message(error: Exception) -> str:
+    """An error raised in a DataLoader worker comes back with the worker's traceback in its message: its last
+    line holds what was raised there."""
+    text = str(error)
+    return text.strip().splitlines()[-1].partition(": ")[2] if "Original Traceback" in text else text
+
+
 @dataclass(eq=False)
 class FolderSplit(Split):
     folder: Any  # torchvision ImageFolder with a DecodeAt transform
@@ -476,7 +494,7 @@ def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
     folders = {}
     for name in ("train", "val"):
         try:
-            folders[name] = ImageFolder(str(root / name), transform=DecodeAt(size))
+            folders[name] = ImageFolder(str(root / name), transform=DecodeAt(size), loader=read_image)
         except (FileNotFoundError, NotADirectoryError) as e:
             raise DataError(f"image folder {root / name}: {e}; {layout}") from e
     train, val = folders["train"], folders["val"]

@@ -107,15 +107,20 @@ def profile_run(cfg: RunConfig, num_classes: int | None = None, trace_limit: int
             else None
         return Profile(cfg.name, params, trainable, flops, cfg.resolved())
     model = build_model(cfg, classes, load_weights=False)
-    return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved(), guessed(cfg))
+    note = None if num_classes else guessed(cfg)
+    return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved(), note)
 
 
 def guessed(cfg: RunConfig) -> str | None:
-    """Why the profile of a Swin whose model.weights are not on this machine is its variant's (the run would
-    refuse to start; the profile, which needs no weights, says what it assumed)."""
+    """What the profile assumed for what is not on this machine (the run would refuse to start; the profile, which
+    needs neither data nor weights, says so): a Swin's shapes when its model.weights are missing, the classes of
+    an image folder that is not there."""
     from .models import saved_swin_config
 
-    m = cfg.model
+    m, notes = cfg.model, []
     if isinstance(m, SwinModel) and m.weights and saved_swin_config(m, cfg.data.size, classes_for(cfg)) is None:
-        return f"model.weights {m.weights} is not on this machine: the {m.variant} variant's shapes are assumed"
-    return None
+        notes.append(f"model.weights {m.weights} is not on this machine: the {m.variant} variant's shapes are "
+                     "assumed")
+    if cfg.data.classes is None and not (Path(cfg.data.root) / "train").is_dir():
+        notes.append(f"no image folder at {Path(cfg.data.root) / 'train'}: a 1000-class head is assumed")
+    return "; ".join(notes) or None

@@ -483,8 +483,10 @@ class Run:
             self.store.log(traceback.format_exc())
             return self.end(RunFailed, "failed", str(e), "store")
         except VitlabError as e:
+            from .data import worker_message
+
             self.store.log(traceback.format_exc())
-            return self.end(RunFailed, "failed", str(e), "data" if "Data" in type(e).__name__ else "error")
+            return self.end(RunFailed, "failed", worker_message(e), "data" if "Data" in type(e).__name__ else "error")
         except Exception as e:
             if CPU_OOM in str(e):
                 return self.out_of_memory()
@@ -590,6 +592,14 @@ def resumable(run_dir: Path, world: int) -> tuple[RunConfig, dict[str, Any]]:
         raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
                           "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "
                           "(vitlab run PRESET --set train.lr=...)")
+    from .preflight import queue_blockers
+
+    if missing := queue_blockers([cfg]):  # refused here, its summary untouched (it used to fail with 0 epochs)
+        relative = [f"{key} {path}" for key, path in (("data.root", cfg.data.root), ("model.weights",
+                    getattr(cfg.model, "weights", None))) if path and not Path(path).is_absolute()]
+        where = (f" ({' and '.join(relative)}: relative to the directory vitlab runs in, {Path.cwd()}; resume from the "
+                 "one the run was started in)") if relative else ""
+        raise VitlabError(f"{run_dir}: cannot resume: {missing[1]}{where}")
     return cfg, summary
 
 

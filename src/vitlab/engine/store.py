@@ -353,5 +353,16 @@ def find_runs(paths: Iterable[Path]) -> list[dict[str, Any]]:
                 continue
             seen.add(run_dir.resolve())
             runs.append(read_run(run_dir))
-    runs.sort(key=lambda s: Path(s["run_dir"]).name.split("-", 2)[:2], reverse=True)
+    runs.sort(key=_start_order, reverse=True)
     return runs
+
+
+def _start_order(summary: dict[str, Any]) -> tuple[list[str], int]:
+    """The directory's start stamp (to the second), then, for runs started within one second (the seeds of a
+    short run), when its config.yaml was written: the queue's order, which the paths' names are not."""
+    run_dir = Path(summary["run_dir"])
+    try:
+        written = (run_dir / "config.yaml").stat().st_mtime_ns
+    except OSError:
+        written = 0
+    return run_dir.name.split("-", 2)[:2], written
