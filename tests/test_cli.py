@@ -150,10 +150,14 @@ def test_presets_lists_shipped(tmp_path):
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "mine.yaml").write_text(
         "name: tiny\ndescription: Does it learn? Details follow.\nruns:\n  - name: r\n    model: {kind: resnet18}\n")
+    (tmp_path / "presets" / "quickstart.yaml").write_text("name: q\nruns:\n  - name: r\n    model: {kind: resnet18}\n")
     out = vitlab("presets", cwd=tmp_path)
     assert out.returncode == 0 and "quickstart" in out.stdout
     [mine] = [line for line in out.stdout.splitlines() if "mine.yaml" in line]  # piped: one line, never cut
     assert mine.split()[1] == "mine" and "Does it learn?" in mine and "Details" not in mine  # the name to type
+    # two named quickstart: the shipped one says which file the name reads
+    [shipped] = [line for line in out.stdout.splitlines() if "quickstart" in line and "offline default" in line]
+    assert f"`vitlab run quickstart` reads {tmp_path / 'presets' / 'quickstart.yaml'}" in shipped
 
 
 @pytest.mark.slow

@@ -36,11 +36,15 @@ def main(args: argparse.Namespace) -> int:
     table.add_column("Runs", justify="right")
     table.add_column("Description")
     table.add_column("File", style="dim", overflow="fold")
+    taken: dict[str, Path] = {}  # name -> the file `vitlab run NAME` reads (the first directory's)
     for info in list_presets():
         desc = f"[red]invalid: {escape(info.error.splitlines()[0])}[/]" if info.error else \
             escape(first_sentence(info.description))
         if info.missing:  # offline, a preset that cannot start here is told apart before it is run
             desc += f" [yellow]Needs {escape(', '.join(info.missing))}.[/]"
+        if (first := taken.setdefault(info.path.stem, info.path)) != info.path:
+            desc += (f" [dim](`vitlab run {escape(info.path.stem)}` reads {escape(str(first))}; give this one by its "
+                     "path)[/]")
         table.add_row(escape(info.path.stem), str(info.runs), desc, escape(str(info.path)))
     if not console.is_terminal:  # piped: a row per line, whatever the paths' length (grep, the tests)
         wide = console.options.update(max_width=4096)

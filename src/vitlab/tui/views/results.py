@@ -162,7 +162,8 @@ class ResultsView(Vertical):
         cursor = table.cursor_row
         table.clear(columns=True)
         table.fixed_columns = keys.index("run") + 1 if "run" in keys else 1  # the name stays while scrolling
-        headers = [c.header + (" ▼" if c.numeric else " ▲") if c.key == self.sort_key else c.header for c in columns]
+        headers = [c.header + (" ▼" if c.numeric else " ▲") if c.key == self.sort_key else c.header
+                   for c in columns]
         cells = [format_row(s, columns) for s in rows]
         widths = fitted_widths(keys, headers, cells, table.scrollable_content_region.width)
         for c, header in zip(columns, headers):
