@@ -199,6 +199,25 @@ def test_nproc_hands_the_seeds_to_every_torchrun_rank():
     assert cmd[cmd.index("--seeds") + 1] == "0,1" and cmd[cmd.index("--set") + 1] == "train.epochs=1"
 
 
+def test_run_picks_runs_by_name_with_every_seed_and_passes_them_on(tmp_path):
+    from vitlab.cli import build_parser
+    from vitlab.commands import pick_runs
+    from vitlab.commands.launch import torchrun_command
+    from vitlab.commands.run import continue_command
+    from vitlab.errors import VitlabError
+
+    path = tmp_path / "p.yaml"
+    path.write_text(PRESET)
+    exp = load_preset(path)
+    assert [r.name for r in pick_runs(exp, ["p4"]).runs] == ["p4-s0", "p4-s1", "p4-s2"]
+    assert [r.name for r in pick_runs(exp, ["p2-s1", "p4-s0"]).runs] == ["p2-s1", "p4-s0"]
+    with pytest.raises(VitlabError, match="--run p3: no such run in patch; runs: p2-s0, p2-s1"):
+        pick_runs(exp, ["p3"])
+    args = build_parser().parse_args(["run", str(path), "--run", "p4", "--nproc", "2"])
+    cmd = torchrun_command(args)
+    assert cmd[cmd.index("--run") + 1] == "p4" and "--run p4" in continue_command(args)
+
+
 def test_settings_of_one_name_trained_apart_are_told_apart():
     runs = [summary("p4-s0", 0, 0.90), summary("p4-s1", 1, 0.94),  # then `--set train.lr=0.003` into the same dir
             summary("p4-s0", 0, 0.80, lr=0.003), summary("p4-s1", 1, 0.82, lr=0.003)]

@@ -16,3 +16,18 @@ def positive_int(text: str) -> int:
 def user_path(text: str) -> Path:
     """A path argument; '~' expands even where the shell leaves it (`--runs-dir=~/runs`)."""
     return Path(text).expanduser()
+
+
+def pick_runs(exp, names: list[str] | None):
+    """The experiment with only the runs named (`--run NAME`, repeatable; a name trained with several seeds picks
+    every seed's run), in the preset's order; VitlabError names the runs there are."""
+    from ..config import unseeded_name
+    from ..errors import VitlabError
+
+    if not names:
+        return exp
+    for name in names:
+        if not any(name in (r.name, unseeded_name(r.name, r.train.seed)) for r in exp.runs):
+            raise VitlabError(f"--run {name}: no such run in {exp.name}; runs: {', '.join(r.name for r in exp.runs)}")
+    return exp.model_copy(update={"runs": [r for r in exp.runs
+                                           if {r.name, unseeded_name(r.name, r.train.seed)} & set(names)]})

@@ -5,8 +5,9 @@ import argparse
 
 from rich.console import Console
 
-from ..errors import CannotStart, VitlabError
+from ..errors import CannotStart
 from ..presets import load_preset
+from . import pick_runs
 
 NAME = "check"
 
@@ -26,10 +27,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    exp = load_preset(args.preset, args.overrides)
-    runs = [r for r in exp.runs if args.run in (None, r.name)]
-    if not runs:
-        raise VitlabError(f"--run {args.run}: no such run in {exp.name}; runs: {', '.join(r.name for r in exp.runs)}")
+    runs = pick_runs(load_preset(args.preset, args.overrides), [args.run] if args.run else None).runs
     from ..engine.checks import check_accumulation
     from ..engine.preflight import queue_blockers
 

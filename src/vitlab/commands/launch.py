@@ -26,6 +26,8 @@ def vitlab_under_torchrun(nproc: int) -> list[str]:
 
 def torchrun_command(args: argparse.Namespace) -> list[str]:
     cmd = [*vitlab_under_torchrun(args.nproc), "run", str(args.preset), "--runs-dir", str(args.runs_dir)]
+    for name in args.runs or []:
+        cmd += ["--run", name]
     for pair in args.overrides:
         cmd += ["--set", pair]
     if args.seeds is not None:

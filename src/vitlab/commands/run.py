@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from ..errors import CannotStart, VitlabError
 from ..presets import load_preset, parse_seeds
-from . import LAUNCHED, positive_int, user_path
+from . import LAUNCHED, pick_runs, positive_int, user_path
 from .progress import ProgressPrinter
 
 NAME = "run"
@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("preset", help="a preset YAML file, or the name of a shipped preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field in every run, e.g. --set train.batch_size=16 (repeatable)")
+    p.add_argument("--run", dest="runs", action="append", metavar="NAME",
+                   help="train only this run of the preset (repeatable; with seeds, every seed of it)")
     p.add_argument("--seeds", metavar="S,S,...",
                    help="train every run once per seed (e.g. 0,1,2; replaces the preset's seeds) and end on the mean "
                         "and standard deviation across seeds")
@@ -111,6 +113,8 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
 def continue_command(args: argparse.Namespace) -> str:
     """This command line with --continue: it picks up the queue where a Ctrl-C stopped it."""
     words = ["vitlab", "run", str(args.preset)]
+    for name in args.runs or []:
+        words += ["--run", name]
     for pair in args.overrides:
         words += ["--set", pair]
     words += ["--seeds", args.seeds] if args.seeds else []
@@ -123,7 +127,7 @@ def continue_command(args: argparse.Namespace) -> str:
 def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
     seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
-    exp = load_preset(args.preset, overrides, seeds=seeds)
+    exp = pick_runs(load_preset(args.preset, overrides, seeds=seeds), args.runs)
     if args.resume_earlier and (args.nproc > 1 or "WORLD_SIZE" in os.environ):
         raise VitlabError("--continue resumes runs in one process; with --nproc, resume a run with "
                           "`vitlab resume RUN_DIR` or leave out --continue")
