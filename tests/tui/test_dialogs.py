@@ -61,3 +61,33 @@ async def test_escape_closes_the_keys_panel():
         await pilot.press("escape")
         await pilot.pause()
         assert not app.screen.query("HelpPanel")
+
+
+async def test_a_cancel_question_about_a_run_that_ended_closes(runs_dir):
+    """"Cancel vit-a?" left open while vit-a finished and vit-b trained behind it: answering it cancelled nothing
+    (or, once, the wrong run); it closes when vit-a ends and says so. Its footer lists no Live keys meanwhile."""
+    from dataclasses import replace
+
+    from vitlab.tui.bridge import EngineEvent
+
+    from .fakes import finished_event, live_events
+
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        app.state.start_queue(["vit-a", "vit-b"], ["ViT p2 d32 h2 L1"] * 2)
+        app.post_message(EngineEvent(*live_events()))
+        app.views.active = "live"
+        app.running = True  # as while its training process streams
+        await pilot.pause()
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        assert isinstance(app.screen, Choice) and "Cancel vit-a?" in app.screen.message
+        live_key = app.screen_stack[0].active_bindings.get("2")  # the footer, under the dialog: no Live keys
+        assert live_key is None or not live_key.enabled
+        app.post_message(EngineEvent(finished_event(), replace(live_events("vit-b")[0], index=1)))
+        await pilot.pause()
+        await pilot.pause()
+        assert not isinstance(app.screen, Choice)
+        assert "vit-a ended before an answer; nothing was cancelled" in app.told[-1].message
+        app.running = False

@@ -96,6 +96,7 @@ class VitlabApp(App[int]):
         self.standby_wanted = standby
         self.standby: TrainingChild | None = None
         self._quit_pending = False
+        self._cancel_asked: tuple[Choice, str] | None = None  # the open "Cancel the run?" dialog and its run
         self._last_ended: dict[str, Any] | None = None  # the summary of the queue's last run that ended
         themes, self.theme_problems = load_themes()
         for theme in themes:
@@ -117,8 +118,9 @@ class VitlabApp(App[int]):
         # started a training behind it, ctrl+x twice stacked two cancel dialogs. ctrl+q still quits.
         if action in ("run", "cancel", "save", "show", "presets", "export") and isinstance(self.screen, ModalScreen):
             return False
-        if action == "live_tab":
-            return self.views.active == "live" and self.live_ready and not self.live.wide
+        if action == "live_tab":  # not under a dialog: its footer would list keys of the view behind it
+            return (self.views.active == "live" and self.live_ready and not self.live.wide
+                    and not isinstance(self.screen, ModalScreen))
         return True
 
     async def on_event(self, event: events.Event) -> None:
@@ -557,6 +559,17 @@ class VitlabApp(App[int]):
                 why = f": {error[:160]}{'…' if len(error) > 160 else ''}" if error else ""
                 self.notify(f"{ev.run}: {status}{outcome(ev.summary)}{why}",
                             severity={"finished": "information", "failed": "error"}.get(status, "warning"))
+                self._drop_stale_cancel(ev.run)
+
+    def _drop_stale_cancel(self, run: str) -> None:
+        """"Cancel vit-a?" left open while vit-a ended (the next run training behind it) asks about nothing:
+        close it, and say that ctrl+x asks about the run now training."""
+        dialog, asked_about = self._cancel_asked or (None, None)
+        if dialog is not None and asked_about == run and dialog.is_current:
+            dialog.dismiss(None)
+            self.notify(f"{run} ended before an answer; nothing was cancelled" + (
+                " (ctrl+x asks about the run training now)" if self.running else ""), severity="warning")
+        self._cancel_asked = None if asked_about == run else self._cancel_asked
 
     def on_queue_problem(self, message: QueueProblem) -> None:
         self.state.problem(message.run, message.message)
@@ -623,7 +636,9 @@ class VitlabApp(App[int]):
                 self.child.send(f"cancel {t.name}" if t else "cancel")  # the child checks it is still training
                 self.state.add_log("warning", f"cancel requested: {name}")
 
-        self.push_screen(Choice("Cancel the run?", message, answers), done)
+        dialog = Choice("Cancel the run?", message, answers)
+        self._cancel_asked = (dialog, name)
+        self.push_screen(dialog, done)
 
     def stop_left_training(self) -> None:
         """ctrl+x with nothing training here: offer to stop a run that an earlier vitlab left training (its
