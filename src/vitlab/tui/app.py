@@ -136,6 +136,7 @@ class VitlabApp(App[int]):
                 await asyncio.wait_for(caught_up.wait(), timeout=0.5)  # removed meanwhile: go on
             if self.focused is typed_in and (await self._check_bindings(event.key, priority=True)
                                              or await self._check_bindings(event.key)):
+                self.app_focus = True  # as Textual's own handling of a key does
                 return
         await super().on_event(event)
 
