@@ -125,3 +125,35 @@ def wait_for_an_epoch(tmp_path, epochs: int = 1):
                 return metrics.parent
         time.sleep(0.05)
     raise AssertionError(f"the distributed run never finished {epochs} epoch(s)")
+
+
+def test_a_cancel_heard_after_an_epoch_is_decided_by_every_rank_together(tmp_path, monkeypatch):
+    """Only rank 0 hears the TUI's cancel. One heard after an epoch's last log point, at the end of its
+    evaluation, used to end rank 0 alone while rank 1 went on into the next epoch: gloo aborted both on a
+    collective mismatch. Rank 0 is played here by a Dist that records what it asks every rank."""
+    from vitlab.engine import distributed
+    from vitlab.engine.events import EpochEvaluated
+
+    asked = []
+
+    class Rank0(distributed.Dist):
+        def any(self, flag, device):
+            asked.append(flag)
+            return flag
+
+        def sum_(self, *tensors):
+            pass
+
+        def max_(self, values, device):
+            return values
+
+    monkeypatch.setattr(distributed, "from_env", lambda: Rank0(0, 2))
+    monkeypatch.setattr(distributed, "wrap", lambda model, d, device: model)
+    evaluated = []
+    cfg = RunConfig.model_validate({"name": "v", "model": MODEL, "data": DATA,
+                                    "train": {**TRAIN, "epochs": 3, "batch_size": 16, "log_every": 100}})
+    summary = train_run(cfg, experiment="e", runs_dir=tmp_path,
+                        emit=lambda e: evaluated.append(e) if isinstance(e, EpochEvaluated) else None,
+                        should_stop=lambda: bool(evaluated))
+    assert summary["status"] == "cancelled" and summary["epochs"] == 1
+    assert asked[-1] is True  # the cancel went to every rank

@@ -263,3 +263,8 @@ async def test_editing_keys_typed_in_a_burst_apply_in_order(tmp_path):
         await pilot.pause()
         patch = app.query_one("#f-vit-patch_size", Input)
         assert name.value == "zrn-y" and app.focused is patch and patch.value == "4"
+        for key in ("ctrl+o", "down", "enter"):  # keys after the one that opens a dialog are the dialog's
+            app.post_message(events.Key(key, None))
+        for _ in range(5):
+            await pilot.pause()
+        assert type(app.screen).__name__ != "PresetPicker" and app.setup.queue  # a preset was picked and loaded

@@ -400,7 +400,9 @@ class Run:
             self.epoch += 1
             self.unevaluated_loss = train_loss
             self.evaluate_epoch(epoch_start, eval_times)
-            if self.should_stop():
+            # every rank together: only rank 0 hears the TUI, and a rank cancelled alone left the other in the next
+            # epoch's collectives (gloo aborted both: "collective mismatch")
+            if self.dist.any(self.should_stop(), self.device):
                 raise Cancelled()
 
     def evaluate_epoch(self, epoch_start: float, eval_times: list[float]) -> None:

@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Checkbox, Footer, Header, Input, Select, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import ExperimentConfig, RunConfig
@@ -124,20 +124,29 @@ class VitlabApp(App[int]):
         return True
 
     async def on_event(self, event: events.Event) -> None:
-        """Tab out of a form's field runs here, once the field has taken the keys typed before it: bubbled up the
-        long way (see OrderedInput), it let the keys typed after it land in the field it left ("Tab 4" as
-        "4 Tab")."""
-        if (isinstance(event, events.Key) and event.key in ("tab", "shift+tab") and not event.is_forwarded
-                and isinstance(self.focused, (Input, Select, Checkbox)) and not self.screen.maximized):
-            typed_in = self.focused
-            caught_up = asyncio.Event()
-            typed_in.call_later(caught_up.set)  # queued behind the keys it was sent
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(caught_up.wait(), timeout=0.5)  # removed meanwhile: go on
-            if self.focused is typed_in and (await self._check_bindings(event.key, priority=True)
-                                             or await self._check_bindings(event.key)):
-                self.app_focus = True  # as Textual's own handling of a key does
+        """Keys in the order they were typed. Textual gives a printable key to the focused Input at once but runs a
+        bound key (End, Backspace, ctrl+u, Tab, ctrl+o, ...) only once it has bubbled back up to the app, so keys
+        arriving faster than the app handles them (its busy first second, keystrokes replayed over SSH) landed out
+        of order: "End x" as "x End", a digit typed after Tab in the field Tab left (textual#6605). A focused
+        Input's keys are handled here one after another instead: a bound key by the focus chain's bindings, as its
+        bubbling would end, a printable one by the Input. Another focused widget takes the keys it was sent
+        before a Tab moves the focus on."""
+        if isinstance(event, events.Key) and not event.is_forwarded and not self.screen.maximized:
+            focused = self.focused
+            if isinstance(focused, Input):
+                self.app_focus = True
+                if not await self._check_bindings(event.key, priority=True):
+                    if event.is_printable:
+                        await focused._on_key(event)  # what Input does with it (types it, or replaces the selection)
+                    elif not await self._check_bindings(event.key):
+                        focused._forward_event(event)  # nobody binds it: Textual's own way
                 return
+            if event.key in ("tab", "shift+tab") and focused is not None:
+                await caught_up(focused)
+                if self.focused is focused and (await self._check_bindings(event.key, priority=True)
+                                                or await self._check_bindings(event.key)):
+                    self.app_focus = True
+                    return
         await super().on_event(event)
 
     def action_live_tab(self, tab: str) -> None:
@@ -748,6 +757,14 @@ class VitlabApp(App[int]):
 def join_and(parts: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
+async def caught_up(widget) -> None:
+    """Until the widget has handled the messages it was sent before now (at most half a second: it may be gone)."""
+    done = asyncio.Event()
+    widget.call_later(done.set)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(done.wait(), timeout=0.5)
 
 
 def run_tui(preset: Path | None = None, runs_dir: Path = Path("runs")) -> int:

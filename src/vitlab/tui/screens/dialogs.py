@@ -11,8 +11,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from ..widgets.ordered_input import OrderedInput
-
 
 class Choice(ModalScreen[str | None]):
     """A question with a few answers, each a button with a key (its first letter). Escape answers None; the
@@ -71,7 +69,7 @@ class PathPrompt(ModalScreen[dict | None]):
             yield Static(self.title_text, classes="dialog-title")
             for key, label, value in self.fields:
                 yield Label(label, classes="dialog-label")
-                yield OrderedInput(value, id=f"in-{key}", classes="dialog-input", compact=True)
+                yield Input(value, id=f"in-{key}", classes="dialog-input", compact=True)
             yield Static(self.note, id="dialog-note", classes="dialog-message", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.ok, variant="primary", id="ok")

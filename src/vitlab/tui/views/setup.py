@@ -22,7 +22,6 @@ from ...presets import describe_errors, parse_seeds, reseed
 from ...report import human_count, runs_count
 from ..formspec import default_run, derived
 from ..screens.dialogs import PathPrompt
-from ..widgets.ordered_input import OrderedInput
 from ..widgets.queue_list import QueueList
 from ..widgets.run_form import RunForm
 
@@ -76,7 +75,7 @@ class SetupView(Horizontal):
             limit, what = max_processes()
             with Horizontal(id="nproc-row"):
                 yield Label("Processes (GPUs)")
-                yield OrderedInput("1", id="nproc", type="integer", compact=True, tooltip=(
+                yield Input("1", id="nproc", type="integer", compact=True, tooltip=(
                     f"Train each run on N local processes with DistributedDataParallel (torchrun): "
                     f"1 to {limit} ({what})"))
             yield Static("", id="run-hint")

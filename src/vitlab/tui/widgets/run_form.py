@@ -13,7 +13,6 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from ...config import RunConfig
 from ..formspec import SECTION_TITLES, SPECS, FormResult, Spec, native_size, validate, values_from_config
-from .ordered_input import OrderedInput
 
 KIND_LABELS = {"vit": "ViT", "swin": "Swin", "resnet18": "ResNet-18"}
 # Fields composed before the first paint (the run name and ViT's, what a terminal shows first); the rest
@@ -43,7 +42,7 @@ def make_widget(spec: Spec) -> Widget:
     # focus selects the value, so typing replaces it (Tab to "Heads 3", type 7: 7, not 37), and the run name
     # needs no ctrl+u first: typed in the app's busy first second, ctrl+u (a binding, handled after the key
     # has bubbled up to the app) could land after the letters that followed it and wipe them
-    return OrderedInput(placeholder=spec.placeholder, type=kind, compact=True, id=wid, classes="field-input")
+    return Input(placeholder=spec.placeholder, type=kind, compact=True, id=wid, classes="field-input")
 
 
 def field_rows(specs: list[Spec] | tuple[Spec, ...], section: str | None = None) -> list[Widget]:
