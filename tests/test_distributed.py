@@ -50,6 +50,7 @@ def test_two_processes_equal_one_at_the_same_effective_batch(tmp_path):
     ddp = json.loads(out)["runs"][0]
     assert ddp["status"] == "finished" and ddp["world_size"] == 2 and ddp["effective_batch"] == 64
     assert ddp["allreduces_per_step"] == 1.0  # no_sync on every micro-step but the window's last
+    assert ddp["device"] == "cpu (1 thread) x 2 processes"  # torchrun's OMP_NUM_THREADS=1 for each
     single = train_run(RunConfig.model_validate({"name": "v", "model": MODEL, "data": DATA, "train": {
         **TRAIN, "epochs": 2, "batch_size": 64, "accumulation_steps": 1}}), experiment="one", runs_dir=tmp_path)
     assert ddp["eval_loss"] == pytest.approx(single["eval_loss"], rel=1e-5)

@@ -78,11 +78,13 @@ async def test_a_cancel_question_about_a_run_that_ended_closes(runs_dir):
         app.state.start_queue(["vit-a", "vit-b"], ["ViT p2 d32 h2 L1"] * 2)
         app.post_message(EngineEvent(*live_events()))
         app.views.active = "live"
-        app.running = True  # as while its training process streams
+        app.running, app.nproc = True, 2  # as while its training process streams, on two processes
         await pilot.pause()
         await pilot.press("ctrl+x")
         await pilot.pause()
         assert isinstance(app.screen, Choice) and "Cancel vit-a?" in app.screen.message
+        # a queue of several processes continues run by run: ctrl+r trains it afresh, so that is not offered
+        assert "`vitlab resume RUN_DIR --nproc 2`" in app.screen.message and "ctrl+r" not in app.screen.message
         live_key = app.screen_stack[0].active_bindings.get("2")  # the footer, under the dialog: no Live keys
         assert live_key is None or not live_key.enabled
         app.post_message(EngineEvent(finished_event(), replace(live_events("vit-b")[0], index=1)))

@@ -53,6 +53,17 @@ async def test_long_log_lines_wrap_in_a_narrow_log_pane():
         log = app.live.query_one(LogPane)
         text = "".join(strip.text for strip in log.lines)
         assert "END" in text and max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
+        app.live.show_tab("tab-loss")  # written while the Log tab is hidden: wrapped at 20 columns, not the pane's
+        await pilot.pause()
+        app.state.add_log("", "vit-b: warning [chance-accuracy] after epoch 1 the accuracy is at chance TAIL")
+        app.live.redraw(force=True)
+        await pilot.pause()
+        app.live.show_tab("tab-log")
+        await pilot.pause()
+        app.live.redraw(force=True)
+        await pilot.pause()
+        last = [strip.text.rstrip() for strip in log.lines][-2:]
+        assert last[-1].endswith("TAIL") and 30 < len(last[0]) <= log.scrollable_content_region.width, last
 
 
 async def test_a_resize_across_the_wide_layout_redraws_the_new_panes():

@@ -3,6 +3,8 @@ column sorted by is on the screen."""
 import csv
 import io
 import json
+import os
+import socket
 from contextlib import asynccontextmanager
 
 import pytest
@@ -163,3 +165,19 @@ async def test_r_on_a_run_failed_on_a_nan_says_why_not_in_results(runs_dir):
         await pilot.press("home", "r")
         await pilot.pause()
         assert not app.running and f"It trained on {world} processes" in app.told[-1].message
+
+
+async def test_a_run_resumed_in_this_session_shows_as_training_not_as_it_stopped(runs_dir):
+    """Cancelled in this session, then resumed with r: the row kept the summary of when it stopped ("cancelled")
+    until the resume ended; it follows the run on disk while it trains."""
+    d = runs_dir / "demo" / "20250105-100000-again"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text("name: again\n")
+    cancelled = summary("again", status="cancelled", epochs=3, run_dir=str(d), started_at="2025-01-05T10:00:00")
+    async with results_at_80x24(runs_dir) as (app, pilot):
+        app.results.add_session_run(cancelled)
+        (d / "summary.json").write_text(json.dumps({**cancelled, "status": "running"}))  # its resume started
+        (d / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")  # and beats
+        app.results.run_started(str(d))
+        await wait_for(pilot, lambda: app.results.rows()[0].get("status") == "running")
+        assert app.results.rows()[0]["name"] == "again"

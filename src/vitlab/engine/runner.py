@@ -312,11 +312,16 @@ class Run:
             "skipped_steps": int(self.skipped) if hasattr(self, "skipped") else 0,
             "cuda_graphs": bool(getattr(getattr(self, "steps", None), "graph", None)),
             "compiled": self.compiled,
-            "device": self.cpu_share.describe() if self.cpu_share else devices.describe(self.device),
+            "device": self.device_label(),
             "run_dir": str(self.store.dir), "started_at": self.started_at,
             "ended_at": dt.datetime.now().isoformat(timespec="seconds") if status != "running" else None,
             "error": error, "failure": failure, "config": cfg.resolved(),
         }
+
+    def device_label(self) -> str:
+        """"cuda:0 (NVIDIA H100 ...)", "cpu (2 threads)"; a run of several processes says how many (each one's)."""
+        label = self.cpu_share.describe() if self.cpu_share else devices.describe(self.device)
+        return f"{label} x {self.dist.world} processes" if self.dist.enabled else label
 
     # -- the run --------------------------------------------------------------------------------
     def train(self) -> None:
@@ -326,7 +331,7 @@ class Run:
         self.save_checkpoint()  # a checkpoint exists from the start, so resume is always possible
         self.emit(RunStarted(
             cfg.name, self.experiment, str(self.store.dir), self.index, self.total_runs, cfg.resolved(),
-            model_label(cfg.model), self.params, self.trainable, self.flops, devices.describe(self.device),
+            model_label(cfg.model), self.params, self.trainable, self.flops, self.device_label(),
             t.epochs, self.epoch, self.steps_per_epoch, self.data.train.num_samples,
             self.data.val.num_samples, self.data.num_classes, self.effective_batch, self.compiled,
             self.data.val_name))

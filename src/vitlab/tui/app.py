@@ -97,6 +97,7 @@ class VitlabApp(App[int]):
         self.standby: TrainingChild | None = None
         self._quit_pending = False
         self._cancel_asked: tuple[Choice, str] | None = None  # the open "Cancel the run?" dialog and its run
+        self.nproc = 1  # processes of the queue training (or last trained)
         self._last_ended: dict[str, Any] | None = None  # the summary of the queue's last run that ended
         themes, self.theme_problems = load_themes()
         for theme in themes:
@@ -439,6 +440,8 @@ class VitlabApp(App[int]):
         from ..engine.continuation import plan
 
         try:
+            # runs of several processes continue one at a time (r in Results), each rank planning on its own while
+            # rank 0 already writes could disagree; and a run of one process had another effective batch
             steps = plan(exp, self.runs_dir) if nproc == 1 else []
         except CannotStart:  # one is training elsewhere: nothing to continue, training afresh is allowed
             steps = []
@@ -502,6 +505,7 @@ class VitlabApp(App[int]):
                         title="Not started", severity="error", timeout=15)
             return
         self.running, self.child, self._quit_pending, self._last_ended = True, child, False, None
+        self.nproc = nproc
         self.setup.keep_queue()  # each run's config.yaml and the experiment in RUNS_DIR/.tui/ keep it now
         self.setup.refresh_target()
         self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
@@ -560,8 +564,8 @@ class VitlabApp(App[int]):
             self.state.apply(ev)
             if isinstance(ev, RunKept):  # trained earlier: in Results' history; the Live log says so (a toast
                 continue                   # each would flood the screen)
-            if isinstance(ev, RunStarted):  # this session's while it trains too (read from disk until it ends)
-                self.results.session_dirs.add(str(Path(ev.run_dir).resolve()))
+            if isinstance(ev, RunStarted):
+                self.results.run_started(ev.run_dir)
             if isinstance(ev, RunEnded):
                 self.results.add_session_run(ev.summary)
                 status = ev.summary.get("status", "")
@@ -630,9 +634,11 @@ class VitlabApp(App[int]):
             answers.append(("all", f"Stop the queue (+{remaining} queued)", "warning"))
         answers.append(("keep", "Keep training", "default"))
         name = t.name if t else "the current run"
+        later = ("r in Results, or `vitlab resume RUN_DIR`; ctrl+r on this queue offers to continue it where it "
+                 "stopped" if self.nproc == 1 else f"r in Results, on its {self.nproc} processes, or `vitlab resume "
+                 f"RUN_DIR --nproc {self.nproc}`")
         message = (f"Cancel {name}? It stops after the current step; its metrics and last checkpoint are kept "
-                   "(resume it later: r in Results, or `vitlab resume RUN_DIR`; ctrl+r on this queue offers to "
-                   "continue it where it stopped).")
+                   f"(resume it later: {later}).")
 
         def done(answer: str | None) -> None:
             if not self.running or answer in (None, "keep"):

@@ -124,6 +124,14 @@ class ResultsView(Vertical):
         if self.app.views.active == "results":
             self.reload()
 
+    def run_started(self, run_dir: str) -> None:
+        """This session's while it trains too, read from disk until it ends; a resumed run's row of when it
+        stopped gives way to it (Results showed "cancelled" until the resume ended)."""
+        key = str(Path(run_dir).resolve())
+        self.session_dirs.add(key)
+        if self.session.pop(key, None) is not None:
+            self.reload()
+
     def add_session_run(self, summary: dict[str, Any]) -> None:
         self.session[run_key(summary)] = summary
         self.render_table()

@@ -9,6 +9,7 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import ProgressBar, RichLog, Static
 from textual_plotext import PlotextPlot
 
@@ -292,6 +293,8 @@ class LogPane(RichLog, Pane):
             return False
         if not force and time.monotonic() - self.written_at < LOG_S:
             return True
+        if not all(node.display for node in self.ancestors_with_self if isinstance(node, Widget)):
+            return True  # in a hidden tab RichLog wraps at its min_width (20): written when shown, at its width
         self.written_at = time.monotonic()
         lines = list(state.log)[-new:] if new < len(state.log) else list(state.log)
         styles = {"warning": "yellow", "error": "red", "success": "green", "dim": "dim", "bold": "bold"}
