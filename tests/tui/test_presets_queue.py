@@ -309,6 +309,12 @@ async def test_the_picker_lists_every_preset_file_and_says_what_is_wrong_with_a_
         assert picker.query_one(ListView).index == len(paths) - 1
         await pilot.press("home")
         assert picker.query_one(ListView).index == 0
+        # a long list scrolls; ga-study's long description stays whole on the 24 rows
+        picker.query_one(ListView).index = [p.name for p in picker.presets].index("ga-study")
+        await pilot.pause()
+        about = picker.query_one("#preset-about")
+        assert about.region.bottom <= picker.query_one("#preset-picker-dialog").content_region.bottom
+        assert str(about.render()).rstrip().endswith("one GPU.")
 
 
 async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_dir):
@@ -370,3 +376,15 @@ async def test_a_queue_no_preset_holds_is_not_lost_to_quit_or_a_loaded_preset(pr
         await pilot.pause()
         assert not app.setup.unsaved and app.told[-1].title == "Preset saved"
     assert not app.is_running
+
+
+def test_a_queued_run_s_second_line_fits_the_80_column_sidebar():
+    """"cifar100 32px · 10 ep · 64x1" lost its batch to the border at 80 columns (only "6" showed)."""
+    from vitlab.config import RunConfig
+    from vitlab.tui.widgets.queue_list import QueueList
+
+    run = RunConfig.model_validate({"name": "ga-64x1", "model": {"kind": "vit"}, "data": {"dataset": "cifar100"},
+                                    "train": {"epochs": 10, "batch_size": 64}})
+    lines = QueueList._text(0, run, None, 28).plain.splitlines()
+    assert lines[-1] == "  cifar100 32px 10ep 64x1" and all(len(line) <= 28 for line in lines)
+    assert QueueList._text(0, run, None, 40).plain.splitlines()[-1] == "  cifar100 32px · 10 ep · 64x1"

@@ -48,8 +48,11 @@ class QueueList(JumpList):
         label = model_label(run.model)  # beside the name where it fits, else under it: never cut
         fits = len(str(i + 1)) + 1 + len(run.name) + 2 + len(label) <= room
         text.append(f"  {label}\n  " if fits else f"\n  {label}\n  ", style="dim")
-        text.append(f"{run.data.dataset} {run.data.size}px · {run.train.epochs} ep · "
-                    f"{run.train.batch_size}x{run.train.accumulation_steps}", style="dim")
+        d, t = run.data, run.train
+        line = f"{d.dataset} {d.size}px · {t.epochs} ep · {t.batch_size}x{t.accumulation_steps}"
+        if 2 + len(line) > room:  # at 80 columns "cifar100 32px · 10 ep · 64x1" lost its batch to the border
+            line = f"{d.dataset} {d.size}px {t.epochs}ep {t.batch_size}x{t.accumulation_steps}"
+        text.append(line, style="dim")
         return text
 
     def _select(self, index: int) -> None:
