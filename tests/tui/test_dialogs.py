@@ -68,6 +68,8 @@ async def test_a_cancel_question_about_a_run_that_ended_closes(runs_dir):
     (or, once, the wrong run); it closes when vit-a ends and says so. Its footer lists no Live keys meanwhile."""
     from dataclasses import replace
 
+    from textual.widgets import Footer
+
     from vitlab.tui.bridge import EngineEvent
 
     from .fakes import finished_event, live_events
@@ -87,9 +89,11 @@ async def test_a_cancel_question_about_a_run_that_ended_closes(runs_dir):
         assert "`vitlab resume RUN_DIR --nproc 2`" in app.screen.message and "ctrl+r" not in app.screen.message
         live_key = app.screen_stack[0].active_bindings.get("2")  # the footer, under the dialog: no Live keys
         assert live_key is None or not live_key.enabled
+        footer = app.screen_stack[0].query_one(Footer)
+        assert not footer.display  # nor any of the view behind (ctrl+n Add run under Save did nothing)
         app.post_message(EngineEvent(finished_event(), replace(live_events("vit-b")[0], index=1)))
         await pilot.pause()
         await pilot.pause()
-        assert not isinstance(app.screen, Choice)
+        assert not isinstance(app.screen, Choice) and footer.display
         assert "vit-a ended before an answer; nothing was cancelled" in app.told[-1].message
         app.running = False

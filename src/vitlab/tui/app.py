@@ -185,12 +185,18 @@ class VitlabApp(App[int]):
     def on_mount(self) -> None:
         self.sub_title = DEFAULT_EXPERIMENT
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self.screen_change_signal.subscribe(self, self._footer_for)
         for problem in self.theme_problems:
             self.notify(problem, title="Theme not loaded", severity="warning")
         if self.preset is not None:
             self.load_preset_file(self.preset)
         self._redraw_timer = self.set_interval(REFRESH_S, self._tick, pause=True)  # runs while Live shows
         self.call_after_refresh(self._mount_live)
+
+    def _footer_for(self, screen: Screen) -> None:
+        """No footer under a dialog: it listed the keys of the view behind it (ctrl+n Add run under Save), which do
+        nothing there; a dialog says its own keys."""
+        self._setup.screen.query_one(Footer).display = not isinstance(screen, ModalScreen)
 
     def _mount_live(self) -> None:
         from .views.live import LiveView
