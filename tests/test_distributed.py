@@ -132,24 +132,12 @@ def test_a_cancel_heard_after_an_epoch_is_decided_by_every_rank_together(tmp_pat
     """Only rank 0 hears the TUI's cancel. One heard after an epoch's last log point, at the end of its
     evaluation, used to end rank 0 alone while rank 1 went on into the next epoch: gloo aborted both on a
     collective mismatch. Rank 0 is played here by a Dist that records what it asks every rank."""
-    from vitlab.engine import distributed
+    from fakedist import play_rank0
+
     from vitlab.engine.events import EpochEvaluated
 
     asked = []
-
-    class Rank0(distributed.Dist):
-        def any(self, flag, device):
-            asked.append(flag)
-            return flag
-
-        def sum_(self, *tensors):
-            pass
-
-        def max_(self, values, device):
-            return values
-
-    monkeypatch.setattr(distributed, "from_env", lambda: Rank0(0, 2))
-    monkeypatch.setattr(distributed, "wrap", lambda model, d, device: model)
+    play_rank0(monkeypatch, agree=lambda flag: asked.append(flag) or flag)
     evaluated = []
     cfg = RunConfig.model_validate({"name": "v", "model": MODEL, "data": DATA,
                                     "train": {**TRAIN, "epochs": 3, "batch_size": 16, "log_every": 100}})

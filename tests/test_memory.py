@@ -28,24 +28,11 @@ def test_under_ddp_the_largest_rank_s_memory_is_reported(tmp_path, monkeypatch):
     """Each rank reads its own memory; the summary and the live figures carry the largest (per GPU, the one that
     runs out first), gathered at the log points every rank reaches together. Another rank is played here by a
     Dist whose all-reduce returns 10 GB more than this process's figures."""
-    import torch
+    from fakedist import play_rank0
 
-    from vitlab.engine import distributed
     from vitlab.engine.events import StepsLogged
 
-    class OtherRankHigher(distributed.Dist):
-        def max_(self, values, device):
-            return [v + 10_000 for v in values]
-
-        def sum_(self, *tensors):
-            pass
-
-        def any(self, flag, device):
-            return flag
-
-    monkeypatch.setattr(distributed, "from_env", lambda: OtherRankHigher(0, 2))
-    monkeypatch.setattr(distributed, "wrap", lambda model, d, device: model)
-    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: None, raising=False)
+    play_rank0(monkeypatch, largest=lambda values: [v + 10_000 for v in values])
     cfg = RunConfig.model_validate({"name": "m", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 16,
                                                            "heads": 1, "layers": 1},
                                     "data": {"dataset": "synthetic", "image_size": 8, "limit_train": 128,
