@@ -119,7 +119,7 @@ class VitlabApp(App[int]):
         # started a training behind it, ctrl+x twice stacked two cancel dialogs. ctrl+q still quits.
         if action in ("run", "cancel", "save", "show", "presets", "export") and isinstance(self.screen, ModalScreen):
             return False
-        if action == "live_tab":  # not under a dialog: its footer would list keys of the view behind it
+        if action == "live_tab":  # not under a dialog: the keys would switch tabs behind it
             return (self.views.active == "live" and self.live_ready and not self.live.wide
                     and not isinstance(self.screen, ModalScreen))
         return True
