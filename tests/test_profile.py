@@ -4,7 +4,7 @@ import torch
 
 from vitlab.config import RunConfig
 from vitlab.engine.models import LogitsOnly, build_model
-from vitlab.engine.profile import count_flops, profile_run, vit_flops_analytic
+from vitlab.engine.profile import count_flops, guessed, profile_run, vit_flops_analytic
 
 
 def vit(patch=2, dim=192, heads=3, layers=2, size=32, **extra):
@@ -72,11 +72,11 @@ def test_profile_of_a_swin_says_when_its_shapes_are_the_variant_s(tmp_path):
                                          "data": {"dataset": "synthetic", "image_size": 224, "num_classes": 10}})
 
     saved = profile_run(swin(tmp_path / "small"))
-    assert saved.note is None and saved.params < 100_000  # the saved shapes, not Swin-T's 27M
+    assert guessed(swin(tmp_path / "small")) is None and saved.params < 100_000  # the saved shapes, not Swin-T's
     guess = profile_run(swin(tmp_path / "absent"))
     assert guess.params > 27_000_000
-    assert guess.note == (f"model.weights {tmp_path / 'absent'} is not on this machine: the tiny variant's shapes "
-                          "are assumed")
+    assert guessed(swin(tmp_path / "absent")) == (f"model.weights {tmp_path / 'absent'} is not on this machine: "
+                                                  "the tiny variant's shapes are assumed")
 
 
 def test_profile_resnet18_and_image_folder_classes(tmp_path):
@@ -86,12 +86,12 @@ def test_profile_resnet18_and_image_folder_classes(tmp_path):
 
     r = profile_run(resnet(224))
     assert r.params == 11_689_512  # no image folder yet: an ImageNet-sized head, and the profile says so
-    assert r.note == f"no image folder at {tmp_path / 'train'}: a 1000-class head is assumed"
+    assert guessed(resnet(224)) == f"no image folder at {tmp_path / 'train'}: a 1000-class head is assumed"
     assert r.flops == pytest.approx(1.82e9, rel=0.003)  # torchvision's ResNet-18 at 224 px
     for name in ("cat", "dog", "eel"):
         (tmp_path / "train" / name).mkdir(parents=True)
     three = profile_run(resnet(32))
-    assert three.params == 11_689_512 - 997 * 513 and three.note is None  # three class folders: a 3-class head
+    assert three.params == 11_689_512 - 997 * 513 and guessed(resnet(32)) is None  # three class folders: 3 classes
 
 
 def test_profile_counts_trainable_params():

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     exp = load_preset(args.preset, args.overrides)
-    from ..engine.profile import NOT_COUNTED, Profile, profile_run
+    from ..engine.profile import NOT_COUNTED, Profile, guessed, profile_run
 
     done: dict[str, Profile] = {}  # runs that differ by seed or recipe alone have one model to trace
     profiles = []
@@ -41,10 +41,11 @@ def main(args: argparse.Namespace) -> int:
                 raise VitlabError(f"{run.name}: cannot trace {model_label(run.model)} at {run.data.size} px on this "
                                   f"machine ({str(e).splitlines()[0][:160]})") from None
         profiles.append(replace(done[key], name=run.name, config=run.resolved()))
+    notes = [guessed(run) for run in exp.runs]  # what it assumed for weights or data not on this machine
     if args.json:
         print(json.dumps({"experiment": exp.name, "runs": [
             {"name": p.name, "params": p.params, "trainable_params": p.trainable_params, "flops": p.flops,
-             "note": p.note, "config": p.config} for p in profiles]}, indent=2))
+             "note": note, "config": p.config} for p, note in zip(profiles, notes)]}, indent=2))
         return 0
     rows: list[tuple[str, list[RunConfig], Profile]] = []  # a run and its copies with other seeds: one row
     for run, p in zip(exp.runs, profiles):
@@ -73,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
     console.print(table)
     console.print("GFLOPs: one forward pass per image, a multiply-add counted once (fvcore), attention included; "
                   f"not counted: {', '.join(NOT_COUNTED)}.", style="dim")
-    for name, (_, _, p) in zip(names, rows):
-        if p.note:
-            console.print(f"{name}: {p.note}.", style="yellow")
+    note_of = dict(zip((r.name for r in exp.runs), notes))
+    for name, (_, runs, _) in zip(names, rows):
+        if note := note_of[runs[0].name]:
+            console.print(f"{name}: {note}.", style="yellow")
     return 0

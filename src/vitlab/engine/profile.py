@@ -80,7 +80,6 @@ class Profile:
     trainable_params: int
     flops: int | None  # None: not counted (a model too large to trace for a hint)
     config: dict
-    note: str | None = None  # the shapes are a guess: why
 
 
 def classes_for(cfg: RunConfig) -> int:
@@ -107,8 +106,7 @@ def profile_run(cfg: RunConfig, num_classes: int | None = None, trace_limit: int
             else None
         return Profile(cfg.name, params, trainable, flops, cfg.resolved())
     model = build_model(cfg, classes, load_weights=False)
-    note = None if num_classes else guessed(cfg)
-    return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved(), note)
+    return Profile(cfg.name, params, trainable, count_flops(model, cfg.data.size), cfg.resolved())
 
 
 def guessed(cfg: RunConfig) -> str | None:

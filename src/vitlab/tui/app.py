@@ -589,7 +589,6 @@ class VitlabApp(App[int]):
             dialog.dismiss(None)
             self.notify(f"{run} ended before an answer; nothing was cancelled" + (
                 " (ctrl+x asks about the run training now)" if self.running else ""), severity="warning")
-        self._cancel_asked = None if asked_about == run else self._cancel_asked
 
     def on_queue_problem(self, message: QueueProblem) -> None:
         self.state.problem(message.run, message.message)
@@ -647,6 +646,7 @@ class VitlabApp(App[int]):
                    f"(resume it later: {later}).")
 
         def done(answer: str | None) -> None:
+            self._cancel_asked = None
             if not self.running or answer in (None, "keep"):
                 return
             if answer == "all":

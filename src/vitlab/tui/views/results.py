@@ -80,6 +80,7 @@ class ResultsView(Vertical):
         self._groups: list[dict[str, Any]] = []  # the runs' seed groups, as of the last render
         self._scrolled_to: str | None = None  # the sort whose column was last scrolled into view
         self.loads = 0  # history loads so far
+        self._fitted_to = -1  # the table width the last render fitted the long names to
 
     def compose(self) -> ComposeResult:
         yield Static("", id="results-title")
@@ -173,7 +174,8 @@ class ResultsView(Vertical):
         headers = [c.header + (" ▼" if c.numeric else " ▲") if c.key == self.sort_key else c.header
                    for c in columns]
         cells = [format_row(s, columns) for s in rows]
-        widths = fitted_widths(keys, headers, cells, table.scrollable_content_region.width)
+        self._fitted_to = table.scrollable_content_region.width
+        widths = fitted_widths(keys, headers, cells, self._fitted_to)
         for c, header in zip(columns, headers):
             table.add_column(Text(header, justify="right" if c.numeric else "left"), key=c.key)
         for i, (s, row) in enumerate(zip(rows, cells)):
@@ -271,7 +273,8 @@ class ResultsView(Vertical):
         detail.update(text)
 
     def on_resize(self) -> None:
-        self.render_table()  # the long names get the width the answer leaves them
+        if self.query_one(DataTable).scrollable_content_region.width != self._fitted_to:
+            self.render_table()  # the long names get the width the answer leaves them
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self.show_detail()
