@@ -268,3 +268,20 @@ async def test_editing_keys_typed_in_a_burst_apply_in_order(tmp_path):
         for _ in range(5):
             await pilot.pause()
         assert type(app.screen).__name__ != "PresetPicker" and app.setup.queue  # a preset was picked and loaded
+
+
+async def test_f1_comes_back_to_the_field_last_used(tmp_path):
+    """F1 used to focus the form's scroll container: keys typed after it went nowhere until a Tab."""
+    app = make_app(None, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("f3", "f1", "x")  # nothing used yet: the run name
+        await pilot.pause()
+        assert app.focused.id == "f-run-name" and app.focused.value == "x"
+        await pilot.press("tab", "tab", "f2", "f1", "4")
+        await pilot.pause()
+        assert app.focused.id == "f-vit-patch_size" and app.focused.value == "4"
+        app.setup.form.focus()  # a click on the form's scrollbar: not a field to come back to
+        await pilot.press("f3", "f1", "backspace", "6")
+        await pilot.pause()
+        assert app.focused.id == "f-vit-patch_size" and app.focused.value == "6"

@@ -281,7 +281,7 @@ class VitlabApp(App[int]):
     def action_show(self, tab: str) -> None:
         self.views.active = tab
         if tab == "setup":
-            self.setup.form.focus()
+            self.setup.focus_last()
         elif tab == "results":
             for table in self.results.query("#results-table"):  # none yet before its lazy mount
                 table.focus()

@@ -12,7 +12,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.events import DescendantFocus
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
@@ -56,6 +58,7 @@ class SetupView(Horizontal):
         self.profiles: dict[str, tuple[int | None, int | None, str]] = {}  # key -> params, flops, problem
         self._profile_timer: Timer | None = None
         self.config: RunConfig | None = None
+        self._last_focused: Widget | None = None  # F1 comes back to it
 
     def compose(self) -> ComposeResult:
         yield RunForm(id="form")
@@ -87,6 +90,18 @@ class SetupView(Horizontal):
         form.load(default_run())
         self.refresh_queue()
         form.query_one("#f-run-name").focus()
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        if event.widget is not self.form:  # the form's scroll container takes no typing
+            self._last_focused = event.widget
+
+    def focus_last(self) -> None:
+        """Back to the field or button last used here (the run name at first, or if that one is hidden now)."""
+        widget = self._last_focused
+        if widget is None or not widget.is_attached or not widget.can_focus or not all(
+                w.display for w in takewhile(lambda w: w is not self, widget.ancestors_with_self)):
+            widget = self.form.query_one("#f-run-name")
+        widget.focus()
 
     @property
     def form(self) -> RunForm:
