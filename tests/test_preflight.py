@@ -2,7 +2,7 @@
 missing, naming the runs that need it and saying how to get it, and nothing trains."""
 import pytest
 import torch
-from datagen import write_cifar
+from datagen import write_cifar, write_imagefolder
 from hub_cache import in_hub_cache
 
 from vitlab.config import ExperimentConfig, RunConfig
@@ -32,6 +32,25 @@ def test_every_missing_dataset_is_named_with_its_runs(tmp_path):
     assert "c10," not in message and "fetch" not in message  # present, or to be downloaded by the loader
     assert [line.rsplit("Needed by ", 1)[1] for line in message.splitlines()] == ["c100-a, c100-b.", "folder."]
     assert queue_blockers(runs[:2]) is None
+
+
+def test_an_image_folder_imagefolder_would_refuse_is_named_before_the_queue_starts(tmp_path):
+    folder = run("folder", dataset="imagefolder", root=str(tmp_path))
+    write_imagefolder(tmp_path, classes=("cat", "dog"), n_per_class=1, size=4)
+    assert queue_blockers([folder]) is None
+    (tmp_path / "val" / "dog" / "0000.png").rename(tmp_path / "val" / "dog" / "notes.txt")  # not an image
+    (tmp_path / "train" / "emu" / "deep").mkdir(parents=True)
+    (tmp_path / "val" / "emu").mkdir()
+    write_imagefolder(tmp_path / "train" / "emu" / "deep", classes=("x",), n_per_class=1, size=4, splits=("",))
+    _, message = queue_blockers([folder])  # a class's images may sit in subfolders, as ImageFolder reads them
+    assert message == (f"image folder {tmp_path}: no images in val/dog, val/emu; every class folder needs at least "
+                       "one (.jpg, .png, ...) (data.root). Needed by folder.")
+    (tmp_path / "val" / "emu").rmdir()
+    assert "different classes (only in train: ['emu']; only in val: none)" in queue_blockers([folder])[1]
+    for split in ("train", "val"):
+        for path in sorted((tmp_path / split).rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    assert queue_blockers([folder])[1].startswith(f"image folder {tmp_path / 'train'} has no class folders;")
 
 
 def test_missing_weights_are_named_with_how_to_get_them(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,10 +433,7 @@ def missing_data(cfg: DataConfig) -> str | None:
     if cfg.dataset in ("cifar10", "cifar100") and not cfg.download:
         return cifar_missing(cifar_files(cfg))
     if cfg.dataset == "imagefolder":
-        root = Path(cfg.root)
-        for name in ("train", "val"):
-            if not (root / name).is_dir():
-                return f"image folder {root / name} not found; {imagefolder_layout(root)} (data.root)."
+        return imagefolder_problem(Path(cfg.root))
     return None
 
 
@@ -485,6 +483,40 @@ def imagefolder_layout(root: Path) -> str:
     return f"expected {root}/train/<class>/<image> and {root}/val/<class>/<image> with the same class folders"
 
 
+def class_mismatch(root: Path, train: Sequence[str], val: Sequence[str]) -> str | None:
+    if list(train) == list(val):
+        return None
+    only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+    return (f"image folder {root}: train and val have different classes (only in train: {only_train or 'none'}; "
+            f"only in val: {only_val or 'none'}); {imagefolder_layout(root)}")
+
+
+def has_image(folder: Path) -> bool:
+    """Whether ImageFolder finds an image in a class folder (it looks through subfolders, links followed)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return any(name.lower().endswith(IMG_EXTENSIONS) for _, _, names in os.walk(folder, followlinks=True)
+               for name in names)
+
+
+def imagefolder_problem(root: Path) -> str | None:
+    """What ImageFolder would refuse, found before a queue starts: a split missing, no class folders, classes that
+    differ between train and val, a class folder without an image. Stops at each folder's first image."""
+    classes = {}
+    for name in ("train", "val"):
+        if not (root / name).is_dir():
+            return f"image folder {root / name} not found; {imagefolder_layout(root)} (data.root)."
+        classes[name] = sorted(e.name for e in os.scandir(root / name) if e.is_dir())  # as ImageFolder lists them
+        if not classes[name]:
+            return f"image folder {root / name} has no class folders; {imagefolder_layout(root)} (data.root)."
+    if problem := class_mismatch(root, classes["train"], classes["val"]):
+        return problem + "."
+    if empty := [f"{name}/{c}" for name, names in classes.items() for c in names if not has_image(root / name / c)]:
+        return (f"image folder {root}: no images in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}; every "
+                "class folder needs at least one (.jpg, .png, ...) (data.root).")
+    return None
+
+
 def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
     from torch.utils.data import Subset
     from torchvision.datasets import ImageFolder
@@ -498,11 +530,8 @@ def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
         except (FileNotFoundError, NotADirectoryError) as e:
             raise DataError(f"image folder {root / name}: {e}; {layout}") from e
     train, val = folders["train"], folders["val"]
-    if train.classes != val.classes:
-        only_train = sorted(set(train.classes) - set(val.classes))
-        only_val = sorted(set(val.classes) - set(train.classes))
-        raise DataError(f"image folder {root}: train and val have different classes "
-                        f"(only in train: {only_train or 'none'}; only in val: {only_val or 'none'}); {layout}")
+    if problem := class_mismatch(root, train.classes, val.classes):
+        raise DataError(problem)
     mean, std = norm_tensors(IMAGENET_STATS, device)
 
     def split(folder: Any, limit: int | None) -> FolderSplit:
