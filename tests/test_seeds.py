@@ -249,6 +249,12 @@ def test_profile_shows_a_run_and_its_seeds_once(tmp_path, capsys):
     assert "p2 (seeds 0,1,2)" in table and "p4 (seeds 0,1,2)" in table and "p2-s1" not in table
     assert cli_main(["profile", str(path), "--json"]) == 0
     assert [r["name"] for r in json.loads(capsys.readouterr().out)["runs"]][:2] == ["p2-s0", "p2-s1"]
+    apart = tmp_path / "apart.yaml"  # two runs the preset names itself, seeds apart: two rows, each by its name
+    apart.write_text("name: apart\ndefaults: {model: {kind: vit, embed_dim: 16, heads: 2, layers: 1}}\nruns:\n"
+                     "  - {name: first, train: {seed: 0}}\n  - {name: second, train: {seed: 1}}\n")
+    assert cli_main(["profile", str(apart)]) == 0
+    table = capsys.readouterr().out
+    assert "first " in table and "second " in table and "seeds" not in table
 
 
 def test_compare_by_seed_sorts_the_conditions_and_scripts_get_an_empty_list(tmp_path, capsys):

@@ -47,9 +47,9 @@ def main(args: argparse.Namespace) -> int:
             {"name": p.name, "params": p.params, "trainable_params": p.trainable_params, "flops": p.flops,
              "note": note, "config": p.config} for p, note in zip(profiles, notes)]}, indent=2))
         return 0
-    rows: list[tuple[str, list[RunConfig], Profile]] = []  # a run and its copies with other seeds: one row
+    rows: list[tuple[tuple[str, str], list[RunConfig], Profile]] = []  # a run and its other seeds' copies: one row
     for run, p in zip(exp.runs, profiles):
-        key = condition_key(run.resolved())
+        key = (condition_key(run.resolved()), unseeded_name(run.name, run.train.seed))  # runs named apart stay apart
         if rows and rows[-1][0] == key:
             rows[-1][1].append(run)
         else:
