@@ -122,6 +122,15 @@ def test_formats_parse_back(runs):
     assert all(k in doc["runs"][0] for k in ("status", "params", "accuracy", "run_dir", "config"))
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_on_stdout_is_one_line_never_a_traceback(runs):
+    for fmt in ("csv", "table"):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "vitlab", "compare", str(runs), "--format", fmt],
+                                  stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        assert (done.returncode, done.stderr) == (1, "vitlab: cannot write the output: No space left on device\n")
+
+
 def test_plot_written(runs, tmp_path):
     out = vitlab("compare", runs / "study", "--plot", tmp_path / "curves.png")
     assert out.returncode == 0, out.stderr

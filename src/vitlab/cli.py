@@ -6,6 +6,7 @@ Errors a user can act on are printed as one short message, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         commands = {m.NAME for m in _subcommands()}
         if argv and argv[0] in commands or argv[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):
             args = build_parser().parse_args(argv)
-            return args.handler(args)
+            code = args.handler(args)
+            sys.stdout.flush()  # a full disk fails here, while it can still be said
+            return code
         if argv and not argv[0].startswith("-"):
             not_a_command(argv[0], commands)
         args = tui_parser().parse_args(argv)
@@ -87,7 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         print("vitlab: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except BrokenPipeError:  # `vitlab compare ... | head`
+        _drop_stdout()
         return EXIT_OK
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
+            raise
+        _drop_stdout()
+        print(f"vitlab: cannot write {e.filename or 'the output'}: {e.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _drop_stdout() -> None:
+    """Whatever is still buffered for a closed or full stdout would fail again, as a traceback, at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test's capture)
+        pass
 
 
 if __name__ == "__main__":
