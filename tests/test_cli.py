@@ -111,7 +111,7 @@ def test_profile_json_needs_no_data(tmp_path):
     (["run", "{tiny}", "--seeds", "1,1"], "--seeds: give distinct whole numbers 0..4294967295 separated by commas, "
                                           "e.g. 0,1,2 (got '1,1')"),
     (["run", "{tiny}", "--seeds", "1,2", "--set", "train.seed=3"], "--seeds and --set train.seed"),
-    (["run", "{tiny}", "--continue", "--nproc", "2"], "--continue resumes runs in one process"),
+    (["run", "{tiny}", "--continue", "--nproc", "2", "--set", "data.dataset=cifar100"], "CIFAR-100 not found under"),
 ])
 def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
     out = vitlab(*[a.replace("{tiny}", str(tiny)) for a in args], cwd=tmp_path)

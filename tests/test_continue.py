@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from vitlab.config import ExperimentConfig
+from vitlab.engine.continuation import plan
 from vitlab.engine.events import RunKept, RunStarted, WarningRaised
 from vitlab.engine.runner import run_experiment
 from vitlab.errors import CannotStart
@@ -118,3 +119,6 @@ def test_a_run_of_several_processes_is_not_continued_in_one(tmp_path):
     assert again["run_dir"] != done["run_dir"] and again["world_size"] == 1
     [note] = [e.message for e in events if isinstance(e, WarningRaised) and e.code == "continue"]
     assert "trained on 2 processes" in note and "--nproc 2 continues that one" in note
+    # planned for two processes (`--nproc 2 --continue`, the TUI's Processes 2): that run is kept, the other trains
+    [(how, kept, _)] = plan(exp, tmp_path, 2)
+    assert how == "keep" and kept["run_dir"] == done["run_dir"]

@@ -146,3 +146,30 @@ def test_a_cancel_heard_after_an_epoch_is_decided_by_every_rank_together(tmp_pat
                         should_stop=lambda: bool(evaluated))
     assert summary["status"] == "cancelled" and summary["epochs"] == 1
     assert asked[-1] is True  # the cancel went to every rank
+
+
+def test_a_queue_of_several_processes_continues_where_it_stopped(tmp_path):
+    """`--continue --nproc 2`: rank 0 plans and every rank takes its steps, so the finished run is kept, the
+    stopped one resumes in place after a run trained afresh (its ranks reach it at different times), and the
+    runs trained on one process are not mixed in."""
+    path = tmp_path / "queue.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: ddp
+        defaults: {{model: {json.dumps(MODEL)}, data: {json.dumps(DATA)}, train: {json.dumps({**TRAIN, "epochs": 1})}}}
+        runs: [{{name: kept}}, {{name: new}}, {{name: stopped}}]
+    """))
+    runs_dir = tmp_path / "runs"
+    first = vitlab_run(path, "--nproc", 2, "--run", "kept", "--run", "stopped", "--json", "--runs-dir", runs_dir)
+    out, err = first.communicate(timeout=240)
+    assert first.returncode == 0, err
+    kept, stopped = json.loads(out)["runs"]
+    summary = Path(stopped["run_dir"]) / "summary.json"  # as a cancel right after its last checkpoint leaves it
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": "cancelled"}))
+    again = vitlab_run(path, "--nproc", 2, "--continue", "--json", "--runs-dir", runs_dir)
+    out, err = again.communicate(timeout=240)
+    assert again.returncode == 0, err
+    runs = {r["name"]: r for r in json.loads(out)["runs"]}
+    assert runs["kept"]["run_dir"] == kept["run_dir"] and runs["stopped"]["run_dir"] == stopped["run_dir"]
+    assert runs["stopped"]["status"] == "finished" and runs["stopped"]["world_size"] == 2
+    assert runs["new"]["status"] == "finished" and runs["new"]["world_size"] == 2
+    assert "nothing earlier" not in err and "trains afresh" not in err

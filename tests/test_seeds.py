@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import statistics
+import sys
 
 import pytest
 import yaml
@@ -199,7 +200,7 @@ def test_nproc_hands_the_seeds_to_every_torchrun_rank():
     assert cmd[cmd.index("--seeds") + 1] == "0,1" and cmd[cmd.index("--set") + 1] == "train.epochs=1"
 
 
-def test_run_picks_runs_by_name_with_every_seed_and_passes_them_on(tmp_path):
+def test_run_picks_runs_by_name_with_every_seed_and_passes_them_on(tmp_path, monkeypatch):
     from vitlab.cli import build_parser
     from vitlab.commands import pick_runs
     from vitlab.commands.launch import torchrun_command
@@ -216,6 +217,17 @@ def test_run_picks_runs_by_name_with_every_seed_and_passes_them_on(tmp_path):
     args = build_parser().parse_args(["run", str(path), "--run", "p4", "--nproc", "2"])
     cmd = torchrun_command(args)
     assert cmd[cmd.index("--run") + 1] == "p4" and "--run p4" in continue_command(args)
+    import torch.distributed.run
+
+    from vitlab.commands.launch import TORCHRUN
+
+    got = []  # what torchrun makes of it: `--run` was refused as an abbreviated `--run-path`
+    monkeypatch.setattr(torch.distributed.run, "run", got.append)
+    monkeypatch.setattr(sys, "argv", ["-c", *cmd[3:]])
+    exec(TORCHRUN)
+    assert got[0].training_script_args == cmd[cmd.index("vitlab") + 1:] and got[0].nproc_per_node == "2"
+    monkeypatch.setenv("WORLD_SIZE", "2")  # rank 0 of it, after a Ctrl-C: the way on takes as many processes
+    assert continue_command(args).endswith("--run p4 --nproc 2 --continue")
 
 
 def test_settings_of_one_name_trained_apart_are_told_apart():

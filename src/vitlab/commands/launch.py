@@ -18,10 +18,15 @@ from ..engine.store import find_runs, read_run
 from . import LAUNCHED
 
 
+# torchrun, but reading its own options whole: abbreviated, it took vitlab's `--run NAME` for an ambiguous
+# `--run-path` and stopped before starting anything
+TORCHRUN = ("import sys, torch.distributed.run as t; p = t.get_args_parser(); p.allow_abbrev = False; "
+            "t.run(p.parse_args(sys.argv[1:]))")
+
+
 def vitlab_under_torchrun(nproc: int) -> list[str]:
     """`vitlab` on nproc local processes; the caller appends the subcommand and its arguments."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "vitlab"]
+    return [sys.executable, "-c", TORCHRUN, "--standalone", f"--nproc-per-node={nproc}", "-m", "vitlab"]
 
 
 def torchrun_command(args: argparse.Namespace) -> list[str]:
@@ -36,6 +41,8 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
         cmd.append("--json")
     if args.tensorboard:
         cmd.append("--tensorboard")
+    if args.resume_earlier:
+        cmd.append("--continue")
     return cmd
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import CannotStart, VitlabError
+from ..errors import CannotStart
 from ..presets import load_preset, parse_seeds
 from . import LAUNCHED, pick_runs, positive_int, user_path
 from .progress import ProgressPrinter
@@ -121,6 +121,8 @@ def continue_command(args: argparse.Namespace) -> str:
     words += ["--tensorboard"] if args.tensorboard else []
     words += ["--json"] if args.json else []
     words += ["--runs-dir", str(args.runs_dir)] if args.runs_dir != Path("runs") else []
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # a rank of `--nproc N` was launched without the flag
+    words += ["--nproc", str(world)] if world > 1 else []
     return shlex.join([*words, "--continue"])
 
 
@@ -128,14 +130,16 @@ def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
     seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
     exp = pick_runs(load_preset(args.preset, overrides, seeds=seeds), args.runs)
-    if args.resume_earlier and (args.nproc > 1 or "WORLD_SIZE" in os.environ):
-        raise VitlabError("--continue resumes runs in one process; with --nproc, resume a run with "
-                          "`vitlab resume RUN_DIR` or leave out --continue")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..engine.preflight import queue_blockers
         from .launch import launch_torchrun, torchrun_command
 
-        if missing := queue_blockers(exp.runs):  # said once here, not by every rank
+        runs = exp.runs
+        if args.resume_earlier:  # a run still training elsewhere is said once here too; kept runs need nothing
+            from ..engine.continuation import plan
+
+            runs = [cfg for cfg, (how, _, _) in zip(exp.runs, plan(exp, args.runs_dir, args.nproc)) if how != "keep"]
+        if missing := queue_blockers(runs):  # said once here, not by every rank
             raise CannotStart(missing[1])
         return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name)
     console = wide_when_piped(Console(stderr=True, highlight=False))
@@ -154,8 +158,8 @@ def main(args: argparse.Namespace) -> int:
             ended.append(event.summary)
         printer(event)
 
-    # --continue trains in one process: under torchrun there is no such command to offer
-    again = None if "WORLD_SIZE" in os.environ else continue_command(args)
+    # under a torchrun a user started (several machines, say) there is no command line of ours to offer
+    again = continue_command(args) if "WORLD_SIZE" not in os.environ or os.environ.get(LAUNCHED) else None
     report = functools.partial(run_and_report, exp.name, as_json=args.json, console=console,
                                planned=[r.name for r in exp.runs], again=again)
     try:

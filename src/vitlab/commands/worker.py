@@ -114,7 +114,7 @@ def first_line(fd: int = 0) -> str:
 def torchrun_command(args: argparse.Namespace) -> list[str]:
     from .launch import vitlab_under_torchrun
 
-    resume = ["--resume-dir", str(args.resume_dir)] if args.resume_dir else []
+    resume = ["--resume-dir", str(args.resume_dir)] if args.resume_dir else ["--continue"] if args.resume_earlier else []
     return [*vitlab_under_torchrun(args.nproc), NAME, "--experiment-json", str(args.experiment_json),
             "--runs-dir", str(args.runs_dir), *resume]
 
@@ -188,13 +188,13 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, control.on_signal)
     if rank0:
         threading.Thread(target=control.listen, name="control", daemon=True).start()
-    from ..engine.continuation import TRAIN, plan
+    from ..engine.continuation import TRAIN, shared_plan
     from ..engine.preflight import queue_blockers
     from ..engine.runner import resume_run, run_step  # torch loads here
 
     try:
         try:
-            steps = plan(exp, args.runs_dir) if args.resume_earlier else [TRAIN] * len(exp.runs)
+            steps = shared_plan(exp, args.runs_dir) if args.resume_earlier else [TRAIN] * len(exp.runs)
         except VitlabError as e:  # one of them is still training elsewhere
             stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
             return 1

@@ -36,9 +36,9 @@ def _changes(was: RunConfig, now: RunConfig) -> str:
     return ", ".join(f"{k} {a.get(k)} -> {b.get(k)}" for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
-def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
-    """What to do with each run of the queue, with the earlier run it builds on and what a user should be told
-    about it. Nothing is changed on disk."""
+def plan(exp: ExperimentConfig, runs_dir: Path, world: int = 1) -> list[Step]:
+    """What to do with each run of the queue trained on `world` processes, with the earlier run it builds on and
+    what a user should be told about it. Nothing is changed on disk."""
     where = Path(runs_dir) / exp.name
     earlier = [(s, c) for s in (find_runs([where]) if where.is_dir() else []) if (c := _config(s))]  # newest first
     steps: list[Step] = []
@@ -49,8 +49,8 @@ def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
         named = [(s, c) for s, c in earlier if unseeded_name(c.name, c.train.seed) == base]
         # the same training: what only watches it (--tensorboard, log_every, loader workers) may differ
         same = [s for s, c in named if trained_key(c.resolved(), seed=True) == trained_key(cfg.resolved(), seed=True)]
-        # --continue trains in one process: a run of `--nproc N` had N times its effective batch
-        apart = [s for s in same if (s.get("world_size") or 1) != 1]
+        # the effective batch counts every process: a run on another number of them trained another recipe
+        apart = [s for s in same if (s.get("world_size") or 1) != world]
         same = [s for s in same if s not in apart]
         finished = next((s for s in same if s.get("status") == "finished"), None)
         if finished is not None:
@@ -60,9 +60,10 @@ def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
             note = (f"its settings changed since {changed[0][0]['run_dir']} ({_changes(changed[0][1], cfg)}): it "
                     "trains afresh" if changed else None)
             if apart:
-                note = (f"{apart[0]['run_dir']} trained on {apart[0]['world_size']} processes, so its effective batch "
-                        f"differs: it trains afresh in one (vitlab resume {apart[0]['run_dir']} --nproc "
-                        f"{apart[0]['world_size']} continues that one)")
+                was = apart[0].get("world_size") or 1
+                note = (f"{apart[0]['run_dir']} trained on {processes(was)}, so its effective batch differs: it trains "
+                        f"afresh on {processes(world)} (vitlab resume {apart[0]['run_dir']}"
+                        f"{f' --nproc {was}' if was > 1 else ''} continues that one)")
             steps.append(("train", None, note))
         elif same[0].get("status") == "running":
             raise CannotStart(f"{cfg.name}: {same[0]['run_dir']} is still training (its heartbeat is fresh); let it "
@@ -77,3 +78,31 @@ def plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
     if not earlier and exp.runs:
         steps[0] = ("train", None, f"nothing earlier in {where}: every run of the queue trains")
     return steps
+
+
+def processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
+
+
+def shared_plan(exp: ExperimentConfig, runs_dir: Path) -> list[Step]:
+    """plan() for every process of a run under torchrun: rank 0 reads the runs directory and tells the others, so
+    that all take the same steps (each reading it while rank 0 already writes a run's directory and heartbeat
+    could disagree, and a rank on other steps waits on its collectives for good). Raises CannotStart on every rank
+    alike."""
+    from . import distributed
+
+    d = distributed.from_env()
+    if not d.enabled:
+        return plan(exp, runs_dir)
+    import torch.distributed as dist
+
+    answer: list[object] = [None]
+    if d.is_main:
+        try:
+            answer[0] = plan(exp, runs_dir, d.world)
+        except CannotStart as e:
+            answer[0] = str(e)
+    dist.broadcast_object_list(answer, src=0)
+    if isinstance(answer[0], str):
+        raise CannotStart(answer[0])
+    return answer[0]

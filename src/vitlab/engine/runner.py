@@ -26,7 +26,7 @@ from ..config import ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, fr
 from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
-from .continuation import TRAIN, Step, plan
+from .continuation import TRAIN, Step, processes, shared_plan
 from .cpu_share import CpuShare
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
                      ShouldStop, StepsLogged, WarningRaised, ignore, never)
@@ -549,7 +549,8 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
                total_runs: int = 1) -> dict[str, Any]:
     """Continue a cancelled, failed, interrupted or killed run from its last checkpoint, in place."""
     run_dir = Path(run_dir)
-    cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")))
+    # rank 0 alone asks whether the run is alive: the others may get there after its heartbeat started (in a queue)
+    cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")), alive_check=is_main_process())
     if is_main_process():
         _drop_metrics_after_checkpoint(run_dir)
     store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
@@ -558,7 +559,7 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
                started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
 
 
-def resumable(run_dir: Path, world: int) -> tuple[RunConfig, dict[str, Any]]:
+def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:
     """The run's config and summary when it can resume on `world` processes; else VitlabError says why (the
     `--nproc` launcher asks first, so that its ranks do not each refuse)."""
     if not run_dir.is_dir():
@@ -587,7 +588,7 @@ def resumable(run_dir: Path, world: int) -> tuple[RunConfig, dict[str, Any]]:
         pass
     if summary.get("status") == "finished":
         raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
-    if heartbeat_alive(run_dir):  # two processes would write one run directory
+    if alive_check and heartbeat_alive(run_dir):  # two processes would write one run directory
         raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); stop it first "
                           "(ctrl+x in vitlab) or wait for it")
     trained_on, here = summary.get("world_size") or 1, world
@@ -608,10 +609,6 @@ def resumable(run_dir: Path, world: int) -> tuple[RunConfig, dict[str, Any]]:
                  "one the run was started in)") if relative else ""
         raise VitlabError(f"{run_dir}: cannot resume: {missing[1]}{where}")
     return cfg, summary
-
-
-def processes(n: int) -> str:
-    return "1 process" if n == 1 else f"{n} processes"
 
 
 def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
@@ -653,7 +650,7 @@ def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore
     `resume_earlier` (`vitlab run --continue`): keep or resume the earlier runs of the same config (continuation)."""
     from .preflight import queue_blockers
 
-    steps = plan(exp, runs_dir) if resume_earlier else [TRAIN] * len(exp.runs)
+    steps = shared_plan(exp, runs_dir) if resume_earlier else [TRAIN] * len(exp.runs)
     if missing := queue_blockers([cfg for cfg, (how, _, _) in zip(exp.runs, steps) if how != "keep"]):
         raise CannotStart(missing[1])
     summaries = []

@@ -446,9 +446,7 @@ class VitlabApp(App[int]):
         from ..engine.continuation import plan
 
         try:
-            # runs of several processes continue one at a time (r in Results), each rank planning on its own while
-            # rank 0 already writes could disagree; and a run of one process had another effective batch
-            steps = plan(exp, self.runs_dir) if nproc == 1 else []
+            steps = plan(exp, self.runs_dir, nproc)
         except CannotStart:  # one is training elsewhere: nothing to continue, training afresh is allowed
             steps = []
         kinds = [how if how != "keep" or earlier["status"] == "finished" else "failed" for how, earlier, _ in steps]
