@@ -285,3 +285,24 @@ async def test_f1_comes_back_to_the_field_last_used(tmp_path):
         await pilot.press("f3", "f1", "backspace", "6")
         await pilot.pause()
         assert app.focused.id == "f-vit-patch_size" and app.focused.value == "6"
+
+
+async def test_a_number_typed_is_kept_as_typed_and_checked(tmp_path):
+    """Input's integer type dropped the keys it does not take: "8.5" became an image size of 85, accepted."""
+    app = make_app(None, tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await form_ready(pilot)
+        form = app.setup.form
+        for wid, typed, words in (("f-data-image_size", "8.5", "must be a whole number"),
+                                  ("f-train-lr", "0,001", "must be a number")):
+            form.query_one(f"#{wid}", Input).focus()
+            await pilot.pause()
+            await pilot.press(*typed)
+            await settle_form(pilot)
+            assert form.query_one(f"#{wid}", Input).value == typed
+            assert words in str(form.query_one(f"#{wid}-err", Static).render())
+            form.query_one(f"#{wid}", Input).value = {"f-data-image_size": "", "f-train-lr": "1e-3"}[wid]
+        app.setup.query_one("#nproc", Input).focus()
+        await pilot.press("1", ".", "5")  # 15 processes on a machine with 16 GPUs
+        await pilot.pause()
+        assert app.setup.nproc is None and "Processes (GPUs) must be 1 to" in str(app.setup.query_one("#run-hint").render())

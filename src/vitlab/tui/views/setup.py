@@ -78,7 +78,7 @@ class SetupView(Horizontal):
             limit, what = max_processes()
             with Horizontal(id="nproc-row"):
                 yield Label("Processes (GPUs)")
-                yield Input("1", id="nproc", type="integer", compact=True, tooltip=(
+                yield Input("1", id="nproc", compact=True, tooltip=(
                     f"Train each run on N local processes with DistributedDataParallel (torchrun): "
                     f"1 to {limit} ({what})"))
             yield Static("", id="run-hint")

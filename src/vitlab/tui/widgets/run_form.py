@@ -38,11 +38,12 @@ def make_widget(spec: Spec) -> Widget:
                       classes="field-input")
     if spec.type == "bool":
         return TickBox("", compact=True, id=wid, classes="field-input")
-    kind = {"int": "integer", "opt_int": "integer", "float": "number"}.get(spec.type, "text")
     # focus selects the value, so typing replaces it (Tab to "Heads 3", type 7: 7, not 37), and the run name
     # needs no ctrl+u first: typed in the app's busy first second, ctrl+u (a binding, handled after the key
-    # has bubbled up to the app) could land after the letters that followed it and wipe them
-    return Input(placeholder=spec.placeholder, type=kind, compact=True, id=wid, classes="field-input")
+    # has bubbled up to the app) could land after the letters that followed it and wipe them.
+    # Numbers are typed as text and checked by the schema: Input's integer and number types drop the keys they
+    # do not take, so "8.5" became 85 and a learning rate of "0,001" became 1, without a word.
+    return Input(placeholder=spec.placeholder, compact=True, id=wid, classes="field-input")
 
 
 def field_rows(specs: list[Spec] | tuple[Spec, ...], section: str | None = None) -> list[Widget]:
