@@ -156,3 +156,31 @@ async def test_live_names_a_run_an_earlier_vitlab_left_training(runs_dir):
         await pilot.pause()
         text = str(app.live.query_one("#progress-text").render())
         assert "Training in the background, from an earlier vitlab: old/vit-bg" in text
+
+
+async def test_the_charts_turn_to_the_next_run_at_once_and_a_hidden_log_does_not_keep_the_view_redrawing():
+    """Charts redraw at most every few seconds; the next run's start used to wait for that too, and its empty
+    chart sat under the previous run's curve. The Log tab, hidden at 80x24, kept every pane redrawing each tick."""
+    from vitlab.tui.widgets.live_panes import LossChart
+
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        app.state.start_queue(["vit-a", "vit-b"], ["m", "m"])
+        app.views.active = "live"
+        await pilot.pause()
+        for ev in live_events("vit-a"):
+            app.post_message(EngineEvent(ev))
+        await pilot.pause()
+        app.live.redraw(force=True)
+        chart = app.query_one(LossChart)
+        assert chart._shown[:2] == ("vit-a", len(app.state.runs["vit-a"].steps))
+        assert app.live.drawn == app.state.version  # nothing left waiting: the next tick redraws nothing
+        app.post_message(EngineEvent(live_events("vit-b")[0]))
+        await pilot.pause()
+        app.live.redraw()  # not forced, well within the charts' 3 s
+        assert chart._shown[0] == "vit-b"
+        await pilot.press("3")  # the log, kept back while hidden, is written when its tab shows
+        await pilot.pause()
+        await pilot.pause()
+        assert "vit-b: started" in "\n".join(line.text for line in app.query_one(LogPane).lines)

@@ -5,6 +5,7 @@ the charts and the log in tabs. The panes hold no data of their own, so switchin
 """
 from __future__ import annotations
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
@@ -73,6 +74,10 @@ class LiveView(Vertical):
             if isinstance(pane, Pane):
                 waiting |= pane.update_from(self.state, force)
         self.drawn = -1 if waiting else self.state.version  # something deferred: look again next time
+
+    @on(TabbedContent.TabActivated, "#live-tabs")
+    def _tab_shown(self) -> None:
+        self.call_after_refresh(self.redraw, True)  # what a hidden pane kept back, drawn now at its width
 
     def show_tab(self, tab: str) -> None:
         if self.is_mounted and not self.wide:

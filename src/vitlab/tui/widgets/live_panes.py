@@ -85,7 +85,8 @@ class Chart(PlotextPlot, Pane):
         key = self.data_key(state.current_track)
         if key == self._shown:
             return False
-        if not force and time.monotonic() - self._drawn_at < CHART_S:
+        same_run = bool(key and self._shown) and key[0] == self._shown[0]  # another run's curves: at once
+        if not force and same_run and time.monotonic() - self._drawn_at < CHART_S:
             return True
         self._shown, self._drawn_at = key, time.monotonic()
         self.plt.clear_data()
@@ -294,7 +295,9 @@ class LogPane(RichLog, Pane):
         if not force and time.monotonic() - self.written_at < LOG_S:
             return True
         if not all(node.display for node in self.ancestors_with_self if isinstance(node, Widget)):
-            return True  # in a hidden tab RichLog wraps at its min_width (20): written when shown, at its width
+            # in a hidden tab RichLog wraps at its min_width (20): written when its tab shows (LiveView._tab_shown),
+            # at its width; not waiting meanwhile, or every tick would redraw every pane
+            return False
         self.written_at = time.monotonic()
         lines = list(state.log)[-new:] if new < len(state.log) else list(state.log)
         styles = {"warning": "yellow", "error": "red", "success": "green", "dim": "dim", "bold": "bold"}
