@@ -100,6 +100,10 @@ async def test_long_names_give_way_to_the_answer_at_80_columns(runs_dir):
         assert run.endswith("…") and name.startswith(run[:-1]) and model.endswith("…")
         assert str(table.get_cell_at((0, 4))) == "cancelled"
         assert f"demo/{name}" in str(app.results.query_one("#results-detail").render())
+        app.results.render_table()  # drawn before DataTable's next idle (a busy CPU): every cell fits already
+        cells = [[str(table.get_cell_at((r, i))) for i in range(len(keys))] for r in range(table.row_count)]
+        widths = [c.get_render_width(table) - 2 * table.cell_padding for c in table.ordered_columns]
+        assert all(len(cell) <= width for row in cells for cell, width in zip(row, widths)), (widths, cells)
 
 
 def seeded(name: str, seed: int, accuracy: float, started: str) -> dict:
@@ -181,3 +185,16 @@ async def test_a_run_resumed_in_this_session_shows_as_training_not_as_it_stopped
         app.results.run_started(str(d))
         await wait_for(pilot, lambda: app.results.rows()[0].get("status") == "running")
         assert app.results.rows()[0]["name"] == "again"
+
+
+async def test_the_highlighted_run_stays_highlighted_when_rows_move(runs_dir):
+    """A run ending in this session goes to the top: the cursor stayed on the row number, now another run's, and
+    r, the detail line and the next key were about that one."""
+    async with results_at_80x24(runs_dir) as (app, pilot):
+        table = app.results.query_one("#results-table")
+        await pilot.press("down", "down")
+        before = app.results.rows()[table.cursor_row]["name"]
+        app.results.add_session_run(summary("new-one", run_dir=str(runs_dir / "demo" / "new-one")))
+        await pilot.pause()
+        assert app.results.rows()[0]["name"] == "new-one"
+        assert app.results.rows()[table.cursor_row]["name"] == before

@@ -169,6 +169,9 @@ class ResultsView(Vertical):
         columns = self.columns(rows)
         keys = [c.key for c in columns]
         cursor = table.cursor_row
+        # the run highlighted stays highlighted where the rows move (a resumed run ending went to the top, and the
+        # cursor stayed on the row number, now another run's)
+        chosen = table.coordinate_to_cell_key((cursor, 0)).row_key.value if 0 <= cursor < table.row_count else None
         table.clear(columns=True)
         table.fixed_columns = keys.index("run") + 1 if "run" in keys else 1  # the name stays while scrolling
         headers = [c.header + (" ▼" if c.numeric else " ▲") if c.key == self.sort_key else c.header
@@ -176,9 +179,12 @@ class ResultsView(Vertical):
         cells = [format_row(s, columns) for s in rows]
         self._fitted_to = table.scrollable_content_region.width
         widths = fitted_widths(keys, headers, cells, self._fitted_to)
-        for c, header in zip(columns, headers):
-            table.add_column(Text(header, justify="right" if c.numeric else "left"), key=c.key)
-        for i, (s, row) in enumerate(zip(rows, cells)):
+        for c, header, width in zip(columns, headers, widths):
+            # widths given, not measured: DataTable measures its cells when idle, and a table drawn before that
+            # (a busy CPU, right after a queue ended) showed every cell cut to its header's width
+            table.add_column(Text(header, justify="right" if c.numeric else "left"), key=c.key, width=width)
+        row_keys = [f"condition-{i}" for i in range(len(rows))] if self.by_seed else [run_key(s) for s in rows]
+        for s, row, key in zip(rows, cells, row_keys):
             styled = [Text(shorten(cell, width), justify="right" if c.numeric else "left")
                       for c, cell, width in zip(columns, row, widths)]
             status = s.get("status", "")
@@ -186,9 +192,9 @@ class ResultsView(Vertical):
                 styled[keys.index("status")].stylize(STATUS_STYLE[status])
             if not self.by_seed and self.of_session(s) and "run" in keys:
                 styled[keys.index("run")].stylize("bold")
-            table.add_row(*styled, key=f"condition-{i}" if self.by_seed else run_key(s))
+            table.add_row(*styled, key=key)
         if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+            table.move_cursor(row=row_keys.index(chosen) if chosen in row_keys else min(cursor, len(rows) - 1))
         if self.sort_key != self._scrolled_to and self.sort_key in keys:
             # once per new sort: a reload of a running run's figures must not undo the user's own scrolling
             self._scrolled_to = self.sort_key
