@@ -314,7 +314,7 @@ async def test_the_picker_lists_every_preset_file_and_says_what_is_wrong_with_a_
         await pilot.pause()
         about = picker.query_one("#preset-about")
         assert about.region.bottom <= picker.query_one("#preset-picker-dialog").content_region.bottom
-        assert str(about.render()).rstrip().endswith("one GPU.")
+        assert str(about.render()).rstrip().endswith("ga-study.yaml)") and "one GPU.  (" in str(about.render())
 
 
 async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_dir):

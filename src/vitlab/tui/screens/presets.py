@@ -15,6 +15,16 @@ from ...report import runs_count
 from ..widgets.jump_list import JumpList
 
 
+def short_path(path: Path) -> str:
+    """presets/x.yaml under the working directory, ~/... under home: the whole absolute path was cut mid-word."""
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
 class PresetPicker(ModalScreen[Path | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
 
@@ -26,13 +36,15 @@ class PresetPicker(ModalScreen[Path | None]):
         with Vertical(classes="dialog wide-dialog", id="preset-picker-dialog"):
             yield Static("Load a preset into the queue", classes="dialog-title")
             items = []
+            names = [p.name for p in self.presets]
             for p in self.presets:
                 text = Text()
                 text.append(p.name, style="bold red" if p.error else "bold")
                 text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
                 if p.missing:
                     text.append(f"  needs {', '.join(p.missing)}", style="yellow")
-                text.append(f"  {p.path}", style="dim")
+                if names.count(p.name) > 1:  # which is which; otherwise the line under the list says where
+                    text.append(f"  {short_path(p.path)}", style="dim")
                 items.append(ListItem(Label(text)))  # an invalid one too: highlighted, it shows what is wrong
             yield JumpList(*items, id="preset-list")
             # the keys above the description: a long one ran past the bottom of 24 rows and took the hint along
@@ -50,8 +62,8 @@ class PresetPicker(ModalScreen[Path | None]):
         if lst.index is None or lst.index >= len(self.presets):
             return
         p = self.presets[lst.index]
-        self.query_one("#preset-about", Static).update(
-            Text(p.error, style="red") if p.error else Text(p.description or "(no description)"))
+        about = Text(p.error, style="red") if p.error else Text(p.description or "(no description)")
+        self.query_one("#preset-about", Static).update(about.append(f"  ({short_path(p.path)})", style="dim"))
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
         lst = self.query_one(ListView)
