@@ -169,10 +169,14 @@ def describe_error(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str
     return loc, msg
 
 
-def describe_errors(e: ValidationError) -> str:
-    """Every error of an experiment's validation on one line, each as 'field.path: message'."""
-    return "; ".join(f"{'.'.join(map(str, loc)) or 'experiment'}: {text}"
-                     for loc, text in (describe_error(err, {}) for err in e.errors()))
+def describe_errors(e: ValidationError, labels: dict[str, str] | None = None) -> str:
+    """Every error of an experiment's validation on one line, each as 'field.path: message' (or as `labels` name
+    the field: a dialog's "Experiment name" for `name`)."""
+    def where(loc: tuple) -> str:
+        path = ".".join(map(str, loc)) or "experiment"
+        return (labels or {}).get(path, path)
+
+    return "; ".join(f"{where(loc)}: {text}" for loc, text in (describe_error(err, {}) for err in e.errors()))
 
 
 def _issue(file: str, line: int | None, where: str, message: str) -> str:

@@ -120,7 +120,8 @@ async def test_pick_preset_save_and_load_back_identically(tmp_path, project_tiny
         dialog.query_one("#in-path", Input).value = str(other)
         await pilot.click("#ok")
         await pilot.pause()
-        assert app.screen is dialog and "not a safe name" in str(dialog.query_one("#dialog-note").render())
+        assert app.screen is dialog and "Experiment name: 'my exp/1' is not a safe name" in str(
+            dialog.query_one("#dialog-note").render())  # the field by its label in the dialog
         assert "Value error" not in str(dialog.query_one("#dialog-note").render())
         dialog.query_one("#in-name", Input).value = "my-exp"
         await pilot.pause()
@@ -276,7 +277,9 @@ async def test_export_asks_before_replacing_a_file_and_keeps_a_bad_name(tmp_path
         path_input = dialog.query_one("#in-path", Input)
         path_input.value = str(tmp_path / "table.txt")
         path_input.focus()
-        await enter_keeps_the_dialog(pilot, dialog, "name a .md, .csv or .json file")
+        await enter_keeps_the_dialog(pilot, dialog, "table.txt: name a .md, .csv or .json file")
+        path_input.value = " "  # said ": name a ..." with no name in it
+        await enter_keeps_the_dialog(pilot, dialog, "File: give a file name ending in .md, .csv or .json")
         path_input.value = str(notes)
         await enter_keeps_the_dialog(pilot, dialog, "exists: Export again to replace it")
         assert notes.read_text() == "# my notes"

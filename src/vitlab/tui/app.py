@@ -344,7 +344,7 @@ class VitlabApp(App[int]):
             try:
                 self.setup.experiment(values["name"], values["description"])
             except ValidationError as e:
-                return describe_errors(e)
+                return describe_errors(e, {"name": "Experiment name", "description": "Description"})
             return self.replace_check(target(values), warned, "Save")
 
         prompt = PathPrompt("Save as a preset", [("name", "Experiment name", name),
@@ -390,6 +390,8 @@ class VitlabApp(App[int]):
         warned: set[Path] = set()
 
         def check(values: dict) -> str | None:
+            if not values["path"].strip():
+                return "File: give a file name ending in .md, .csv or .json"
             path = Path(values["path"]).expanduser()
             if path.suffix.lower() not in EXPORTS:
                 return f"{path.name}: name a .md, .csv or .json file"
