@@ -433,3 +433,22 @@ async def test_resume_from_results_continues_a_cancelled_run_to_the_end(runs_dir
     summary = json.loads((Path(cancelled["run_dir"]) / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 3
     assert summary["started_at"] == cancelled["started_at"]
+
+
+async def test_the_forms_run_trained_alone_then_queued_is_not_called_unsaved(runs_dir):
+    """ctrl+r on an empty queue trains the form's run; queued afterwards, quit said it had "changes that no preset
+    holds", though its training (RUNS_DIR/.tui/ and its run directory) holds it."""
+    runs_dir.mkdir()
+    (runs_dir / "my-experiment").write_text("")  # nothing needs to train for it: it stops at once
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.running)
+        await wait_for(pilot, lambda: not app.running, timeout=60)
+        await pilot.press("f1", "ctrl+n")
+        await pilot.pause()
+        assert [r.name for r in app.setup.queue] == ["run-1"] and not app.setup.unsaved
+        await pilot.press("ctrl+n")  # a second one, by hand: that one is named
+        await pilot.pause()
+        assert app.setup.unsaved and app.setup.unsaved_text().endswith("(run-2)")

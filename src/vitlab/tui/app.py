@@ -513,6 +513,7 @@ class VitlabApp(App[int]):
         self.running, self.child, self._quit_pending, self._last_ended = True, child, False, None
         self.nproc = nproc
         self.setup.keep_queue()  # each run's config.yaml and the experiment in RUNS_DIR/.tui/ keep it now
+        self.setup.keep(exp.runs)  # the form's run trained alone, or the seeds' copies
         self.setup.refresh_target()
         self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
         self.state.add_log("dim", f"training process {child.pid}" + (f" ({nproc} processes)" if nproc > 1 else "")
@@ -704,7 +705,8 @@ class VitlabApp(App[int]):
                 elif answer == "quit":
                     self.exit(0)
 
-            self.push_screen(Choice("Quit vitlab?", f"{self.setup.unsaved_text()}: quitting loses it.",
+            self.push_screen(Choice("Quit vitlab?", f"{self.setup.unsaved_text()}: quitting loses "
+                                    f"{'it' if len(self.setup.unkept()) == 1 else 'them'}.",
                                     [("save", "Save and quit…", "primary"), ("quit", "Quit anyway", "error"),
                                      ("back", "Back", "default")]), answered)
             return

@@ -1,6 +1,7 @@
 """The Setup view: the run form, live derived figures, and the run queue."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from itertools import takewhile
@@ -52,7 +53,7 @@ class SetupView(Horizontal):
     def __init__(self, profiler: Callable[[RunConfig], Any] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.queue: list[RunConfig] = []
-        self._kept: list[dict] = []  # the queue as last loaded, saved or trained: replacing that loses nothing
+        self._kept: set[str] = set()  # each run a preset file or training holds, as JSON: losing it loses nothing
         self.editing: int | None = None  # queue index the form edits, None: a new run
         self.profiler = profiler
         self.profiles: dict[str, tuple[int | None, int | None, str]] = {}  # key -> params, flops, problem
@@ -125,17 +126,26 @@ class SetupView(Horizontal):
         self.show_derived()  # the effective batch counts every process
 
     # -- queue ------------------------------------------------------------------------------------
+    def keep(self, runs: list[RunConfig]) -> None:
+        """These runs are kept somewhere now (a preset file, or the run directories of their training)."""
+        self._kept.update(json.dumps(r.resolved(), sort_keys=True) for r in runs)
+
     def keep_queue(self) -> None:
-        """The queue as it is now is kept somewhere (a preset file, or the run directories of its training)."""
-        self._kept = [r.resolved() for r in self.queue]
+        self.keep(self.queue)
+
+    def unkept(self) -> list[RunConfig]:
+        """Runs queued by hand (or changed) that no preset file or training holds: quitting would lose them. A run
+        trained from the form alone and then queued is held by its run directory (it was asked about)."""
+        return [r for r in self.queue if json.dumps(r.resolved(), sort_keys=True) not in self._kept]
 
     @property
     def unsaved(self) -> bool:
-        """Runs queued by hand (or changed) that no preset file or training holds: quitting would lose them."""
-        return bool(self.queue) and [r.resolved() for r in self.queue] != self._kept
+        return bool(self.unkept())
 
     def unsaved_text(self) -> str:
-        return f"The queue ({runs_count(len(self.queue))}) has changes that no preset holds"
+        runs = self.unkept()
+        names = ", ".join(r.name for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
+        return f"The queue holds {runs_count(len(runs))} that no preset or training holds ({names})"
 
     def load_experiment(self, exp: ExperimentConfig) -> None:
         self.queue = list(exp.runs)
