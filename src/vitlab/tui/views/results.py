@@ -105,6 +105,9 @@ class ResultsView(Vertical):
         self.reload()
 
     def action_show_all(self) -> None:
+        if not any(cancelled_early(s) and not self.of_session(s) for s in self.history):  # `a` did nothing, silently
+            self.app.notify("Every run is shown already: none was cancelled in its first epoch.")
+            return
         self.show_all = not self.show_all
         self.render_table()
 
