@@ -173,8 +173,8 @@ class ResultsView(Vertical):
         keys = [c.key for c in columns]
         cursor = table.cursor_row
         # the run highlighted stays highlighted where the rows move (a resumed run ending went to the top, and the
-        # cursor stayed on the row number, now another run's)
-        chosen = table.coordinate_to_cell_key((cursor, 0)).row_key.value if 0 <= cursor < table.row_count else None
+        # cursor stayed on the row number, now another run's); on the first row it stays there, on the newest run
+        chosen = table.coordinate_to_cell_key((cursor, 0)).row_key.value if 0 < cursor < table.row_count else None
         table.clear(columns=True)
         table.fixed_columns = keys.index("run") + 1 if "run" in keys else 1  # the name stays while scrolling
         headers = [c.header + (" ▼" if c.numeric else " ▲") if c.key == self.sort_key else c.header
