@@ -122,3 +122,40 @@ def test_a_run_of_several_processes_is_not_continued_in_one(tmp_path):
     # planned for two processes (`--nproc 2 --continue`, the TUI's Processes 2): that run is kept, the other trains
     [(how, kept, _)] = plan(exp, tmp_path, 2)
     assert how == "keep" and kept["run_dir"] == done["run_dir"]
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])  # off, or on and the file deleted
+def test_a_run_without_a_checkpoint_is_not_resumed_over_its_epochs(tmp_path, checkpoint, capsys):
+    """Resumed without checkpoint.pt, a run trained again from epoch 1 in its own directory: its recorded epochs
+    were dropped from metrics.jsonl and its summary overwritten, after vitlab itself had said "resume with"."""
+    import json
+    import sys
+
+    from rich.console import Console
+
+    from vitlab.commands.progress import ProgressPrinter
+    from vitlab.engine.events import RunCancelled
+    from vitlab.engine.runner import resume_run
+    from vitlab.errors import VitlabError
+
+    train = {"epochs": 1, "batch_size": 32, "checkpoint": checkpoint}
+    exp = ExperimentConfig.model_validate({"name": "sweep", "runs": [{"name": "r0", "model": MODEL, "data": DATA,
+                                                                       "train": train}]})
+    [done] = run_experiment(exp, runs_dir=tmp_path)
+    run_dir = tmp_path / "sweep" / os.path.basename(done["run_dir"])
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    cancelled = {**json.loads((run_dir / "summary.json").read_text()), "status": "cancelled"}
+    (run_dir / "summary.json").write_text(json.dumps(cancelled))
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    why = "train.checkpoint was off" if not checkpoint else "it is gone"
+    with pytest.raises(VitlabError, match=f"no checkpoint.pt to resume from \\({why}\\).* over its 1 recorded epoch"):
+        resume_run(run_dir)
+    events = []
+    [again] = run_experiment(exp, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
+    assert again["run_dir"] != done["run_dir"] and again["status"] == "finished"  # afresh, elsewhere
+    assert (run_dir / "metrics.jsonl").read_text() == metrics  # that one untouched
+    [note] = [e.message for e in events if isinstance(e, WarningRaised) and e.code == "continue"]
+    assert "trains afresh in a new directory" in note
+    ProgressPrinter(Console(file=sys.stderr))(RunCancelled("r0", "sweep", cancelled))  # what Ctrl-C prints
+    said = capsys.readouterr().err
+    assert ("train.checkpoint is off: it cannot resume" in said) != checkpoint and ("resume with" in said) == checkpoint

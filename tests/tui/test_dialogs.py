@@ -85,8 +85,8 @@ async def test_a_cancel_question_about_a_run_that_ended_closes(runs_dir):
         await pilot.press("ctrl+x")
         await pilot.pause()
         assert isinstance(app.screen, Choice) and "Cancel vit-a?" in app.screen.message
-        # a queue of several processes continues run by run: ctrl+r trains it afresh, so that is not offered
-        assert "`vitlab resume RUN_DIR --nproc 2`" in app.screen.message and "ctrl+r" not in app.screen.message
+        # a queue of several processes continues on as many (ctrl+r with Processes 2; it used to train afresh)
+        assert "`vitlab resume RUN_DIR --nproc 2`; ctrl+r on this queue with Processes 2 offers" in app.screen.message
         live_key = app.screen_stack[0].active_bindings.get("2")  # the footer, under the dialog: no Live keys
         assert live_key is None or not live_key.enabled
         footer = app.screen_stack[0].query_one(Footer)
@@ -96,4 +96,10 @@ async def test_a_cancel_question_about_a_run_that_ended_closes(runs_dir):
         await pilot.pause()
         assert not isinstance(app.screen, Choice) and footer.display
         assert "vit-a ended before an answer; nothing was cancelled" in app.told[-1].message
+        app.state.runs["vit-b"].checkpointed = False  # train.checkpoint off: nothing to resume it from
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        assert "Cancel vit-b?" in app.screen.message and "train.checkpoint is off: it cannot resume" in \
+            app.screen.message and "resume it later" not in app.screen.message
+        await pilot.press("escape")
         app.running = False

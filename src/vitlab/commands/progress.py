@@ -67,6 +67,9 @@ class ProgressPrinter:
                 if event.run != self.started:  # it failed while loading data or weights: name it
                     c.print(f"[bold cyan]{escape(event.run)}[/]")
                 c.print(f"  [red]failed:[/] {escape(event.error)}")
+            elif isinstance(event, RunCancelled) and not checkpointed(s):
+                c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s) (train.checkpoint is off: it cannot "
+                        "resume)")
             elif isinstance(event, RunCancelled):
                 c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with:")
                 nproc = f" --nproc {s['world_size']}" if (s.get("world_size") or 1) > 1 else ""  # as it trained
@@ -81,3 +84,8 @@ class ProgressPrinter:
                 self.progress.stop()
             self.progress.remove_task(self.task)
             self.task = None
+
+
+def checkpointed(summary: dict) -> bool:
+    """The run kept checkpoints (train.checkpoint), so a cancel leaves something to resume from."""
+    return ((summary.get("config") or {}).get("train") or {}).get("checkpoint", True) is not False

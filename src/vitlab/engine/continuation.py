@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..config import WATCH_ONLY, ExperimentConfig, RunConfig, flatten, trained_key, unseeded_name
 from ..errors import CannotStart
-from .store import find_runs
+from .store import find_runs, nothing_to_resume_from
 
 Step = tuple[Literal["train", "resume", "keep"], dict[str, Any] | None, str | None]  # what, the earlier run, a note
 TRAIN: Step = ("train", None, None)  # a queue that does not continue: every run trains
@@ -73,6 +73,8 @@ def plan(exp: ExperimentConfig, runs_dir: Path, world: int = 1) -> list[Step]:
             steps.append(("keep", same[0], f"it failed on a non-finite loss in {same[0]['run_dir']} and would fail "
                           "again with the same settings: kept as failed. Change them (train.lr, warmup_epochs) and "
                           "it trains afresh, or delete that directory to train it again as it is."))
+        elif lost := nothing_to_resume_from(same[0]):
+            steps.append(("train", None, f"{lost}: it trains afresh in a new directory, and that one stays"))
         else:
             steps.append(("resume", same[0], None))
     if not earlier and exp.runs:

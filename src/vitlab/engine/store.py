@@ -338,6 +338,17 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def nothing_to_resume_from(summary: dict[str, Any]) -> str | None:
+    """Why a run that trained epochs cannot resume: no checkpoint.pt (train.checkpoint off, or deleted). Resumed, it
+    started again from epoch 1 in place and overwrote the epochs it had. None when it can, or has nothing to lose."""
+    run_dir = summary.get("run_dir")
+    if not run_dir or not (summary.get("epochs") or 0) or (Path(run_dir) / "checkpoint.pt").is_file():
+        return None
+    off = ((summary.get("config") or {}).get("train") or {}).get("checkpoint") is False
+    return (f"{run_dir} has no checkpoint.pt to resume from ({'train.checkpoint was off' if off else 'it is gone'}), "
+            f"and resuming would train it again from epoch 1 over its {summary['epochs']} recorded epoch(s)")
+
+
 def is_run_dir(path: Path) -> bool:
     return (path / "config.yaml").exists() or (path / "summary.json").exists()
 

@@ -642,9 +642,13 @@ class VitlabApp(App[int]):
         name = t.name if t else "the current run"
         later = ("r in Results, or `vitlab resume RUN_DIR`; ctrl+r on this queue offers to continue it where it "
                  "stopped" if self.nproc == 1 else f"r in Results, on its {self.nproc} processes, or `vitlab resume "
-                 f"RUN_DIR --nproc {self.nproc}`")
+                 f"RUN_DIR --nproc {self.nproc}`; ctrl+r on this queue with Processes {self.nproc} offers to continue "
+                 "it where it stopped")
         message = (f"Cancel {name}? It stops after the current step; its metrics and last checkpoint are kept "
                    f"(resume it later: {later}).")
+        if t is not None and not t.checkpointed:
+            message = (f"Cancel {name}? It stops after the current step; its metrics are kept, but train.checkpoint "
+                       "is off: it cannot resume.")
 
         def done(answer: str | None) -> None:
             self._cancel_asked = None

@@ -49,6 +49,7 @@ class RunTrack:
     device: str = ""
     log_every: int = 1  # optimizer steps between figures
     compiled: bool = False
+    checkpointed: bool = True  # train.checkpoint: a cancel leaves something to resume from
     params: int | None = None
     flops: int | None = None
     steps: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss)
@@ -144,6 +145,7 @@ class LiveState:
             t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
             t.params, t.flops = ev.params, ev.flops
             t.log_every, t.compiled = ev.config.get("train", {}).get("log_every", 1), ev.compiled
+            t.checkpointed = ev.config.get("train", {}).get("checkpoint", True) is not False
             t.steps, t.evals, t.last, t.summary = [], [], None, None
             if ev.start_epoch:  # resumed: the curves begin with the epochs trained before, from its metrics
                 self.earlier_curves(t, Path(ev.run_dir), ev.start_epoch)
