@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             from .presets import load_preset
 
             load_preset(args.preset)  # a bad preset is a one-line error here, not a broken TUI
+        if not (sys.stdin.isatty() and sys.stdout.isatty()) and not os.environ.get("TEXTUAL_DRIVER"):
+            # in a script or a CI job the TUI waited for keys that never came (textual serve sets a driver)
+            raise VitlabError("the TUI needs a terminal (standard input or output is not one); headless, use "
+                              "`vitlab run PRESET` (vitlab --help lists the commands)")
         from .tui.app import run_tui
 
         return run_tui(args.preset, args.runs_dir)
