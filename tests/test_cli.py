@@ -113,6 +113,9 @@ def test_profile_json_needs_no_data(tmp_path):
     (["run", "{tiny}", "--seeds", "1,2", "--set", "train.seed=3"], "--seeds and --set train.seed"),
     (["run", "{tiny}", "--continue", "--nproc", "2", "--set", "data.dataset=cifar100"], "CIFAR-100 not found under"),
     (["{tiny}"], "the TUI needs a terminal"),  # no terminal (a script, CI): it waited for keys for good
+    (["run", "/dev/zero"], "/dev/zero: larger than 1 MiB; not a preset"),  # read until the memory ran out
+    (["run", ""], "no preset given"),  # was ".: cannot read it (Is a directory)"
+    (["profile", "."], ".: a directory, not a preset file"),
 ])
 def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
     out = vitlab(*[a.replace("{tiny}", str(tiny)) for a in args], cwd=tmp_path)

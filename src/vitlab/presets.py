@@ -40,6 +40,9 @@ def user_preset_dir() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "vitlab" / "presets"
 
 
+MAX_PRESET_BYTES = 1 << 20  # a preset is a few kilobytes
+
+
 def resolve_preset_path(name_or_path: str | Path) -> Path:
     """A path as given, or a bare name (`quickstart`) looked up in the preset directories."""
     path = Path(name_or_path).expanduser()
@@ -394,9 +397,17 @@ def _with_seed(run: dict, seed: int | None) -> dict:
 
 
 def load_preset(path: str | Path, overrides: Iterable[str] = (), seeds: list[int] | None = None) -> ExperimentConfig:
+    if not str(path).strip():
+        raise PresetError("no preset given: name a preset file, or a shipped preset (`vitlab presets` lists them)")
     path = resolve_preset_path(path)
+    if path.is_dir():
+        raise PresetError(f"{path}: a directory, not a preset file (`vitlab presets` lists the presets)")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_PRESET_BYTES + 1)  # /dev/zero as a preset was read until the memory ran out
+        if len(raw) > MAX_PRESET_BYTES:
+            raise PresetError(f"{path}: larger than {MAX_PRESET_BYTES >> 20} MiB; not a preset")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise PresetError(f"{path}: no such preset file (see `vitlab presets` for the ones shipped)") from None
     except (OSError, UnicodeDecodeError) as e:
