@@ -47,6 +47,10 @@ def test_an_image_folder_imagefolder_would_refuse_is_named_before_the_queue_star
                        "one (.jpg, .png, ...) (data.root). Needed by folder.")
     (tmp_path / "val" / "emu").rmdir()
     assert "different classes (only in train: ['emu']; only in val: none)" in queue_blockers([folder])[1]
+    one = tmp_path / "one"
+    write_imagefolder(one, classes=("cat",), n_per_class=1, size=4)
+    assert queue_blockers([run("one", dataset="imagefolder", root=str(one))])[1].startswith(
+        f"image folder {one}: one class folder (cat); a classifier needs at least two")
     for split in ("train", "val"):
         for path in sorted((tmp_path / split).rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()

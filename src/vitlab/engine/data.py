@@ -500,8 +500,9 @@ def has_image(folder: Path) -> bool:
 
 
 def imagefolder_problem(root: Path) -> str | None:
-    """What ImageFolder would refuse, found before a queue starts: a split missing, no class folders, classes that
-    differ between train and val, a class folder without an image. Stops at each folder's first image."""
+    """What ImageFolder would refuse (or train to no end), found before a queue starts: a split missing, no or one
+    class folder, classes that differ between train and val, a class folder without an image. Stops at each folder's
+    first image."""
     classes = {}
     for name in ("train", "val"):
         if not (root / name).is_dir():
@@ -511,6 +512,9 @@ def imagefolder_problem(root: Path) -> str | None:
             return f"image folder {root / name} has no class folders; {imagefolder_layout(root)} (data.root)."
     if problem := class_mismatch(root, classes["train"], classes["val"]):
         return problem + "."
+    if len(classes["train"]) == 1:  # it trained, to 100 % accuracy
+        return (f"image folder {root}: one class folder ({classes['train'][0]}); a classifier needs at least two "
+                f"(data.root).")
     if empty := [f"{name}/{c}" for name, names in classes.items() for c in names if not has_image(root / name / c)]:
         return (f"image folder {root}: no images in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}; every "
                 "class folder needs at least one (.jpg, .png, ...) (data.root).")
