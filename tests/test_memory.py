@@ -45,3 +45,20 @@ def test_under_ddp_the_largest_rank_s_memory_is_reported(tmp_path, monkeypatch):
     assert own + 9_000 < summary["peak_memory_mb"] < own + 11_000
     steps = [e for e in logged if isinstance(e, StepsLogged)]
     assert steps and all(e.memory.peak_mb > 10_000 and e.memory.allocated_mb > 10_000 for e in steps)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="glibc's heap, Linux")
+def test_a_run_gives_its_freed_heap_back_so_the_next_run_s_peak_is_its_own():
+    """glibc keeps a freed heap under a live block: the next run of a queue (one process) started from it, and
+    a small ViT after a ResNet-18 read 1.19 GB of peak RSS instead of its 0.80 GB alone."""
+    from vitlab.engine.device import trim_heap
+
+    def rss() -> float:
+        return psutil.Process().memory_info().rss / 2**20
+
+    blocks = [bytearray(64 * 2**10) for _ in range(3000)]  # ~190 MiB in the heap, as a run's batches leave it
+    kept = blocks[-1]  # one block still live above the freed ones holds the heap's top
+    del blocks
+    held = rss()
+    trim_heap()  # what a run's release() does at its end
+    assert held - rss() > 100 and len(kept)

@@ -1,6 +1,7 @@
 """Device choice, memory readings (CUDA allocator + NVML, or process RSS on CPU) and peak FLOP/s for MFU."""
 from __future__ import annotations
 
+import ctypes
 import re
 import resource
 import sys
@@ -71,6 +72,16 @@ def _nvml_total_mb(device: torch.device) -> float | None:
         return pynvml.nvmlDeviceGetMemoryInfo(handle).total / MB
     except Exception:  # NVML missing or not permitted: fall back to the CUDA runtime
         return torch.cuda.get_device_properties(device).total_memory / MB
+
+
+def trim_heap() -> None:
+    """Give the freed heap back to the system (glibc keeps it otherwise): the next run of a queue in this process
+    then starts from about the RSS the first one did, and its peak RSS is its own (a ViT after a ResNet-18 read
+    1.19 GB instead of its 0.80 GB alone)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): the peak may include the earlier runs' heap
+        pass
 
 
 def reset_peak_rss() -> None:

@@ -521,6 +521,7 @@ class Run:
         for name in ("steps", "forward", "model", "optimizer", "data"):
             self.__dict__.pop(name, None)
         gc.collect()
+        devices.trim_heap()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
