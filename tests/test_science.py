@@ -314,6 +314,10 @@ def test_settings_that_change_nothing_are_warned(tmp_path):
     assert {"freeze-scratch", "momentum-unused"} <= set(warning_codes(events))
     _, events = train(tmp_path, digits_run("sgd", data={"limit_train": 64}, optimizer="sgd", momentum=0.5))
     assert "momentum-unused" not in warning_codes(events) and "freeze-scratch" not in warning_codes(events)
+    assert "batch-over-data" not in warning_codes(events)  # 16 of 64
+    _, events = train(tmp_path, digits_run("big", data={"limit_train": 64}, batch_size=32, accumulation_steps=4))
+    [said] = [e.message for e in events if getattr(e, "code", None) == "batch-over-data"]  # "effective batch 128"
+    assert said.startswith("the effective batch (128) is more than the 64 training images: each epoch is one")
 
 
 @pytest.mark.parametrize("stem, warned", [("imagenet", True), ("cifar", False)])

@@ -353,6 +353,10 @@ class Run:
         if t.optimizer != "sgd" and t.momentum != type(t).model_fields["momentum"].default:
             self.warn("momentum-unused", f"train.momentum: {t.momentum} changes nothing with {t.optimizer} (only sgd "
                       "uses it; Adam's betas play that part).")
+        if self.effective_batch > (n := self.data.train.num_samples):
+            self.warn("batch-over-data", f"the effective batch ({self.effective_batch}) is more than the {n} training "
+                      f"images: each epoch is one optimizer step over all of them, not a batch of "
+                      f"{self.effective_batch}; lower train.batch_size or accumulation_steps.")
         if self.graphs_off and t.cuda_graphs is True:
             self.warn("cuda-graphs", self.graphs_off)
         elif self.graphs_off:
