@@ -203,8 +203,16 @@ def test_damaged_run_files_are_read_as_missing_figures_never_a_traceback(runs, t
         if metrics_line:
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(metrics_line)
+    empty = tmp_path / "damaged" / "20260101-000003-d3"  # `{}`: a row of dashes, no name or status
+    shutil.copytree(good, empty)
+    (empty / "summary.json").write_text("{}")
+    unconfigured = tmp_path / "damaged" / "20260101-000004-d4"  # no config.yaml: it went unlisted
+    shutil.copytree(good, unconfigured)
+    (unconfigured / "config.yaml").unlink()
     summaries = {s["run_dir"][-2:]: s for s in find_runs([tmp_path / "damaged"])}
     assert summaries["d0"]["status"] == "interrupted" and summaries["d1"]["name"] == "7"
+    assert (summaries["d3"]["name"], summaries["d3"]["status"], summaries["d3"]["epochs"]) == ("good", "interrupted", 2)
+    assert summaries["d4"]["name"] == "good" and summaries["d4"]["status"] == "finished"
     assert summaries["d1"]["accuracy"] is None and summaries["d1"]["config"] == {}
     assert summaries["d2"]["epochs"] == 2  # the damaged line is skipped, the run's own epochs are read
     for fmt in ("table", "md", "csv", "json"):

@@ -329,6 +329,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         return summary_from_metrics(run_dir)
     if not isinstance(summary, dict):
         return summary_from_metrics(run_dir)
+    if not summary.get("name") or not summary.get("status"):  # `{}`, or another tool's: what the directory says
+        summary = {**summary_from_metrics(run_dir), **{k: v for k, v in summary.items() if v is not None}}
     summary = _readable(summary)
     if summary.get("status") == "running":
         live = summary_from_metrics(run_dir)
@@ -358,7 +360,9 @@ def find_runs(paths: Iterable[Path]) -> list[dict[str, Any]]:
     seen: set[Path] = set()
     runs = []
     for root in map(Path, paths):
-        candidates = [root] if is_run_dir(root) else sorted(p.parent for p in root.rglob("config.yaml"))
+        # either file makes a run directory, as is_run_dir says (one without its config.yaml went unlisted)
+        candidates = [root] if is_run_dir(root) else sorted({p.parent for name in ("config.yaml", "summary.json")
+                                                             for p in root.rglob(name)})
         for run_dir in candidates:
             if run_dir.resolve() in seen:
                 continue
