@@ -116,6 +116,8 @@ def test_profile_json_needs_no_data(tmp_path):
     (["run", "/dev/zero"], "/dev/zero: larger than 1 MiB; not a preset"),  # read until the memory ran out
     (["run", ""], "no preset given"),  # was ".: cannot read it (Is a directory)"
     (["profile", "."], ".: a directory, not a preset file"),
+    (["compare", "{tiny}"], "tiny.yaml: a file; give run directories or a directory above them"),
+    (["resume", "{tiny}"], "tiny.yaml: a file; give the run's directory"),  # was "no such run directory"
 ])
 def test_bad_input_is_one_clean_message_exit_2(tmp_path, tiny, args, fragment):
     out = vitlab(*[a.replace("{tiny}", str(tiny)) for a in args], cwd=tmp_path)
@@ -201,6 +203,8 @@ def test_usage_errors_name_the_command_once_and_paths_expand_home(monkeypatch, t
     err = capsys.readouterr().err
     assert err.startswith("vitlab: compare: argument --sort: invalid choice") and "vitlab: vitlab" not in err
     assert err.rstrip().endswith("(see vitlab compare --help)")
+    assert cli_main(["profile", "p.yaml", "--seeds=1"]) == 2  # the command's help, not vitlab's
+    assert capsys.readouterr().err == "vitlab: profile: unrecognized arguments: --seeds=1 (see vitlab profile --help)\n"
     monkeypatch.setenv("HOME", str(tmp_path))  # bash leaves the '~' of '--runs-dir=~/r' to the program
     assert build_parser().parse_args(["run", "p.yaml", "--runs-dir=~/r"]).runs_dir == tmp_path / "r"
     assert build_parser().parse_args(["compare", "~/runs", "--plot", "~/c.png"]).plot == tmp_path / "c.png"

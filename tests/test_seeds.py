@@ -212,8 +212,9 @@ def test_run_picks_runs_by_name_with_every_seed_and_passes_them_on(tmp_path, mon
     exp = load_preset(path)
     assert [r.name for r in pick_runs(exp, ["p4"]).runs] == ["p4-s0", "p4-s1", "p4-s2"]
     assert [r.name for r in pick_runs(exp, ["p2-s1", "p4-s0"]).runs] == ["p2-s1", "p4-s0"]
-    with pytest.raises(VitlabError, match="--run p3: no such run in patch; runs: p2-s0, p2-s1"):
+    with pytest.raises(VitlabError, match="--run p3: no such run in patch; runs: p2, p4$"):  # what --run takes
         pick_runs(exp, ["p3"])
+    assert [r.name for r in pick_runs(exp, ["P4-S1"]).runs] == ["p4-s1"]  # names are told apart without case
     args = build_parser().parse_args(["run", str(path), "--run", "p4", "--nproc", "2"])
     cmd = torchrun_command(args)
     assert cmd[cmd.index("--run") + 1] == "p4" and "--run p4" in continue_command(args)

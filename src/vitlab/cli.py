@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {m.NAME for m in _subcommands()}
         if argv and argv[0] in commands or argv[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):
-            args = build_parser().parse_args(argv)
+            args, extra = build_parser().parse_known_args(argv)
+            if extra:  # said by the top parser, it sent people to `vitlab --help` rather than the command's
+                raise VitlabError(f"{args.command}: unrecognized arguments: {' '.join(extra)} "
+                                  f"(see vitlab {args.command} --help)")
             code = args.handler(args)
             sys.stdout.flush()  # a full disk fails here, while it can still be said
             return code

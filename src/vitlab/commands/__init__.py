@@ -26,8 +26,13 @@ def pick_runs(exp, names: list[str] | None):
 
     if not names:
         return exp
+
+    def called(r) -> set[str]:  # as run names are told apart: without regard to case
+        return {r.name.lower(), unseeded_name(r.name, r.train.seed).lower()}
+
     for name in names:
-        if not any(name in (r.name, unseeded_name(r.name, r.train.seed)) for r in exp.runs):
-            raise VitlabError(f"--run {name}: no such run in {exp.name}; runs: {', '.join(r.name for r in exp.runs)}")
-    return exp.model_copy(update={"runs": [r for r in exp.runs
-                                           if {r.name, unseeded_name(r.name, r.train.seed)} & set(names)]})
+        if not any(name.lower() in called(r) for r in exp.runs):
+            runs = dict.fromkeys(unseeded_name(r.name, r.train.seed) for r in exp.runs)  # vit, not vit-s0 vit-s1 ...
+            raise VitlabError(f"--run {name}: no such run in {exp.name}; runs: {', '.join(runs)}")
+    wanted = {n.lower() for n in names}
+    return exp.model_copy(update={"runs": [r for r in exp.runs if called(r) & wanted]})

@@ -50,6 +50,11 @@ def main(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise VitlabError(f"compare: no such path: {', '.join(missing)}")
+    # a run's own file stands for its directory; another file (a preset, say) is no place to look for runs
+    args.paths = [p.parent if p.is_file() and p.name in ("config.yaml", "summary.json") else p for p in args.paths]
+    if files := [str(p) for p in args.paths if p.is_file()]:
+        raise VitlabError(f"compare: {', '.join(files)}: a file; give run directories or a directory above them "
+                          "(e.g. runs/)")
     found = find_runs(args.paths)
     if not found:
         raise VitlabError(f"compare: no run directories under {', '.join(map(str, args.paths))} "

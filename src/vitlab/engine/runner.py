@@ -567,6 +567,8 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
 def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:
     """The run's config and summary when it can resume on `world` processes; else VitlabError says why (the
     `--nproc` launcher asks first, so that its ranks do not each refuse)."""
+    if run_dir.is_file():  # RUN_DIR/summary.json, say
+        raise VitlabError(f"{run_dir}: a file; give the run's directory ({run_dir.parent})")
     if not run_dir.is_dir():
         raise VitlabError(f"{run_dir}: no such run directory (vitlab compare RUNS_DIR lists the runs and their "
                           "directories)")
