@@ -395,3 +395,30 @@ def test_a_queue_cancelled_after_a_failed_run_exits_130_like_any_ctrl_c(capsys):
     code = run_and_report("q", lambda: runs, as_json=True, console=Console(stderr=True), planned=["a", "b", "c"])
     assert code == 130 and json.loads(capsys.readouterr().out)["not_started"] == ["c"]
     assert run_and_report("q", lambda: runs[:1], as_json=True, console=Console(stderr=True)) == 1
+
+
+def test_a_full_disk_at_a_run_s_start_fails_that_run_and_a_resume_keeps_its_figures(tmp_path, monkeypatch):
+    """config.yaml not written for a full disk raised out of the queue (exit 2, no table); a resume that failed so,
+    before its checkpoint loaded, ended with 0 epochs and no accuracy over the ones it had."""
+    done = train_run(config(epochs=1), experiment="e", runs_dir=tmp_path)
+    run_dir = Path(done["run_dir"])
+    (run_dir / "summary.json").write_text(json.dumps({**done, "status": "cancelled"}))
+
+    def full_for(name: str):
+        def fsync(fd):
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(f".{name}.tmp"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return fsync
+
+    monkeypatch.setattr(os, "fsync", full_for("config.yaml"))
+    fresh = train_run(config(epochs=1), experiment="e", runs_dir=tmp_path)
+    assert (fresh["status"], fresh["failure"]) == ("failed", "store") and "the disk is full" in fresh["error"]
+    assert "intact" not in fresh["error"]  # there was no earlier config.yaml to keep
+    with monkeypatch.context() as m:  # full before anything of the run changed: refused, one line
+        m.setattr(os, "fsync", full_for("metrics.jsonl"))
+        with pytest.raises(StoreError, match="the disk is full.* Its previous metrics.jsonl is intact"):
+            resume_run(run_dir)
+    again = resume_run(run_dir)
+    assert (again["status"], again["failure"]) == ("failed", "store")
+    assert again["epochs"] == 1 and again["accuracy"] == done["accuracy"] and "previous config.yaml is intact" in \
+        again["error"]

@@ -149,12 +149,16 @@ class Run:
     """One run's state between set-up and the end; `execute` never raises for run failures."""
 
     def __init__(self, cfg: RunConfig, store: RunStore, *, experiment: str, emit: Emit, should_stop: ShouldStop,
-                 index: int, total_runs: int, resume: bool = False, started_at: str | None = None):
+                 index: int, total_runs: int, resume: bool = False, started_at: str | None = None,
+                 earlier: dict[str, Any] | None = None):
         self.cfg, self.store, self.experiment = cfg, store, experiment
         self.dist = distributed.from_env()
         self.user_emit = emit if self.dist.is_main else ignore  # rank 0 speaks for the run
         self.should_stop = should_stop
         self.index, self.total_runs, self.resume = index, total_runs, resume
+        # a resumed run's summary until its checkpoint is loaded: failing before that (a full disk, say), it ends
+        # with the figures it had, not with 0 epochs over them
+        self.earlier = earlier if resume else None
         self.started_at = started_at or dt.datetime.now().isoformat(timespec="seconds")  # a resumed run keeps its own
         self.summary: dict[str, Any] = {}
         self.train_time = 0.0
@@ -266,6 +270,7 @@ class Run:
             self.store.save_checkpoint(self.checkpoint_state())
 
     def load_checkpoint(self) -> None:
+        self.earlier = None  # from here on, this run's own figures
         path = self.store.dir / "checkpoint.pt"
         if not path.exists():
             return  # killed before the first checkpoint: start from scratch in the same directory
@@ -472,10 +477,11 @@ class Run:
 
     def execute(self) -> dict[str, Any]:
         quiet_expected_warnings()
-        self.store.write_config(self.cfg.resolved())
-        self.store.log(f"{'resumed' if self.resume else 'started'}: {self.cfg.name}")
-        self.store.keep_alive()
         try:
+            # a full disk here fails this run, as later; raised, it ended the whole queue without its table
+            self.store.write_config(self.cfg.resolved())
+            self.store.log(f"{'resumed' if self.resume else 'started'}: {self.cfg.name}")
+            self.store.keep_alive()
             self.setup()
             self.train()
             return self.end(RunFinished, "finished")
@@ -531,6 +537,8 @@ class Run:
 
     def end(self, event_cls, status: str, error: str | None = None, reason: str | None = None) -> dict[str, Any]:
         self.summary = self.make_summary(status, error, reason)
+        if self.earlier:
+            self.summary = {**self.earlier, **{k: self.summary[k] for k in ("status", "error", "failure", "ended_at")}}
         try:
             if event_cls is RunFailed:
                 self.emit(RunFailed(self.cfg.name, self.experiment, self.summary, error or "", reason or "error"))
@@ -561,7 +569,7 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
     store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
     return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
                total_runs=total_runs, resume=True,
-               started_at=summary.get("started_at") or started_from_name(run_dir)).execute()
+               started_at=summary.get("started_at") or started_from_name(run_dir), earlier=summary or None).execute()
 
 
 def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:

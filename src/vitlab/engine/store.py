@@ -30,10 +30,11 @@ HEARTBEAT_STALE_S = 120.0
 HEARTBEAT_EVERY_S = 30.0  # besides every event: set-up, compilation and long evals emit none
 
 
-def _disk_error(path: Path, e: OSError) -> StoreError:
+def _disk_error(path: Path, e: OSError, kept: bool = False) -> StoreError:
+    """`kept`: the file's previous version is still there whole (an atomic write), and the message says so."""
     if e.errno == errno.ENOSPC:
-        return StoreError(f"{path}: the disk is full; free space or set --runs-dir to another disk. "
-                          "The previous checkpoint and metrics are intact.")
+        return StoreError(f"{path}: the disk is full; free space or set --runs-dir to another disk."
+                          + (f" Its previous {path.name} is intact." if kept else ""))
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return StoreError(f"{path}: cannot write here ({e.strerror}); choose a writable --runs-dir")
     return StoreError(f"{path}: cannot write ({e.strerror or e})")
@@ -50,7 +51,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise _disk_error(path, e) from None
+        raise _disk_error(path, e, kept=path.exists()) from None
 
 
 def safe_child(root: Path, *names: str) -> Path:
