@@ -238,6 +238,9 @@ def test_check_accumulation_catches_broken_loss_scaling(tmp_path, monkeypatch, c
     one = check_accumulation(cfg.model_copy(update={"train": cfg.train.model_copy(update={  # batch 1 too: 1 + 1
         "batch_size": 1, "accumulation_steps": 1})}))
     assert one.split and one.windows[0].micro_batches == [1, 1] and not one.ok
+    big = check_accumulation(cfg.model_copy(update={"train": cfg.train.model_copy(update={  # more than the data
+        "batch_size": 4096, "accumulation_steps": 1}), "data": cfg.data.model_copy(update={"limit_train": 100})}))
+    assert big.windows[0].micro_batches == [50, 50]  # was one micro-batch of all 100, "checked" against itself
 
     assert cli_main(["check", "accumulation", str(path)]) == 1
     out = capsys.readouterr().out

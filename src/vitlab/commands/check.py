@@ -61,8 +61,9 @@ def report(console: Console, name: str, result) -> bool:
                       f"max relative gradient difference {window.max_rel_diff:.2e} (tolerance {TOLERANCE:.0e}) "
                       f"{verdict}")
     if result.split:
-        console.print("  note: this run does not accumulate (accumulation_steps 1), so its batch was checked "
-                      "split into two micro-batches.", style="dim")
+        first = " + ".join(map(str, result.windows[0].micro_batches))
+        console.print(f"  note: this run does not accumulate (accumulation_steps 1), so the check accumulated {first} "
+                      "instead, to compare with one pass.", style="dim")
     if result.batchnorm:
         console.print("  note: BatchNorm held at running statistics for the check; in training it normalises "
                       "each micro-batch by its own statistics, so accumulation is not exactly the large batch.",

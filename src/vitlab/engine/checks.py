@@ -60,11 +60,12 @@ def check_accumulation(cfg: RunConfig, device: torch.device | None = None) -> Ac
 
     device = device or torch.device("cpu")
     t = cfg.train.model_copy(update={"precision": "fp32"})
-    split = t.accumulation_steps == 1  # a batch of 1 too: 1 + 1, or the check would compare a pass with itself
-    if split:
-        t = t.model_copy(update={"batch_size": (t.batch_size + 1) // 2, "accumulation_steps": 2})
     torch.manual_seed(t.seed)
     data = load_data(cfg.data, device, seed=t.seed, pretrained=from_pretrained(cfg.model))
+    split = t.accumulation_steps == 1  # a batch of 1 too: 1 + 1, or the check would compare a pass with itself
+    if split:  # the batch as it trains: no more than the training set (a batch of 4096 on 1438 images is 1438)
+        t = t.model_copy(update={"batch_size": (min(t.batch_size, data.train.num_samples) + 1) // 2,
+                                 "accumulation_steps": 2})
     model = build_model(cfg, data.num_classes).to(device)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     # Eval mode: BN batch statistics are per micro-batch by design, so compare with frozen stats; and dropout
