@@ -74,6 +74,8 @@ def test_a_boolean_is_no_number_and_numbers_are_finite(tmp_path):
         tmp_path, VALID.replace("dataset: digits}", "dataset: digits, limit_train: true}"))
     assert "train.weight_decay: must be a finite number >= 0" in problem(
         tmp_path, VALID.replace("epochs: 1}", "epochs: 1, weight_decay: .inf}"))
+    assert "train.lr: must be a finite number > 0" in problem(  # nan said "greater than 0", inf "finite"
+        tmp_path, VALID.replace("epochs: 1}", "epochs: 1, lr: .nan}"))
     ok = load_preset(write(tmp_path, VALID.replace("epochs: 1}", "epochs: 1, compile: true, tensorboard: true}")))
     assert ok.runs[1].train.compile is True  # true where a field takes it
 

@@ -207,10 +207,14 @@ class TrainConfig(Section):
     tensorboard: bool = False
     checkpoint: bool = True
 
-    @field_validator("lr", "weight_decay")
+    @field_validator("lr", "weight_decay", mode="before")  # before the bounds: nan failed "> 0", inf "finite"
     @classmethod
-    def _finite(cls, v: float, info: Any) -> float:
-        if not math.isfinite(v):  # weight_decay inf ended as a "non-finite loss: lower train.lr" failure
+    def _finite(cls, v: Any, info: Any) -> Any:
+        try:
+            finite = math.isfinite(float(v))
+        except (TypeError, ValueError):
+            return v  # not a number: the field's own message says so
+        if not finite:  # weight_decay inf ended as a "non-finite loss: lower train.lr" failure
             raise ValueError("must be a finite number " + ("> 0" if info.field_name == "lr" else ">= 0"))
         return v
 
