@@ -305,4 +305,5 @@ async def test_a_number_typed_is_kept_as_typed_and_checked(tmp_path):
         app.setup.query_one("#nproc", Input).focus()
         await pilot.press("1", ".", "5")  # 15 processes on a machine with 16 GPUs
         await pilot.pause()
-        assert app.setup.nproc is None and "Processes (GPUs) must be 1 to" in str(app.setup.query_one("#run-hint").render())
+        hint = str(app.setup.query_one("#run-hint").render())
+        assert app.setup.nproc is None and "Processes (GPUs) must be 1 to" in hint

@@ -357,7 +357,8 @@ async def test_a_queue_no_preset_holds_is_not_lost_to_quit_or_a_loaded_preset(pr
         assert app.setup.unsaved
         await pilot.press("ctrl+q")
         await pilot.pause()
-        assert app.screen.title_text == "Quit vitlab?" and "no preset or training holds (run-1): quitting loses it." in app.screen.message
+        assert app.screen.title_text == "Quit vitlab?"
+        assert "no preset or training holds (run-1): quitting loses it." in app.screen.message
         await pilot.press("b")  # back: still here, the queue too
         await pilot.pause()
         assert app.is_running and len(app.setup.queue) == 1

@@ -114,7 +114,8 @@ def first_line(fd: int = 0) -> str:
 def torchrun_command(args: argparse.Namespace) -> list[str]:
     from .launch import vitlab_under_torchrun
 
-    resume = ["--resume-dir", str(args.resume_dir)] if args.resume_dir else ["--continue"] if args.resume_earlier else []
+    resume = (["--resume-dir", str(args.resume_dir)] if args.resume_dir else
+              ["--continue"] if args.resume_earlier else [])
     return [*vitlab_under_torchrun(args.nproc), NAME, "--experiment-json", str(args.experiment_json),
             "--runs-dir", str(args.runs_dir), *resume]
 
