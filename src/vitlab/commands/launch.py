@@ -62,14 +62,15 @@ def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int,
             RunStore(run_dir).write_summary(summary)
 
 
-def launch_torchrun(command: list[str], runs_dir: Path, experiment: str) -> int:
+def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expected: int) -> int:
     """Run `command` (vitlab under torchrun) and return vitlab's exit code for what its runs did.
 
     torchrun gets its own session, so the terminal's signals reach this process alone, which passes them on to
     the training processes (torchrun puts each in a session of its own), as one process would take them: Ctrl-C
     (or SIGTERM) cancels after the current step, every rank together; a second Ctrl-C ends everything at once;
     a hang-up keeps training and stops writing to the terminal. Left to torchrun, a Ctrl-C ended in its
-    traceback, and a torchrun killed first left its ranks waiting on its rendezvous store for good."""
+    traceback, and a torchrun killed first left its ranks waiting on its rendezvous store for good. `expected`:
+    how many runs this launch trains, so that a Ctrl-C after the last one ended stops nothing (exit 0)."""
     start = time.time()
     proc = subprocess.Popen(command, start_new_session=True, env={**os.environ, LAUNCHED: "1"})
     ranks: dict[int, psutil.Process] = {}
@@ -115,19 +116,23 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str) -> int:
     if len(interrupted) > 1 or proc.returncode != 0:
         print(f"vitlab: stopped at once; the runs under {runs_dir}/{experiment} keep their last checkpoints "
               f"(vitlab resume RUN_DIR --nproc {nproc_of(command)})", file=sys.stderr)
-    code = outcome(Path(runs_dir) / experiment, start)
-    return 130 if interrupted and code == 0 else code
+    ended = runs_since(Path(runs_dir) / experiment, start)
+    code = outcome(ended)
+    return 130 if interrupted and code == 0 and len(ended) < expected else code  # stopped before the rest began
 
 
 def nproc_of(command: list[str]) -> int:
     return next(int(a.split("=", 1)[1]) for a in command if a.startswith("--nproc-per-node="))
 
 
-def outcome(where: Path, since: float) -> int:
+def runs_since(where: Path, since: float) -> list[dict]:
+    """The summaries of the runs this launch wrote (trained or resumed)."""
+    return [s for s in (find_runs([where]) if where.is_dir() else []) if Path(s["run_dir"]).stat().st_mtime >= since]
+
+
+def outcome(ended: list[dict]) -> int:
     """vitlab's exit code from the summaries of the runs this launch wrote, as one process decides it: 1 if one
     failed, 130 if one did not finish (cancelled), else 0."""
-    ended = [s for s in (find_runs([where]) if where.is_dir() else [])
-             if Path(s["run_dir"]).stat().st_mtime >= since]
     if any(s.get("status") == "failed" for s in ended):
         return 1
     return 130 if any(s.get("status") != "finished" for s in ended) else 0

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from . import positive_int, user_path
 from .progress import ProgressPrinter
-from .run import StopRequest, install_signals, rank_code, run_and_report, wide_when_piped
+from .run import StopRequest, install_signals, queue_over, rank_code, run_and_report, wide_when_piped
 
 NAME = "resume"
 
@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
         resumable(args.run_dir, args.nproc)  # refused here, once, rather than by every rank
 
         command = [*vitlab_under_torchrun(args.nproc), NAME, str(args.run_dir)] + (["--json"] if args.json else [])
-        return launch_torchrun(command, args.run_dir.parent.parent, args.run_dir.parent.name)
+        return launch_torchrun(command, args.run_dir.parent.parent, args.run_dir.parent.name, 1)
     console = wide_when_piped(Console(stderr=True, highlight=False))
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 speaks for the run
         console.file = open(os.devnull, "w")
@@ -47,3 +47,4 @@ def main(args: argparse.Namespace) -> int:
                                         as_json=args.json, console=console))
     finally:
         printer.stop()
+        queue_over()

@@ -71,6 +71,13 @@ def rank_code(code: int) -> int:
     return 0 if code in (1, 130) and os.environ.get(LAUNCHED) else code
 
 
+def queue_over() -> None:
+    """A rank's Ctrl-C after its queue ended is ignored: Python gives SIGINT back to the system as it exits, and a
+    rank that the launcher's Ctrl-C caught then died of it, a torchrun traceback over a queue that had finished."""
+    if "WORLD_SIZE" in os.environ:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def install_signals(stop: StopRequest) -> None:
     signal.signal(signal.SIGINT, stop.on_sigint)
     if hasattr(signal, "SIGHUP"):
@@ -141,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
             runs = [cfg for cfg, (how, _, _) in zip(exp.runs, plan(exp, args.runs_dir, args.nproc)) if how != "keep"]
         if missing := queue_blockers(runs):  # said once here, not by every rank
             raise CannotStart(missing[1])
-        return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name)
+        return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name, len(runs))
     console = wide_when_piped(Console(stderr=True, highlight=False))
     if int(os.environ.get("RANK", "0")) != 0:
         console.file = open(os.devnull, "w")
@@ -175,4 +182,5 @@ def main(args: argparse.Namespace) -> int:
         return rank_code(130)
     finally:
         printer.stop()
+        queue_over()
 
