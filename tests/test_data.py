@@ -1,6 +1,7 @@
 """Datasets in their real on-disk formats, and the batch pipeline's per-sample exactness."""
 import pickle
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -223,6 +224,33 @@ def test_imagefolder_with_workers_matches_in_process(tmp_path):
     parallel = whole(load(dataset="imagefolder", root=str(tmp_path), image_size=16, num_workers=2).train,
                      augment=True, sizes=[6, 6])
     assert torch.equal(serial[0], parallel[0]) and torch.equal(serial[1], parallel[1])
+
+
+def test_16_bit_and_float_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+    """PIL's convert("RGB") clips: a 16-bit PNG (microscopy, medical) trained as an all-white image."""
+    from PIL import Image
+
+    from vitlab.engine.data import read_image
+
+    levels = np.array([[0, 16384], [32768, 65535]], dtype=np.uint16)
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    assert np.asarray(read_image(str(tmp_path / "deep.png")))[..., 0].tolist() == [[0, 64], [128, 255]]
+    floats = Image.fromarray(np.array([[0.0, 0.5], [0.25, 1.0]], dtype=np.float32))  # mode F, 0..1
+    floats.save(tmp_path / "f.tiff")
+    assert np.asarray(read_image(str(tmp_path / "f.tiff")))[..., 0].tolist() == [[0, 128], [64, 255]]
+
+
+def test_an_image_over_pils_pixel_limit_is_said_as_too_large_not_unreadable(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from vitlab.engine.data import read_image
+    from vitlab.errors import DataError
+
+    Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1,600 pixels: over twice the limit, PIL refuses
+    with pytest.raises(DataError, match=r"big.png: larger than PIL reads \(Image size \(1600 pixels\).*downscale it"):
+        read_image(str(tmp_path / "big.png"))
 
 
 def test_a_corrupt_image_fails_its_run_as_data_naming_the_file(tmp_path):

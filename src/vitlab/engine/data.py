@@ -147,13 +147,31 @@ class DecodeAt:
 
 def read_image(path: str) -> Any:
     """ImageFolder's loader (torchvision's, RGB), with a file PIL cannot read named in one line."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:  # UnidentifiedImageError is an OSError
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # PIL's own words amid vitlab's output
+            return to_rgb(Image.open(f))
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: larger than PIL reads ({e}); downscale it") from None
+    except (OSError, ValueError) as e:  # UnidentifiedImageError is an OSError
         raise DataError(f"{path}: not a readable image ({type(e).__name__}); delete or replace it") from None
+
+
+def to_rgb(image: Any) -> Any:
+    """RGB, 8 bits a channel. PIL's convert clips 16-bit and float images to 0..255 (a 16-bit PNG came out all
+    white): those are scaled by the range their values fit in (1 for floats, 255, 65535) first."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = max(values.max(initial=0), 1.0)
+        top = next((b for b in ((1.0,) if image.mode == "F" else ()) + (255.0, 65535.0) if top <= b), top)
+        image = Image.fromarray(np.clip(values * (255 / top) + 0.5, 0, 255).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def worker_message(error: Exception) -> str:
