@@ -167,12 +167,38 @@ def test_swin_checkpoint_with_unmatched_weights_is_refused(tiny_swin_dir):
         build_model(run({"kind": "swin", "pretrained": True, "weights": str(path)}), 10)
 
 
+def test_swin_weights_reshaped_by_the_image_size_are_refused(tmp_path):
+    """ignore_mismatched_sizes is for the head: absolute position embeddings saved at 32 px and loaded at 64 came
+    back re-initialised, without a word."""
+    from transformers import SwinConfig, SwinForImageClassification
+
+    config = SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4,
+                        use_absolute_embeddings=True)
+    SwinForImageClassification(config).save_pretrained(tmp_path / "abs")
+    with pytest.raises(ModelError, match=r"swin.embeddings.position_embeddings is \(1, 64, 16\) in the checkpoint but "
+                                         r"\(1, 256, 16\) at data.image_size 64.* use data.image_size 32"):
+        build_model(run({"kind": "swin", "pretrained": True, "weights": str(tmp_path / "abs")}, 64), 10)
+    assert build_model(run({"kind": "swin", "pretrained": True, "weights": str(tmp_path / "abs")}, 32), 10)
+
+
+def test_a_known_hub_id_names_its_variant():
+    """weights: microsoft/swin-base-... with the default variant was labelled and profiled as Swin-T."""
+    from vitlab.config import SwinModel, model_label
+
+    base = SwinModel(pretrained=True, weights="microsoft/swin-base-patch4-window7-224")
+    assert base.variant == "base" and model_label(base) == "Swin-B pretrained"
+    with pytest.raises(ValueError, match="small, but model.weights microsoft/swin-base-patch4-window7-224 is Swin-B's"):
+        SwinModel(variant="small", weights="microsoft/swin-base-patch4-window7-224")
+
+
 def test_missing_pretrained_swin_says_how_to_get_it(tmp_path):
     how = "hf download microsoft/swin-tiny-patch4-window7-224"
     with pytest.raises(ModelError, match=how):
         build_model(run({"kind": "swin", "variant": "tiny", "pretrained": True}, 224), 10)
     with pytest.raises(ModelError, match=re.escape(f"'{tmp_path / 'absent'}' are neither a directory here")):
         build_model(run({"kind": "swin", "pretrained": True, "weights": str(tmp_path / "absent")}), 10)
+    with pytest.raises(ModelError, match="hf download facebook/swin-other"):  # its own id, not the variant's
+        build_model(run({"kind": "swin", "pretrained": True, "weights": "facebook/swin-other"}), 10)
     with pytest.raises(ModelError, match=re.escape(f"model.weights {tmp_path}: cannot load Swin weights from it")):
         build_model(run({"kind": "swin", "pretrained": True, "weights": str(tmp_path)}), 10)
     # the profiler needs shapes only: no weights, no error

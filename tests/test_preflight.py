@@ -131,8 +131,10 @@ def test_torn_swin_weights_fail_their_run_naming_the_field(tmp_path):
     blob = (saved / "model.safetensors").read_bytes()
     (saved / "model.safetensors").write_bytes(blob[:100])  # a copy cut short: SafetensorError before
     cfg = run("torn", {"kind": "swin", "pretrained": True, "weights": str(saved)})
-    with pytest.raises(ModelError, match=rf"^model.weights {saved}: not loadable Swin weights \(SafetensorError: "):
+    with pytest.raises(ModelError, match=rf"^model.weights {saved}: its files do not load as Swin weights "
+                                         r"\(SafetensorError: .*\); copy the directory again") as raised:
         build_model(cfg, 10)
+    assert "neither a directory here" not in str(raised.value)  # it is one (the message said it was not)
 
 
 def test_a_queue_needing_missing_weights_trains_nothing(tmp_path):

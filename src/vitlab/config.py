@@ -113,6 +113,18 @@ class SwinModel(Strict):
     pretrained: bool = False
     weights: UserPath | None = None  # local save_pretrained dir or hub id (read from the local HF cache)
 
+    @model_validator(mode="after")
+    def _variant_of_the_weights(self) -> "SwinModel":
+        """A known hub id names its variant: `weights: microsoft/swin-base-...` with the default variant was
+        labelled, and profiled without its weights, as Swin-T."""
+        named = next((v for v, hub_id in SWIN_HUB_IDS.items() if hub_id == self.weights), None)
+        if named and named != self.variant:
+            if "variant" in self.model_fields_set:
+                raise cross_field("model.variant", f"{self.variant}, but model.weights {self.weights} is Swin-"
+                                                   f"{named[0].upper()}'s: leave variant out, or make them agree")
+            self.variant = named
+        return self
+
     @property
     def weights_source(self) -> str:
         return self.weights or SWIN_HUB_IDS[self.variant]

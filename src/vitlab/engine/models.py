@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,7 +100,9 @@ class LogitsOnly(nn.Module):
 
 
 def swin_weights_help(source: str, variant: str) -> str:
-    hub_id = source if source in SWIN_HUB_IDS.values() else SWIN_HUB_IDS[variant]
+    # a hub id of its own (`owner/name`, no such path here) is the one to fetch; a missing directory, the variant's
+    own = re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not Path(source).exists()
+    hub_id = source if own else SWIN_HUB_IDS[variant]
     return (f"Swin weights {source!r} are neither a directory here nor in the local Hugging Face cache "
             f"(vitlab never downloads). On a machine with internet run `hf download {hub_id}` "
             f"and copy ~/.cache/huggingface over to this one, or save them with "
@@ -138,13 +141,26 @@ def load_pretrained_swin(m: SwinModel, image_size: int, num_classes: int) -> nn.
             raise ModelError(f"model.weights {source}: cannot load Swin weights from it ({e}).") from None
         raise ModelError(swin_weights_help(source, m.variant)) from None
     except Exception as e:  # a torn safetensors file (SafetensorError), a config of another model (TypeError)
-        raise ModelError(f"model.weights {source}: not loadable Swin weights ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:160]}); " + swin_weights_help(source, m.variant)) from None
-    # Only the classifier may be new; anything else missing would silently train from random init.
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        again = ("copy the directory again (save_pretrained writes config.json and model.safetensors)"
+                 if Path(source).is_dir() else f"fetch them again: `hf download {source}` on a machine with internet, "
+                 "then copy ~/.cache/huggingface over")
+        raise ModelError(f"model.weights {source}: its files do not load as Swin weights ({why}); {again}.") from None
+    # Only the classifier may be new; anything else missing, or reshaped, would silently train from random init.
     missing = sorted(k for k in info["missing_keys"] | info["unexpected_keys"] if not k.startswith("classifier."))
     if missing:
         raise ModelError(f"model.weights {source}: not a Swin image-classification checkpoint "
                          f"({len(missing)} weights do not match, e.g. {missing[0]}).")
+    reshaped = sorted((k, tuple(saved), tuple(here)) for k, saved, here in info.get("mismatched_keys", ())
+                      if not k.startswith("classifier."))
+    if reshaped:  # absolute position embeddings, sized by the image (use_absolute_embeddings)
+        from transformers import SwinConfig
+
+        k, saved, here = reshaped[0]
+        saved_size = SwinConfig.from_pretrained(source, local_files_only=True).image_size
+        raise ModelError(f"model.weights {source}: {k} is {saved} in the checkpoint but {here} at data.image_size "
+                         f"{image_size}, so it would train from random values; use data.image_size {saved_size}, "
+                         "the size it was saved at.")
     return model
 
 
