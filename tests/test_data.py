@@ -172,6 +172,13 @@ def test_missing_cifar_says_what_to_download_and_where(tmp_path):
     (folder / "data_batch_3").unlink()
     with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz.*missing: data_batch_3"):
         load(dataset="cifar10", root=str(tmp_path))
+    with pytest.raises(DataError, match=rf"data.root {folder} is the dataset's folder itself: set data.root to "
+                                        rf"{tmp_path}\.$"):  # it said to download it into cifar-10-batches-py/
+        load(dataset="cifar10", root=str(folder))
+    (root / "cifar-100-python.tar.gz").parent.mkdir(parents=True)
+    (root / "cifar-100-python.tar.gz").write_bytes(b"")  # fetched, not extracted
+    with pytest.raises(DataError, match=rf"is there, not extracted: tar xzf {root}/cifar-100-python.tar.gz -C {root}"):
+        load(dataset="cifar100", root=str(root))
 
 
 def test_malicious_pickle_is_refused_and_not_executed(tmp_path):

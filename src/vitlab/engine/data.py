@@ -440,6 +440,12 @@ def cifar_files(cfg: DataConfig) -> CifarFiles:
 def cifar_missing(c: CifarFiles) -> str | None:
     """Why the CIFAR files can't be read (the message says how to get them), or None when all are there."""
     if absent := [name for name, _ in c.files if not (c.folder / name).is_file()]:
+        root = c.folder.parent
+        if root.name == c.folder.name and not c.folder.is_dir():  # data.root names the dataset's own folder
+            return f"{c.expected} data.root {root} is the dataset's folder itself: set data.root to {root.parent}."
+        if (root / c.tv.filename).is_file() and not c.folder.is_dir():
+            return (f"{c.expected} {root / c.tv.filename} is there, not extracted: "
+                    f"tar xzf {root / c.tv.filename} -C {root}.")
         return (f"{c.expected} {c.by_hand}, or set data.download: true on a machine with internet."
                 + (f" (present: {c.folder}, missing: {', '.join(absent)})" if c.folder.is_dir() else ""))
     return None
