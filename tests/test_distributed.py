@@ -81,6 +81,8 @@ def test_killed_worker_fails_the_run_without_hanging(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("the run hung after a worker was killed")
     assert proc.returncode == 1
+    assert f"torchrun: rank 1 (pid {workers[0].pid}) was killed by SIGKILL" in err  # a line, not torchrun's traceback
+    assert "ChildFailedError" not in err and "OMP_NUM_THREADS" not in err  # nor its warning about threads
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["failure"] == "distributed"  # was "error", gloo's own words
     assert summary["error"].startswith("lost contact with another training process")

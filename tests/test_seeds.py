@@ -3,7 +3,6 @@ import csv
 import io
 import json
 import statistics
-import sys
 
 import pytest
 import yaml
@@ -220,12 +219,11 @@ def test_run_picks_runs_by_name_with_every_seed_and_passes_them_on(tmp_path, mon
     assert cmd[cmd.index("--run") + 1] == "p4" and "--run p4" in continue_command(args)
     import torch.distributed.run
 
-    from vitlab.commands.launch import TORCHRUN
+    from vitlab.commands.launch import torchrun
 
     got = []  # what torchrun makes of it: `--run` was refused as an abbreviated `--run-path`
     monkeypatch.setattr(torch.distributed.run, "run", got.append)
-    monkeypatch.setattr(sys, "argv", ["-c", *cmd[3:]])
-    exec(TORCHRUN)
+    assert cmd[1:3] == ["-m", "vitlab.commands.launch"] and torchrun(cmd[3:]) == 0
     assert got[0].training_script_args == cmd[cmd.index("vitlab") + 1:] and got[0].nproc_per_node == "2"
     monkeypatch.setenv("WORLD_SIZE", "2")  # rank 0 of it, after a Ctrl-C: the way on takes as many processes
     assert continue_command(args).endswith("--run p4 --nproc 2 --continue")

@@ -54,12 +54,10 @@ def test_nan_loss_and_junk_lines():
 
 
 def test_torchrun_command_line():
-    from vitlab.commands.launch import TORCHRUN
-
     args = Namespace(experiment_json=Path("q.json"), runs_dir=Path("runs"), nproc=4, resume_dir=None,
                      resume_earlier=False)
     cmd = torchrun_command(args)
-    assert cmd == [sys.executable, "-c", TORCHRUN, "--standalone", "--nproc-per-node=4",
+    assert cmd == [sys.executable, "-m", "vitlab.commands.launch", "--standalone", "--nproc-per-node=4",
                    "-m", "vitlab", "worker", "--experiment-json", "q.json", "--runs-dir", "runs"]
     args.resume_earlier = True  # Continue with Processes 4: every rank takes the steps rank 0 planned
     assert torchrun_command(args)[-1] == "--continue"

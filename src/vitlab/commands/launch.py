@@ -18,15 +18,28 @@ from ..engine.store import find_runs, read_run
 from . import LAUNCHED
 
 
-# torchrun, but reading its own options whole: abbreviated, it took vitlab's `--run NAME` for an ambiguous
-# `--run-path` and stopped before starting anything
-TORCHRUN = ("import sys, torch.distributed.run as t; p = t.get_args_parser(); p.allow_abbrev = False; "
-            "t.run(p.parse_args(sys.argv[1:]))")
+def torchrun(argv: list[str]) -> int:
+    """torchrun (`python -m vitlab.commands.launch ARGS` runs it), but reading its own options whole, and saying a
+    failed rank in a line: abbreviated, it took vitlab's `--run NAME` for an ambiguous `--run-path` and stopped before
+    starting anything, and a killed rank ended in its ChildFailedError traceback."""
+    import torch.distributed.run as t
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    parser = t.get_args_parser()
+    parser.allow_abbrev = False
+    try:
+        t.run(parser.parse_args(argv))
+    except ChildFailedError as e:
+        for rank, failure in sorted(e.failures.items()):
+            how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited {failure.exitcode}"
+            print(f"torchrun: rank {rank} (pid {failure.pid}) {how}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def vitlab_under_torchrun(nproc: int) -> list[str]:
     """`vitlab` on nproc local processes; the caller appends the subcommand and its arguments."""
-    return [sys.executable, "-c", TORCHRUN, "--standalone", f"--nproc-per-node={nproc}", "-m", "vitlab"]
+    return [sys.executable, "-m", "vitlab.commands.launch", "--standalone", f"--nproc-per-node={nproc}", "-m", "vitlab"]
 
 
 def torchrun_command(args: argparse.Namespace) -> list[str]:
@@ -72,7 +85,9 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
     traceback, and a torchrun killed first left its ranks waiting on its rendezvous store for good. `expected`:
     how many runs this launch trains, so that a Ctrl-C after the last one ended stops nothing (exit 0)."""
     start = time.time()
-    proc = subprocess.Popen(command, start_new_session=True, env={**os.environ, LAUNCHED: "1"})
+    # one thread a process unless told otherwise, as torchrun does, without its warning about doing so
+    env = {"OMP_NUM_THREADS": "1", **os.environ, LAUNCHED: "1"}
+    proc = subprocess.Popen(command, start_new_session=True, env=env)
     ranks: dict[int, psutil.Process] = {}
     interrupted = []
 
@@ -111,7 +126,8 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
     if proc.returncode != 0 and not interrupted:
         mark_orphans(Path(runs_dir), experiment, start, proc.returncode, nproc_of(command))
         print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
-              f"see the run directories under {runs_dir}/{experiment}", file=sys.stderr)
+              f"see the run directories under {runs_dir}/{experiment} (vitlab compare {runs_dir}/{experiment})",
+              file=sys.stderr)
         return 1
     if len(interrupted) > 1 or proc.returncode != 0:
         print(f"vitlab: stopped at once; the runs under {runs_dir}/{experiment} keep their last checkpoints "
@@ -136,3 +152,7 @@ def outcome(ended: list[dict]) -> int:
     if any(s.get("status") == "failed" for s in ended):
         return 1
     return 130 if any(s.get("status") != "finished" for s in ended) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(torchrun(sys.argv[1:]))
