@@ -204,4 +204,4 @@ async def test_a_says_so_when_no_run_was_left_out(runs_dir):
     async with results_at_80x24(runs_dir) as (app, pilot):
         await pilot.press("a")  # nothing cancelled in its first epoch among write_history's runs
         await pilot.pause()
-        assert app.told[-1].message.startswith("Every run is shown already") and not app.results.show_all
+        assert app.told[-1].message.startswith("No earlier run was left out") and not app.results.show_all

@@ -106,7 +106,8 @@ class ResultsView(Vertical):
 
     def action_show_all(self) -> None:
         if not any(cancelled_early(s) and not self.of_session(s) for s in self.history):  # `a` did nothing, silently
-            self.app.notify("Every run is shown already: none was cancelled in its first epoch.")
+            self.app.notify("No earlier run was left out (a lists the earlier runs cancelled in their first epoch; "
+                            "this session's are always shown).")
             return
         self.show_all = not self.show_all
         self.render_table()
