@@ -312,6 +312,11 @@ def seeded_name(name: str, seed: int) -> str:
     return f"{name}-s{seed}"
 
 
+def checkpointed(resolved: dict[str, Any] | None) -> bool:
+    """A run of this resolved config keeps checkpoints (train.checkpoint), so it can resume after a stop."""
+    return (((resolved or {}).get("train") or {}).get("checkpoint", True)) is not False
+
+
 def unseeded_name(name: str, seed: int) -> str:
     """`vit` for vit-s2 trained with seed 2; any other name as it is."""
     return name.removesuffix(f"-s{seed}")

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..config import checkpointed
 from ..engine.events import (EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
                              StepsLogged, WarningRaised)
 from ..report import human_count
@@ -67,7 +68,7 @@ class ProgressPrinter:
                 if event.run != self.started:  # it failed while loading data or weights: name it
                     c.print(f"[bold cyan]{escape(event.run)}[/]")
                 c.print(f"  [red]failed:[/] {escape(event.error)}")
-            elif isinstance(event, RunCancelled) and not checkpointed(s):
+            elif isinstance(event, RunCancelled) and not checkpointed(s.get("config")):
                 c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s) (train.checkpoint is off: it cannot "
                         "resume)")
             elif isinstance(event, RunCancelled):
@@ -84,8 +85,3 @@ class ProgressPrinter:
                 self.progress.stop()
             self.progress.remove_task(self.task)
             self.task = None
-
-
-def checkpointed(summary: dict) -> bool:
-    """The run kept checkpoints (train.checkpoint), so a cancel leaves something to resume from."""
-    return ((summary.get("config") or {}).get("train") or {}).get("checkpoint", True) is not False

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from ..config import check_name
+from ..config import check_name, checkpointed
 from ..errors import StoreError
 from .events import Event, RunEnded
 
@@ -347,7 +347,7 @@ def nothing_to_resume_from(summary: dict[str, Any]) -> str | None:
     run_dir = summary.get("run_dir")
     if not run_dir or not (summary.get("epochs") or 0) or (Path(run_dir) / "checkpoint.pt").is_file():
         return None
-    off = ((summary.get("config") or {}).get("train") or {}).get("checkpoint") is False
+    off = not checkpointed(summary.get("config"))
     return (f"{run_dir} has no checkpoint.pt to resume from ({'train.checkpoint was off' if off else 'it is gone'}), "
             f"and resuming would train it again from epoch 1 over its {summary['epochs']} recorded epoch(s)")
 

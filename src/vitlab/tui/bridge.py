@@ -14,6 +14,7 @@ from typing import Any
 
 from textual.message import Message
 
+from ..config import checkpointed
 from ..engine.events import (EpochEvaluated, Event, Memory, RunCancelled, RunEnded, RunFailed, RunFinished,
                              RunKept, RunStarted, StepsLogged, WarningRaised)
 from ..report import runs_count
@@ -145,7 +146,7 @@ class LiveState:
             t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
             t.params, t.flops = ev.params, ev.flops
             t.log_every, t.compiled = ev.config.get("train", {}).get("log_every", 1), ev.compiled
-            t.checkpointed = ev.config.get("train", {}).get("checkpoint", True) is not False
+            t.checkpointed = checkpointed(ev.config)
             t.steps, t.evals, t.last, t.summary = [], [], None, None
             if ev.start_epoch:  # resumed: the curves begin with the epochs trained before, from its metrics
                 self.earlier_curves(t, Path(ev.run_dir), ev.start_epoch)
