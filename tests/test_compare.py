@@ -165,6 +165,8 @@ def test_bad_paths_and_columns(tmp_path):
     assert "no such path" in vitlab("compare", tmp_path / "nope").stderr
     assert "no run directories" in vitlab("compare", tmp_path).stderr
     assert vitlab("compare", tmp_path, "--sort", "colour").returncode == 2
+    slash = vitlab("compare", tmp_path, "--plot", "out.png/")  # Path dropped the slash: out.png was written
+    assert slash.returncode == 2 and "out.png/ names a directory; name a file in it" in slash.stderr
 
 
 def test_tensorboard_events_read_back(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,13 @@ FORMATS = ("table", "md", "csv", "json")
 SORT_KEYS = (*COLUMN_KEYS, *(c.key for c in SEED_COLUMNS if c.key not in COLUMN_KEYS))  # seeds, vs_best: --by-seed
 
 
+def file_path(text: str) -> Path:
+    """A file to write: `out.png/` names a directory (Path drops the slash, and out.png was written)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text} names a directory; name a file in it, e.g. {text}curves.png")
+    return user_path(text)
+
+
 def add_parser(sub) -> None:
     about = "compare runs: a run directory or any directory above run directories"
     p = sub.add_parser(NAME, help=about, description=about + " (history included), newest first.")
@@ -32,7 +40,7 @@ def add_parser(sub) -> None:
                         "(with --plot: one curve per condition, in a band of ± one standard deviation)")
     p.add_argument("--all", action="store_true",
                    help="also the runs cancelled in their first epoch (left out otherwise: no accuracy to compare)")
-    p.add_argument("--plot", type=user_path, metavar="FILE",
+    p.add_argument("--plot", type=file_path, metavar="FILE",
                    help="also draw loss and accuracy curves to FILE (.png or .svg)")
     p.set_defaults(handler=main)
 
