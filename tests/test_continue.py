@@ -150,6 +150,11 @@ def test_a_run_without_a_checkpoint_is_not_resumed_over_its_epochs(tmp_path, che
     why = "train.checkpoint was off" if not checkpoint else "it is gone"
     with pytest.raises(VitlabError, match=f"no checkpoint.pt to resume from \\({why}\\).* over its 1 recorded epoch"):
         resume_run(run_dir)
+    summary = (run_dir / "summary.json").read_bytes()
+    (run_dir / "summary.json").unlink()  # killed before any summary: its epochs are in metrics.jsonl
+    with pytest.raises(VitlabError, match="over its 1 recorded epoch"):
+        resume_run(run_dir)
+    (run_dir / "summary.json").write_bytes(summary)
     events = []
     [again] = run_experiment(exp, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
     assert again["run_dir"] != done["run_dir"] and again["status"] == "finished"  # afresh, elsewhere

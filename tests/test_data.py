@@ -243,6 +243,8 @@ def test_16_bit_and_float_images_are_scaled_to_8_bits_not_clipped(tmp_path):
     Image.fromarray(levels).save(tmp_path / "deep.png")
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
     assert np.asarray(read_image(str(tmp_path / "deep.png")))[..., 0].tolist() == [[0, 64], [128, 255]]
+    Image.fromarray(np.full((2, 2), 200, dtype=np.uint16)).save(tmp_path / "dark.png")  # one scale for all images:
+    assert np.asarray(read_image(str(tmp_path / "dark.png"))).max() == 1  # a dark one stays dark, not read as 8-bit
     floats = Image.fromarray(np.array([[0.0, 0.5], [0.25, 1.0]], dtype=np.float32))  # mode F, 0..1
     floats.save(tmp_path / "f.tiff")
     assert np.asarray(read_image(str(tmp_path / "f.tiff")))[..., 0].tolist() == [[0, 128], [64, 255]]

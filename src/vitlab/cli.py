@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             from .presets import load_preset
 
             load_preset(args.preset)  # a bad preset is a one-line error here, not a broken TUI
-        if not (sys.stdin.isatty() and sys.stdout.isatty()) and not os.environ.get("TEXTUAL_DRIVER"):
-            # in a script or a CI job the TUI waited for keys that never came (textual serve sets a driver)
-            raise VitlabError("the TUI needs a terminal (standard input or output is not one); headless, use "
+        if not (sys.stdin.isatty() and sys.__stderr__.isatty()) and not os.environ.get("TEXTUAL_DRIVER"):
+            # in a script or a CI job the TUI waited for keys that never came (Textual draws on stderr, so
+            # `vitlab > log` still works; textual serve sets a driver)
+            raise VitlabError("the TUI needs a terminal (standard input or error is not one); headless, use "
                               "`vitlab run PRESET` (vitlab --help lists the commands)")
         from .tui.app import run_tui
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
             raise
         _drop_stdout()
-        print(f"vitlab: cannot write {e.filename or 'the output'}: {e.strerror}", file=sys.stderr)
+        print(f"vitlab: {e.filename or 'standard output'}: {e.strerror}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -115,14 +115,9 @@ class SwinModel(Strict):
 
     @model_validator(mode="after")
     def _variant_of_the_weights(self) -> "SwinModel":
-        """A known hub id names its variant: `weights: microsoft/swin-base-...` with the default variant was
-        labelled, and profiled without its weights, as Swin-T."""
-        named = next((v for v, hub_id in SWIN_HUB_IDS.items() if hub_id == self.weights), None)
-        if named and named != self.variant:
-            if "variant" in self.model_fields_set:
-                raise cross_field("model.variant", f"{self.variant}, but model.weights {self.weights} is Swin-"
-                                                   f"{named[0].upper()}'s: leave variant out, or make them agree")
-            self.variant = named
+        """A known hub id names its variant, whatever `variant` says: those are the weights that load (with the
+        default variant, `weights: microsoft/swin-base-...` was labelled, and profiled without them, as Swin-T)."""
+        self.variant = next((v for v, hub_id in SWIN_HUB_IDS.items() if hub_id == self.weights), self.variant)
         return self
 
     @property

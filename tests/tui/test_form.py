@@ -307,3 +307,6 @@ async def test_a_number_typed_is_kept_as_typed_and_checked(tmp_path):
         await pilot.pause()
         hint = str(app.setup.query_one("#run-hint").render())
         assert app.setup.nproc is None and "Processes (GPUs) must be 1 to" in hint
+        app.setup.query_one("#nproc", Input).value = "²"  # a digit to str.isdigit, not to int(): it crashed the TUI
+        await pilot.pause()
+        assert app.setup.nproc is None and app.is_running

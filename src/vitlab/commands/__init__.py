@@ -8,7 +8,7 @@ LAUNCHED = "VITLAB_LAUNCHED"
 
 def positive_int(text: str) -> int:
     """A count argument (--nproc): a whole number from 1."""
-    if not text.strip().isdigit() or int(text) < 1:
+    if not (text.strip().isascii() and text.strip().isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"give a whole number from 1 (got {text!r})")
     return int(text)
 

@@ -163,14 +163,14 @@ def read_image(path: str) -> Any:
 
 def to_rgb(image: Any) -> Any:
     """RGB, 8 bits a channel. PIL's convert clips 16-bit and float images to 0..255 (a 16-bit PNG came out all
-    white): those are scaled by the range their values fit in (1 for floats, 255, 65535) first."""
+    white): integer images (PIL's I;16 and I, what 16-bit PNGs and TIFFs open as) are scaled from 0..65535, float
+    ones from 0..1. One scale for every image, so that a dataset's images keep their relative brightness."""
     from PIL import Image
 
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = max(values.max(initial=0), 1.0)
-        top = next((b for b in ((1.0,) if image.mode == "F" else ()) + (255.0, 65535.0) if top <= b), top)
-        image = Image.fromarray(np.clip(values * (255 / top) + 0.5, 0, 255).astype(np.uint8))
+        top = 1.0 if image.mode == "F" else 65535.0
+        values = np.asarray(image, dtype=np.float64) * (255 / top)
+        image = Image.fromarray(np.clip(values + 0.5, 0, 255).astype(np.uint8))
     return image.convert("RGB")
 
 

@@ -33,7 +33,8 @@ from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFi
 from .health import HealthMonitor
 from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
                    windows)
-from .store import NullStore, RunStore, heartbeat_alive, nothing_to_resume_from, read_metrics, started_from_name
+from .store import (NullStore, RunStore, heartbeat_alive, nothing_to_resume_from, read_metrics, read_run,
+                    started_from_name)
 
 # Horizontal fusion of independent small kernels (weight casts, bias-gradient sums): ViT-A's compiled
 # forward+backward at batch 64 took 1.53 ms instead of 1.76 ms on an H200. Triton (GPU) code only.
@@ -611,7 +612,7 @@ def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunC
         raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "
                           f"{summary.get('effective_batch')}); resuming it on {processes(here)} would change its "
                           f"effective batch: vitlab resume {shlex.quote(str(run_dir))} --nproc {trained_on}")
-    if lost := nothing_to_resume_from({**summary, "run_dir": str(run_dir)}):
+    if lost := nothing_to_resume_from(read_run(run_dir)):  # its epochs from metrics.jsonl when killed unsummarised
         raise VitlabError(f"{lost}; train it afresh (vitlab run PRESET makes a new directory and keeps this one)")
     if summary.get("failure") == "non-finite":  # the same steps again (a GPU's cuDNN choices aside)
         raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "

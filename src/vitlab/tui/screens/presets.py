@@ -18,6 +18,8 @@ from ..widgets.jump_list import JumpList
 def short_path(path: Path) -> str:
     """presets/x.yaml under the working directory, ~/... under home: the whole absolute path was cut mid-word."""
     for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        if base.resolve() == Path("/"):  # a container's working directory: usr/lib/... said nothing
+            continue
         try:
             return prefix + str(path.resolve().relative_to(base.resolve()))
         except ValueError:

@@ -113,7 +113,7 @@ class SetupView(Horizontal):
         """Processes per run (a launch setting, not part of the run config); None when out of range."""
         text = self.query_one("#nproc", Input).value.strip()
         limit, _ = max_processes()
-        return int(text) if text.isdigit() and 1 <= int(text) <= limit else None
+        return int(text) if text.isascii() and text.isdigit() and 1 <= int(text) <= limit else None  # not "²"
 
     @property
     def nproc_problem(self) -> str:
