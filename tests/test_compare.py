@@ -128,7 +128,7 @@ def test_a_full_disk_on_stdout_is_one_line_never_a_traceback(runs):
         with open("/dev/full", "w") as full:
             done = subprocess.run([sys.executable, "-m", "vitlab", "compare", str(runs), "--format", fmt],
                                   stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
-        assert (done.returncode, done.stderr) == (1, "vitlab: cannot write the output: No space left on device\n")
+        assert (done.returncode, done.stderr) == (1, "vitlab: standard output: No space left on device\n")
 
 
 def test_plot_written(runs, tmp_path):
