@@ -99,9 +99,12 @@ class LogitsOnly(nn.Module):
         return self.model(pixel_values=x).logits
 
 
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # 'name' or 'owner/name'; anything else can only be a path
+
+
 def swin_weights_help(source: str, variant: str) -> str:
     # a hub id of its own (`owner/name`, no such path here) is the one to fetch; a missing directory, the variant's
-    own = re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not Path(source).exists()
+    own = HUB_ID.match(source) and "/" in source and not Path(source).exists()
     hub_id = source if own else SWIN_HUB_IDS[variant]
     return (f"Swin weights {source!r} are neither a directory here nor in the local Hugging Face cache "
             f"(vitlab never downloads). On a machine with internet run `hf download {hub_id}` "

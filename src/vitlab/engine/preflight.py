@@ -7,17 +7,13 @@ loaders, which give the same messages.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Sequence
 
 from ..config import ResNet18Model, RunConfig, SwinModel
 from .data import missing_data
 from .device import missing_device
-from .models import resnet18_weights_help, swin_weights_help
-
-
-HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # 'name' or 'owner/name'; anything else can only be a path
+from .models import HUB_ID, resnet18_weights_help, swin_weights_help
 
 
 SWIN_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
