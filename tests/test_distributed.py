@@ -85,8 +85,34 @@ def test_killed_worker_fails_the_run_without_hanging(tmp_path):
     assert "ChildFailedError" not in err and "OMP_NUM_THREADS" not in err  # nor its warning about threads
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["failure"] == "distributed"  # was "error", gloo's own words
-    assert summary["error"].startswith("lost contact with another training process")
+    # rank 0 heard gloo lose its peer, or torchrun stopped it first (a race) and the launcher wrote the summary
+    assert summary["error"].startswith(("lost contact with another training process", "a training process died"))
     assert "Traceback" not in summary["error"]
+
+
+def test_runs_left_running_by_a_dead_process_are_failed_as_distributed_with_the_way_back(tmp_path):
+    """The launcher's side of the race above, made certain: torchrun stopped rank 0 before it wrote a summary."""
+    from vitlab.commands.launch import mark_orphans
+
+    def run_dir(name, status, checkpoint):
+        d = tmp_path / "ddp" / name
+        d.mkdir(parents=True)
+        config = {"name": "v", "train": {"checkpoint": checkpoint}}
+        (d / "config.yaml").write_text(json.dumps(config))  # YAML reads JSON
+        (d / "summary.json").write_text(json.dumps({"name": "v", "status": status, "epochs": 1, "config": config}))
+        (d / "metrics.jsonl").write_text(json.dumps({"event": "EpochEvaluated", "epoch": 1, "accuracy": 0.5}) + "\n")
+        if checkpoint:
+            (d / "checkpoint.pt").write_bytes(b"")
+        return d
+
+    kept, lost, done = run_dir("a", "running", True), run_dir("b", "running", False), run_dir("c", "finished", True)
+    mark_orphans(tmp_path, "ddp", since=0, returncode=1, nproc=2)
+    a, b, c = (json.loads((d / "summary.json").read_text()) for d in (kept, lost, done))
+    assert a["status"] == b["status"] == "failed" and a["failure"] == b["failure"] == "distributed"
+    assert a["error"].startswith("a training process died (torchrun exit code 1); the run was stopped.")
+    assert f"vitlab resume {kept} --nproc 2" in a["error"]
+    assert "no checkpoint.pt to resume from (train.checkpoint was off)" in b["error"]
+    assert c["status"] == "finished" and "failure" not in c
 
 
 def test_hang_up_trains_on_ctrl_c_cancels_every_rank_and_resume_takes_the_same_number_of_processes(tmp_path):

@@ -60,18 +60,20 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
 
 
 def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int, nproc: int) -> None:
-    """A worker that died (killed, OOM-killed, segfault) can take rank 0 with it before it writes a summary."""
-    from ..engine.store import RunStore
+    """A worker that died (killed, OOM-killed, segfault) can take rank 0 with it before it writes a summary: torchrun
+    stops the other ranks as soon as it sees one gone, often before rank 0's next collective would have told it."""
+    from ..engine.store import RunStore, nothing_to_resume_from
 
     for run_dir in sorted((runs_dir / experiment).glob("*")):
         if not run_dir.is_dir() or run_dir.stat().st_mtime < since:
             continue
         summary = read_run(run_dir)
         if summary.get("status") in ("running", "interrupted"):
-            summary.update(status="failed", error=(
-                f"a training process died (torchrun exit code {returncode}); the run was stopped. Resume it with "
-                f"`vitlab resume {shlex.quote(str(run_dir))} --nproc {nproc}` (checkpoint "
-                "of the last finished epoch)."))
+            way_back = (f"{lost}." if (lost := nothing_to_resume_from(summary)) else
+                        f"Resume it with `vitlab resume {shlex.quote(str(run_dir))} --nproc {nproc}` (checkpoint of "
+                        "the last finished epoch).")
+            summary.update(status="failed", failure="distributed", error=(
+                f"a training process died (torchrun exit code {returncode}); the run was stopped. {way_back}"))
             RunStore(run_dir).write_summary(summary)
 
 
