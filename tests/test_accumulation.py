@@ -98,7 +98,7 @@ def test_cpu_runs_repeat_bit_for_bit(tmp_path):
 
 
 def test_scheduler_warms_up_linearly_then_follows_the_cosine_to_zero():
-    from vitlab.engine.runner import make_scheduler
+    from vitlab.engine.optim import make_scheduler
 
     cfg = RunConfig.model_validate({"name": "s", "model": {"kind": "resnet18"}, "train": {
         "epochs": 4, "lr": 0.1, "scheduler": "cosine", "warmup_epochs": 1}})

@@ -345,7 +345,7 @@ def test_resnet18s_imagenet_stem_on_cifar_is_warned(tmp_path, stem, warned):
     ({"kind": "resnet18"}, {"bn1.weight", "bn1.bias", "fc.bias"}),
 ])
 def test_weight_decay_spares_embeddings_norms_and_biases(model, kept):
-    from vitlab.engine.runner import make_optimizer
+    from vitlab.engine.optim import make_optimizer
 
     size = 224 if model["kind"] == "swin" else 32
     cfg = RunConfig.model_validate({"name": "wd", "model": model, "train": {"weight_decay": 0.05},

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from ..engine.runner import resumable
+        from ..engine.resumable import resumable
         from .launch import launch_torchrun, vitlab_under_torchrun
 
         resumable(args.run_dir, args.nproc)  # refused here, once, rather than by every rank

@@ -142,7 +142,7 @@ def launch(args: argparse.Namespace, experiment: str) -> int:
 
 def resume_refusal(run_dir: Path, nproc: int) -> str:
     """Why the run cannot resume on nproc processes ('' when it can)."""
-    from ..engine.runner import resumable
+    from ..engine.resumable import resumable
 
     try:
         resumable(run_dir, nproc)

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import json
 import math
 import os
 import re
-import shlex
 import time
 import traceback
 import warnings
@@ -19,22 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from pydantic import ValidationError
 
 from ..config import ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, from_pretrained, model_label
 from ..errors import CannotStart, StoreError, VitlabError
 from . import device as devices
 from . import distributed
-from .continuation import TRAIN, Step, processes, shared_plan
+from .continuation import TRAIN, Step, shared_plan
 from .cpu_share import CpuShare
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
                      ShouldStop, StepsLogged, WarningRaised, ignore, never)
 from .health import HealthMonitor
 from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
                    windows)
-from .store import (NullStore, RunStore, heartbeat_alive, nothing_to_resume_from, read_metrics, read_run,
-                    started_from_name)
+from .optim import make_optimizer, make_scheduler
+from .resumable import drop_metrics_after_checkpoint, resumable
+from .store import NullStore, RunStore, started_from_name
 
 # Horizontal fusion of independent small kernels (weight casts, bias-gradient sums): ViT-A's compiled
 # forward+backward at batch 64 took 1.53 ms instead of 1.76 ms on an H200. Triton (GPU) code only.
@@ -101,49 +98,6 @@ def fault_from_env() -> Fault | None:
     spec = os.environ.get("VITLAB_INJECT_FAULT", "")
     kind, _, step = spec.partition(":")
     return Fault(kind, int(step or 1)) if kind in ("oom", "nan") else None
-
-
-# Learned embeddings and position tables are not decayed, as in timm's and Swin's recipes (matched at the end of
-# the parameter's name: timm's ViT, Hugging Face's Swin); neither are biases and norm scales (1-D).
-NO_DECAY = ("pos_embed", "cls_token", "relative_position_bias_table", "position_embeddings")
-
-
-def decay_groups(model: torch.nn.Module, weight_decay: float, split: bool = True) -> list[dict[str, Any]]:
-    """The trainable parameters in two groups: the weights of linear and conv layers, decayed by `weight_decay`,
-    and the rest at 0 (decay pulling a LayerNorm scale or a bias toward zero is not regularisation). split=False
-    (train.weight_decay_on: all): one group, every parameter decayed."""
-    decay, keep = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (keep if split and (p.ndim <= 1 or name.endswith(NO_DECAY)) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]  # an empty group is nothing to step (fused kernels included)
-
-
-def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    t = cfg.train
-    fused = {"fused": True} if device.type == "cuda" else {}
-    groups = decay_groups(model, t.weight_decay, split=t.weight_decay_on == "weights")
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, **fused)
-    cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
-    return cls(groups, lr=t.lr, **fused)
-
-
-def make_scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int):
-    """Per optimizer step: linear warmup, then cosine to zero (or constant)."""
-    total = cfg.train.epochs * steps_per_epoch
-    warmup = round(cfg.train.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.train.scheduler == "cosine":
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class Run:
@@ -566,84 +520,11 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
     # rank 0 alone asks whether the run is alive: the others may get there after its heartbeat started (in a queue)
     cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")), alive_check=is_main_process())
     if is_main_process():
-        _drop_metrics_after_checkpoint(run_dir)
+        drop_metrics_after_checkpoint(run_dir)
     store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
     return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
                total_runs=total_runs, resume=True,
                started_at=summary.get("started_at") or started_from_name(run_dir), earlier=summary or None).execute()
-
-
-def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:
-    """The run's config and summary when it can resume on `world` processes; else VitlabError says why (the
-    `--nproc` launcher asks first, so that its ranks do not each refuse)."""
-    if run_dir.is_file():  # RUN_DIR/summary.json, say
-        raise VitlabError(f"{run_dir}: a file; give the run's directory ({run_dir.parent})")
-    if not run_dir.is_dir():
-        raise VitlabError(f"{run_dir}: no such run directory (vitlab compare RUNS_DIR lists the runs and their "
-                          "directories)")
-    try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except OSError as e:
-        raise VitlabError(f"{run_dir}: not a vitlab run directory (its config.yaml: {e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise VitlabError(f"{run_dir}/config.yaml{where}: not readable YAML "
-                          f"({getattr(e, 'problem', None) or str(e).splitlines()[0]})") from None
-    try:
-        cfg = RunConfig.from_resolved(raw)
-    except ValidationError as e:
-        from ..presets import describe_error
-
-        loc, msg = describe_error(e.errors()[0], raw if isinstance(raw, dict) else {})
-        raise VitlabError(f"{run_dir}/config.yaml: {'.'.join(map(str, loc))}: {msg}") from None
-    summary = {}
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        pass
-    if summary.get("status") == "finished":
-        raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
-    if alive_check and heartbeat_alive(run_dir):  # two processes would write one run directory
-        raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); stop it first "
-                          "(ctrl+x in vitlab) or wait for it")
-    trained_on, here = summary.get("world_size") or 1, world
-    if trained_on != here:  # the effective batch counts every process: resumed on another number, it would change
-        raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "
-                          f"{summary.get('effective_batch')}); resuming it on {processes(here)} would change its "
-                          f"effective batch: vitlab resume {shlex.quote(str(run_dir))} --nproc {trained_on}")
-    if lost := nothing_to_resume_from(read_run(run_dir)):  # its epochs from metrics.jsonl when killed unsummarised
-        raise VitlabError(f"{lost}; train it afresh (vitlab run PRESET makes a new directory and keeps this one)")
-    if summary.get("failure") == "non-finite":  # the same steps again (a GPU's cuDNN choices aside)
-        raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
-                          "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "
-                          "(vitlab run PRESET --set train.lr=...)")
-    from .preflight import queue_blockers
-
-    if missing := queue_blockers([cfg]):  # refused here, its summary untouched (it used to fail with 0 epochs)
-        relative = [f"{key} {path}" for key, path in (("data.root", cfg.data.root), ("model.weights",
-                    getattr(cfg.model, "weights", None))) if path and not Path(path).is_absolute()]
-        where = (f" ({' and '.join(relative)}: relative to the directory vitlab runs in, {Path.cwd()}; resume from the "
-                 "one the run was started in)") if relative else ""
-        raise VitlabError(f"{run_dir}: cannot resume: {missing[1]}{where}")
-    return cfg, summary
-
-
-def _drop_metrics_after_checkpoint(run_dir: Path) -> None:
-    """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy."""
-    ckpt = run_dir / "checkpoint.pt"
-    done = 0
-    if ckpt.exists():
-        try:
-            done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
-        except Exception as e:  # truncated (a full disk, a copy cut short), or not vitlab's: torch's errors vary
-            raise VitlabError(f"{ckpt}: not a readable checkpoint ({type(e).__name__}), so the run cannot resume "
-                              f"from it; train it afresh (move the directory away)") from None
-    kept = [r for r in read_metrics(run_dir / "metrics.jsonl")
-            if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
-    from .store import atomic_write
-
-    atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 def run_step(cfg: RunConfig, step: Step, *, experiment: str, runs_dir: Path, emit: Emit, should_stop: ShouldStop,

@@ -1,0 +1,87 @@
+"""Whether a run directory can resume, and why not: asked before any rank trains, so that a refusal is said once."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import ValidationError
+
+from ..config import RunConfig
+from ..errors import VitlabError
+from .continuation import processes
+from .store import atomic_write, heartbeat_alive, nothing_to_resume_from, read_metrics, read_run
+
+
+def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:
+    """The run's config and summary when it can resume on `world` processes; else VitlabError says why (the
+    `--nproc` launcher asks first, so that its ranks do not each refuse)."""
+    if run_dir.is_file():  # RUN_DIR/summary.json, say
+        raise VitlabError(f"{run_dir}: a file; give the run's directory ({run_dir.parent})")
+    if not run_dir.is_dir():
+        raise VitlabError(f"{run_dir}: no such run directory (vitlab compare RUNS_DIR lists the runs and their "
+                          "directories)")
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except OSError as e:
+        raise VitlabError(f"{run_dir}: not a vitlab run directory (its config.yaml: {e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise VitlabError(f"{run_dir}/config.yaml{where}: not readable YAML "
+                          f"({getattr(e, 'problem', None) or str(e).splitlines()[0]})") from None
+    try:
+        cfg = RunConfig.from_resolved(raw)
+    except ValidationError as e:
+        from ..presets import describe_error
+
+        loc, msg = describe_error(e.errors()[0], raw if isinstance(raw, dict) else {})
+        raise VitlabError(f"{run_dir}/config.yaml: {'.'.join(map(str, loc))}: {msg}") from None
+    summary = {}
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        pass
+    if summary.get("status") == "finished":
+        raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
+    if alive_check and heartbeat_alive(run_dir):  # two processes would write one run directory
+        raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); stop it first "
+                          "(ctrl+x in vitlab) or wait for it")
+    trained_on, here = summary.get("world_size") or 1, world
+    if trained_on != here:  # the effective batch counts every process: resumed on another number, it would change
+        raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "
+                          f"{summary.get('effective_batch')}); resuming it on {processes(here)} would change its "
+                          f"effective batch: vitlab resume {shlex.quote(str(run_dir))} --nproc {trained_on}")
+    if lost := nothing_to_resume_from(read_run(run_dir)):  # its epochs from metrics.jsonl when killed unsummarised
+        raise VitlabError(f"{lost}; train it afresh (vitlab run PRESET makes a new directory and keeps this one)")
+    if summary.get("failure") == "non-finite":  # the same steps again (a GPU's cuDNN choices aside)
+        raise VitlabError(f"{run_dir}: this run failed on a non-finite loss, and resuming would repeat the same steps "
+                          "from its last checkpoint; train it again with a lower train.lr or more warmup_epochs "
+                          "(vitlab run PRESET --set train.lr=...)")
+    from .preflight import queue_blockers
+
+    if missing := queue_blockers([cfg]):  # refused here, its summary untouched (it used to fail with 0 epochs)
+        relative = [f"{key} {path}" for key, path in (("data.root", cfg.data.root), ("model.weights",
+                    getattr(cfg.model, "weights", None))) if path and not Path(path).is_absolute()]
+        where = (f" ({' and '.join(relative)}: relative to the directory vitlab runs in, {Path.cwd()}; resume from the "
+                 "one the run was started in)") if relative else ""
+        raise VitlabError(f"{run_dir}: cannot resume: {missing[1]}{where}")
+    return cfg, summary
+
+
+def drop_metrics_after_checkpoint(run_dir: Path) -> None:
+    """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy."""
+    ckpt = run_dir / "checkpoint.pt"
+    done = 0
+    if ckpt.exists():
+        try:
+            done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+        except Exception as e:  # truncated (a full disk, a copy cut short), or not vitlab's: torch's errors vary
+            raise VitlabError(f"{ckpt}: not a readable checkpoint ({type(e).__name__}), so the run cannot resume "
+                              f"from it; train it afresh (move the directory away)") from None
+    kept = [r for r in read_metrics(run_dir / "metrics.jsonl")
+            if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
+    atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
