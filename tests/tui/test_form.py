@@ -7,7 +7,7 @@ from textual.widgets import Input, Select, Static
 from vitlab.config import RunConfig
 from vitlab.tui.formspec import SPECS, validate, values_from_config
 
-from .conftest import form_ready, make_app
+from .conftest import form_ready, make_app, wait_for
 
 FIELD_CASES = [
     # (widget id, value typed, expected words in the message beside it)
@@ -172,10 +172,13 @@ async def test_derived_values_follow_the_form(runs_dir):
         form.query_one("#f-train-batch_size", Input).value = "16"
         form.query_one("#f-train-accumulation_steps", Input).value = "4"
         form.query_one("#f-vit-patch_size", Input).value = "2"
-        await pilot.pause(0.8)  # the profiler is debounced
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        text = str(app.setup.query_one("#derived", Static).render())
+
+        def derived() -> str:
+            return str(app.setup.query_one("#derived", Static).render())
+
+        # the profiler is debounced: a fixed pause lost the race to a loaded CPU
+        await wait_for(pilot, lambda: "1.05k" in derived(), timeout=20)
+        text = derived()
         assert "64 = 16x4" in text
         assert "17 (incl. cls)" in text  # (8/2)^2 patches + class token
         assert "1.05k" in text and "0.123" in text  # the (fake) profiler's params and GFLOPs
