@@ -175,7 +175,7 @@ def test_hangup_keeps_training_to_the_end(tmp_path):
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run_bit_for_bit(tmp_path):
-    proc = start(tmp_path, 5)
+    proc = start(tmp_path, 12)  # ~2 s of epochs after the kill's cue: a slow test process still kills it mid-run
     run_dir = wait_for_epoch(tmp_path, 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -184,10 +184,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run_bit_for_bit(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     resumed = json.loads(out.stdout)["runs"][0]
-    assert resumed["status"] == "finished" and resumed["epochs"] == 5
+    assert resumed["status"] == "finished" and resumed["epochs"] == 12
     # cosine with warmup, as every shipped preset: a scheduler not restored (or not stepped) changes the weights
     reference = train_run(RunConfig.model_validate({"name": "long", "model": MODEL, "train": {
-        "epochs": 5, "batch_size": 64, "log_every": 2, "seed": 5, "scheduler": "cosine", "warmup_epochs": 1}}),
+        "epochs": 12, "batch_size": 64, "log_every": 2, "seed": 5, "scheduler": "cosine", "warmup_epochs": 1}}),
         experiment="ref", runs_dir=tmp_path / "ref")
     assert resumed["eval_loss"] == reference["eval_loss"] and resumed["accuracy"] == reference["accuracy"]
     on_disk = read_run(run_dir)
@@ -197,7 +197,33 @@ def test_sigkill_then_resume_matches_uninterrupted_run_bit_for_bit(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     evals = [json.loads(l)["epoch"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
              if '"EpochEvaluated"' in l]
-    assert evals == [1, 2, 3, 4, 5]  # no epoch logged twice
+    assert evals == list(range(1, 13))  # no epoch logged twice, nor lost
+
+
+def test_an_epoch_checkpointed_but_not_yet_logged_gets_its_metrics_line_back_on_resume(tmp_path, monkeypatch):
+    """Stopped (here a second Ctrl-C; a kill alike) after an epoch's checkpoint and before its metrics line: the
+    resume starts after that epoch, so the line comes from the checkpoint, or the epoch is missing for good."""
+    write = RunStore.write_summary
+
+    def interrupted(store, summary):
+        if summary["status"] == "running" and summary["epochs"] == 2:  # between the checkpoint and the line
+            raise KeyboardInterrupt
+        write(store, summary)
+
+    monkeypatch.setattr(RunStore, "write_summary", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config(), experiment="k", runs_dir=tmp_path)
+    monkeypatch.setattr(RunStore, "write_summary", write)
+    [run_dir] = (tmp_path / "k").iterdir()
+
+    def logged() -> list[int]:
+        return [r["epoch"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                if r["event"] == "EpochEvaluated"]
+
+    assert logged() == [1] and torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    resumed = resume_run(run_dir)
+    assert resumed["status"] == "finished" and logged() == [1, 2, 3]
+    assert read_run(run_dir)["accuracy"] == resumed["accuracy"]
 
 
 def test_resume_reads_config_yaml_of_older_versions_and_names_a_bad_field(tmp_path):

@@ -73,15 +73,20 @@ def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunC
 
 
 def drop_metrics_after_checkpoint(run_dir: Path) -> None:
-    """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy."""
+    """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy. The
+    checkpoint's own epoch line, lost when the run was killed between writing the two, comes back from it."""
     ckpt = run_dir / "checkpoint.pt"
-    done = 0
+    done, evaluated = 0, None
     if ckpt.exists():
         try:
-            done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            done, evaluated = state["epoch"], state.get("evaluated")  # no "evaluated" before 2026-11-27
         except Exception as e:  # truncated (a full disk, a copy cut short), or not vitlab's: torch's errors vary
             raise VitlabError(f"{ckpt}: not a readable checkpoint ({type(e).__name__}), so the run cannot resume "
                               f"from it; train it afresh (move the directory away)") from None
     kept = [r for r in read_metrics(run_dir / "metrics.jsonl")
             if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
+    if evaluated and evaluated.get("epoch") == done and not any(
+            r.get("event") == "EpochEvaluated" and r["epoch"] == done for r in kept):
+        kept.append(evaluated)
     atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())

@@ -220,9 +220,14 @@ class Run:
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, evaluated: EpochEvaluated | None = None) -> None:
+        """`evaluated`: the epoch's metrics line, kept with its checkpoint: a run killed after the checkpoint and
+        before the line gets it back when resumed (resumable.drop_metrics_after_checkpoint)."""
         if self.cfg.train.checkpoint:
-            self.store.save_checkpoint(self.checkpoint_state())
+            state = self.checkpoint_state()
+            if evaluated is not None:
+                state["evaluated"] = {**evaluated.to_dict(), "time": time.time()}
+            self.store.save_checkpoint(state)
 
     def load_checkpoint(self) -> None:
         self.earlier = None  # from here on, this run's own figures
@@ -395,10 +400,11 @@ class Run:
         train_loss, self.unevaluated_loss = self.unevaluated_loss, None
         self.evals.append({"epoch": self.epoch, "train_loss": train_loss, "eval_loss": eval_loss,
                            "accuracy": accuracy})
-        self.save_checkpoint()
+        evaluated = EpochEvaluated(cfg.name, self.experiment, self.epoch, t.epochs, train_loss, eval_loss,
+                                   accuracy, time.perf_counter() - epoch_start, self.train_time)
+        self.save_checkpoint(evaluated)
         self.store.write_summary(self.make_summary("running"))
-        self.emit(EpochEvaluated(cfg.name, self.experiment, self.epoch, t.epochs, train_loss, eval_loss,
-                                 accuracy, time.perf_counter() - epoch_start, self.train_time))
+        self.emit(evaluated)
         self.health.on_epoch(self.epoch, train_loss, accuracy, self.warn)
 
     def throughput(self) -> float | None:
