@@ -305,6 +305,10 @@ def test_heartbeat_beats_between_events(tmp_path, monkeypatch):
         time.sleep(0.02)
     assert beat.stat().st_mtime_ns != first  # touched again with no event in between
     assert read_run(store.dir)["status"] == "running"
+    store.record(RunCancelled("quiet", "e", {"name": "quiet", "status": "cancelled"}))
+    store.heartbeat()  # the beat thread woke as the run ended: it must not bring the heartbeat back
+    time.sleep(0.2)
+    assert not beat.exists()  # else a resume said "still training" for two minutes
 
 
 def test_a_cancel_during_evaluation_keeps_the_trained_epoch_and_resume_evaluates_it(tmp_path):

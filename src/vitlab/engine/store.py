@@ -83,6 +83,7 @@ class RunStore:
         self.dir = run_dir
         self._metrics = None
         self._ended = threading.Event()
+        self._beat = threading.Lock()  # the heartbeat thread's last beat must not follow the end's removal
 
     @classmethod
     def create(cls, runs_dir: Path, experiment: str, run: str) -> "RunStore":
@@ -129,11 +130,14 @@ class RunStore:
         """Written whole (a temporary file, then a rename): a process killed while writing it must not leave an
         empty, fresh heartbeat behind, which nobody could prove dead."""
         tmp = self.dir / ".heartbeat.tmp"
-        try:
-            tmp.write_text(f"{os.getpid()} {time.time():.0f} {socket.gethostname()}\n")
-            os.replace(tmp, self.dir / "heartbeat")
-        except OSError:
-            pass  # a missed heartbeat only makes a live run look stale; never fail training for it
+        with self._beat:
+            if self._ended.is_set():  # a beat that woke as the run ended: it would say a finished run still trains
+                return
+            try:
+                tmp.write_text(f"{os.getpid()} {time.time():.0f} {socket.gethostname()}\n")
+                os.replace(tmp, self.dir / "heartbeat")
+            except OSError:
+                pass  # a missed heartbeat only makes a live run look stale; never fail training for it
 
     def log(self, text: str) -> None:
         try:
@@ -165,8 +169,9 @@ class RunStore:
         self.append_metrics(record)
         if isinstance(event, RunEnded):
             self.write_summary(event.summary)
-            self._ended.set()
-            (self.dir / "heartbeat").unlink(missing_ok=True)
+            with self._beat:
+                self._ended.set()
+                (self.dir / "heartbeat").unlink(missing_ok=True)
             self.close()
         else:
             self.heartbeat()
