@@ -1,5 +1,6 @@
 """DDP through torchrun on the CPU (gloo, two processes): same result as one process at the same effective
 batch, one gradient all-reduce per optimizer step, and a killed worker fails the run instead of hanging."""
+import contextlib
 import json
 import os
 import signal
@@ -176,6 +177,17 @@ def test_a_cancel_heard_after_an_epoch_is_decided_by_every_rank_together(tmp_pat
     assert asked[-1] is True  # the cancel went to every rank
 
 
+def ranks_of(pid: int) -> list[psutil.Process]:
+    """The training processes under a launcher, while they run."""
+    ranks = []
+    with contextlib.suppress(psutil.Error):
+        for p in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # one that just exited
+                if p.environ().get("RANK"):
+                    ranks.append(p)
+    return ranks
+
+
 def test_a_queue_of_several_processes_continues_where_it_stopped(tmp_path):
     """`--continue --nproc 2`: rank 0 plans and every rank takes its steps, so the finished run is kept, the
     stopped one resumes in place after a run trained afresh (its ranks reach it at different times), and the
@@ -188,8 +200,14 @@ def test_a_queue_of_several_processes_continues_where_it_stopped(tmp_path):
     """))
     runs_dir = tmp_path / "runs"
     first = vitlab_run(path, "--nproc", 2, "--run", "kept", "--run", "stopped", "--json", "--runs-dir", runs_dir)
-    out, err = first.communicate(timeout=240)
-    assert first.returncode == 0, err
+    out = first.stdout.readline()
+    ranks = [p.pid for p in ranks_of(first.pid)]  # ended a second or two later, and reaped by torchrun
+    while any(psutil.pid_exists(pid) for pid in ranks):  # the ranks gone, torchrun winding down: a Ctrl-C then
+        time.sleep(0.05)  # stops nothing either
+    first.send_signal(signal.SIGINT)  # it killed torchrun ("stopped at once"), or, torchrun gone, raised in Python
+    out += first.stdout.read()
+    err = first.stderr.read()
+    assert first.wait(timeout=240) == 0 and "Traceback" not in err and "stopped at once" not in err, err
     kept, stopped = json.loads(out)["runs"]
     summary = Path(stopped["run_dir"]) / "summary.json"  # as a cancel right after its last checkpoint leaves it
     summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": "cancelled"}))

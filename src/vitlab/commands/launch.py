@@ -98,7 +98,7 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
 
     def cancel(signum, frame) -> None:
         interrupted.append(signum)
-        if len(interrupted) == 1 and alive():
+        if len(interrupted) == 1 and ranks:  # training, or ended with torchrun winding down: nothing to kill
             for rank in alive():
                 rank.send_signal(signal.SIGINT)
         else:  # still starting (nothing trained to keep), or asked twice: at once, without torchrun's traceback
@@ -125,6 +125,9 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
             signal.signal(sig, handler)
         for rank in alive():  # torchrun gone, its store with it: a rank still there would wait for good
             rank.kill()
+    # every run has ended with torchrun: a Ctrl-C from here on stops nothing (as queue_over does for the ranks);
+    # Python's own handler made it a KeyboardInterrupt or a death by SIGINT over finished runs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if proc.returncode != 0 and not interrupted:
         mark_orphans(Path(runs_dir), experiment, start, proc.returncode, nproc_of(command))
         print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
