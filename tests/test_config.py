@@ -48,6 +48,11 @@ def test_unknown_key_names_field_line_and_allowed(tmp_path):
     assert "p.yaml:9" in msg and "runs[0] (a) model.colour" in msg and "allowed:" in msg and "patch_size" in msg
 
 
+def test_a_bad_value_in_defaults_is_named_at_its_own_line(tmp_path):
+    msg = problem(tmp_path, VALID.replace("train: {epochs: 2, batch_size: 16}", "train: {epochs: 2, batch_size: 0}"))
+    assert msg.count("p.yaml:6: ") == 2 and "train.batch_size" in msg  # both runs inherit it; it was each run's line
+
+
 def test_unknown_top_level_and_section(tmp_path):
     msg = problem(tmp_path, VALID + "extra: 1\n")
     assert "extra: unknown key; allowed: name, description, defaults, runs" in msg

@@ -137,6 +137,10 @@ def _line_map(text: str) -> dict[tuple, int]:
 
 
 def _line_of(lines: dict[tuple, int], *candidates: tuple) -> int | None:
+    """The line of the first candidate written in the file, else of the nearest section holding one: a value in
+    `defaults:` is named at its own line, not at the run that inherits it."""
+    if exact := next((path for path in candidates if path in lines), None):
+        return lines[exact]
     for path in candidates:
         for cut in range(len(path), 0, -1):
             if path[:cut] in lines:
