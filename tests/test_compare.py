@@ -89,8 +89,9 @@ def test_table_shows_every_status(runs):
 @pytest.mark.parametrize("width, sort, shown, hidden", [
     (220, None, ("Experiment", "Epochs", "Precision", "Peak memory", "Started"), ()),
     (80, None, ("Experiment", "Run", "Model", "Final acc", "Best acc", "Status"), ("Started", "Epochs", "Precision")),
-    (80, "started", ("Experiment", "Run", "Best acc", "Status", "Started"), ("Model", "Epochs")),  # the sort stays
-    (80, "batch", ("Run", "Best acc", "Status", "Batch"), ("Model", "Started", "Epochs")),
+    # the sort stays; the best epoch's accuracy, then the model, then the final accuracy make way for it
+    (80, "started", ("Experiment", "Run", "Final acc", "Status", "Started"), ("Model", "Best acc", "Epochs")),
+    (80, "batch", ("Run", "Model", "Final acc", "Status", "Batch"), ("Best acc", "Started", "Epochs")),
 ])
 def test_a_narrow_terminal_drops_whole_columns_rather_than_cutting_cells(runs, width, sort, shown, hidden):
     from rich.console import Console
