@@ -174,6 +174,17 @@ def test_hangup_keeps_training_to_the_end(tmp_path):
     assert assert_kept(run_dir, "finished")["epochs"] == 4
 
 
+def test_a_reader_that_leaves_ends_the_output_not_the_training(tmp_path):
+    """`vitlab run ... 2>&1 | head -2`: Rich's answer to the closed pipe was SystemExit(1) at the next line of
+    progress, mid-run, which left the run `running` for good."""
+    proc = start(tmp_path, 4)
+    proc.stderr.readline()  # the first run's first line
+    proc.stderr.close()
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert [read_run(d)["status"] for d in sorted((tmp_path / "runs" / "sig").iterdir())] == ["finished"] * 2
+
+
 def test_sigkill_then_resume_matches_uninterrupted_run_bit_for_bit(tmp_path):
     proc = start(tmp_path, 12)  # ~2 s of epochs after the kill's cue: a slow test process still kills it mid-run
     run_dir = wait_for_epoch(tmp_path, 2)

@@ -35,9 +35,9 @@ def main(args: argparse.Namespace) -> int:
         raise CannotStart(missing[1])
 
     from ..engine.cpu_share import CpuShare
-    from .run import wide_when_piped
+    from .console import cli_console
 
-    console = wide_when_piped(Console(highlight=False))  # piped: a sentence per line, not wrapped at 80
+    console = cli_console()  # piped: a sentence per line, not wrapped at 80
     share = CpuShare()  # a CPU training beside it (the TUI's) takes half the cores, not 27 of its 1,240 img/s
     share.adapt(now=True)
     try:

@@ -6,13 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 from ..errors import VitlabError
 from ..report import (COLUMN_KEYS, SEED_COLUMNS, cancelled_early, rich_table, runs_count, seed_groups,
                       seed_table, seeds_csv, seeds_json, seeds_markdown, sort_summaries, to_csv, to_json,
                       to_markdown)
 from . import user_path
+from .console import cli_console
 
 NAME = "compare"
 FORMATS = ("table", "md", "csv", "json")
@@ -83,9 +82,7 @@ def main(args: argparse.Namespace) -> int:
         raise VitlabError("compare --by-seed: no runs under these paths differ by their seed alone "
                           "(train with `vitlab run PRESET --seeds 0,1,2`, or a preset's `seeds: [0, 1, 2]`)")
     if args.format == "table":
-        console = Console(highlight=False)
-        if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
-            console.width = 200
+        console = cli_console()
         if not args.by_seed:
             console.print(rich_table(summaries, width=console.width, sort=args.sort))
         if groups:

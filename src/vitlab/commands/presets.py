@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ..presets import list_presets, preset_dirs
-from .run import wide_when_piped
+from .console import cli_console
 
 NAME = "presets"
 
@@ -31,7 +30,7 @@ def first_sentence(text: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    console = wide_when_piped(Console(highlight=False))
+    console = cli_console()
     table = Table(header_style="bold", show_lines=False)
     table.add_column("Preset", no_wrap=True)  # what `vitlab run NAME` takes: the file's name
     table.add_column("Runs", justify="right")

@@ -5,13 +5,13 @@ import argparse
 import json
 from dataclasses import replace
 
-from rich.console import Console
 from rich.table import Table
 
 from ..config import RunConfig, condition_key, model_label, profile_key, unseeded_name
 from ..errors import VitlabError
 from ..presets import load_preset
 from ..report import human_count
+from .console import cli_console
 
 NAME = "profile"
 
@@ -68,9 +68,7 @@ def main(args: argparse.Namespace) -> int:
         tokens = str((size // run.model.patch_size) ** 2 + run.model.class_token) if run.model.kind == "vit" else "-"
         table.add_row(name, model_label(run.model), f"{size}px", human_count(p.params),
                       human_count(p.trainable_params), f"{p.flops / 1e9:.3g}", tokens)
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or redirected: don't wrap the table at 80 columns
-        console.width = 200
+    console = cli_console()
     console.print(table)
     console.print("GFLOPs: one forward pass per image, a multiply-add counted once (fvcore), attention included; "
                   f"not counted: {', '.join(NOT_COUNTED)}.", style="dim")

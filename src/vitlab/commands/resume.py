@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from rich.console import Console
-
 from . import positive_int, user_path
+from .console import cli_console
 from .progress import ProgressPrinter
-from .run import StopRequest, install_signals, queue_over, rank_code, run_and_report, wide_when_piped
+from .run import StopRequest, install_signals, queue_over, rank_code, run_and_report
 
 NAME = "resume"
 
@@ -33,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
 
         command = [*vitlab_under_torchrun(args.nproc), NAME, str(args.run_dir)] + (["--json"] if args.json else [])
         return launch_torchrun(command, args.run_dir.parent.parent, args.run_dir.parent.name, 1)
-    console = wide_when_piped(Console(stderr=True, highlight=False))
+    console = cli_console(stderr=True)
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 speaks for the run
         console.file = open(os.devnull, "w")
     stop = StopRequest(console)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from ..errors import CannotStart
 from ..presets import load_preset, parse_seeds
 from . import LAUNCHED, pick_runs, positive_int, user_path
+from .console import cli_console
 from .progress import ProgressPrinter
 
 NAME = "run"
@@ -84,12 +85,6 @@ def install_signals(stop: StopRequest) -> None:
         signal.signal(signal.SIGHUP, stop.on_sighup)
 
 
-def wide_when_piped(console: Console) -> Console:
-    if not console.is_terminal:  # piped or redirected: don't wrap tables and lines at 80 columns
-        console.width = 200
-    return console
-
-
 def run_and_report(experiment, summaries_source, *, as_json: bool, console: Console,
                    planned: list[str] | None = None, again: str | None = None) -> int:
     """Train, then the comparison on stdout (the table, or the JSON document); progress stays on stderr.
@@ -103,7 +98,7 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     if as_json:  # a script learns which runs a Ctrl-C left untrained, as a person does from the line below
         print(to_json(summaries, experiment=experiment, not_started=left), flush=True)
     else:
-        out = wide_when_piped(Console(highlight=False))
+        out = cli_console()
         out.print(rich_table(summaries, title=experiment, hide=("experiment", "started"), width=out.width))
         if groups := seed_groups(summaries):
             out.print(seed_table(groups, hide=("experiment",), width=out.width))
@@ -149,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
         if missing := queue_blockers(runs):  # said once here, not by every rank
             raise CannotStart(missing[1])
         return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name, len(runs))
-    console = wide_when_piped(Console(stderr=True, highlight=False))
+    console = cli_console(stderr=True)
     if int(os.environ.get("RANK", "0")) != 0:
         console.file = open(os.devnull, "w")
     stop = StopRequest(console)
