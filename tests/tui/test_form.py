@@ -183,8 +183,7 @@ async def test_derived_values_follow_the_form(runs_dir):
         assert "17 (incl. cls)" in text  # (8/2)^2 patches + class token
         assert "1.05k" in text and "0.123" in text  # the (fake) profiler's params and GFLOPs
         app.setup.query_one("#nproc", Input).value = "2"  # every process takes its own batches
-        await pilot.pause()
-        assert "128 = 16x4x2" in str(app.setup.query_one("#derived", Static).render())
+        await wait_for(pilot, lambda: "128 = 16x4x2" in derived(), timeout=20)
 
 
 def test_form_round_trips_every_shipped_preset_run():
