@@ -40,7 +40,7 @@ UserPath = Annotated[str, AfterValidator(os.path.expanduser)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    model_config = ConfigDict(extra="forbid")
 
 
 NUMBERS = (int, float, int | None, float | None)

@@ -3,7 +3,7 @@
 A preset is an experiment: `name`, `description`, `defaults` (any of data/model/train) and `runs`,
 each run deep-merged over the defaults, and optionally `seeds`: every run is then trained once per seed
 (`vit-s0`, `vit-s1`, ...), so the comparison can say how much of a difference is seed noise.
-Presets are read with `yaml.safe_load` only.
+Presets are read with a SafeLoader only (one that also refuses a key written twice).
 """
 from __future__ import annotations
 

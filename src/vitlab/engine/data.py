@@ -32,7 +32,8 @@ AUGMENT_SEED_OFFSET = 7_777_777  # keeps augmentation off the generator streams 
 SYNTHETIC_SEED = 1234  # the synthetic set is the same whatever the training seed
 SYNTHETIC_SIZES = (2048, 512)
 DIGITS_SPLIT_SEED = 0
-HOLDOUT_SEED = 0  # data.holdout: the same held-out images for every run and seed, so runs compare
+# data.holdout and an image folder's limit_*: the same images held out or kept for every run and seed, so runs compare
+SUBSET_SEED = 0
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what pretrained Swin/ResNet weights saw
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -495,7 +496,7 @@ def load_cifar(cfg: DataConfig) -> Arrays:
         if cfg.holdout >= len(train_x):
             raise DataError(f"data.holdout {cfg.holdout}: {folder} has {len(train_x)} training images; hold out "
                             "fewer (5000 is the usual tenth of CIFAR's 50000)")
-        train, held = stratified_split(train_y, 0.0, HOLDOUT_SEED, count=cfg.holdout)
+        train, held = stratified_split(train_y, 0.0, SUBSET_SEED, count=cfg.holdout)
         train_x, train_y, val_x, val_y = train_x[train], train_y[train], train_x[held], train_y[held]
         origin, val_name = f"{origin}, the test split unused", "held-out val"
     return Arrays(train_x, train_y, val_x, val_y, [text(n) for n in names], CIFAR_STATS[cfg.dataset],
@@ -567,7 +568,7 @@ def load_imagefolder(cfg: DataConfig, device: torch.device, seed: int) -> Data:
         if limit is not None and limit < len(folder):
             # ImageFolder lists its images class by class: its first N would be the first classes alone. A fixed
             # stratified N instead, the same images for every run and seed, in folder order.
-            _, keep = stratified_split(targets, 0.0, HOLDOUT_SEED, count=limit)
+            _, keep = stratified_split(targets, 0.0, SUBSET_SEED, count=limit)
             keep = keep.sort().values
             folder, targets = Subset(folder, keep.tolist()), targets[keep]
         return FolderSplit(len(targets), targets.to(device), device, size, size, mean, std, seed, folder,

@@ -1,7 +1,7 @@
 """Typed, frozen events the engine emits while it trains. Past tense: each says what happened.
 
-Three consumers read the same stream: the run store (disk), the TUI (via post_message) and the
-headless CLI (Rich progress). The engine never knows who listens.
+Every consumer reads the same stream: the run store (disk), the headless CLI (Rich progress), TensorBoard's
+log, and the TUI (as JSON lines from its training process: wire.py). The engine never knows who listens.
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ class RunFinished(RunEnded):
 @dataclass(frozen=True)
 class RunFailed(RunEnded):
     error: str = ""  # one short paragraph: what happened and what to do
-    reason: str = "error"  # "oom", "non-finite", "data", "error"
+    reason: str = "error"  # "oom", "non-finite", "data", "store", "distributed", "error"; the TUI's "crash"
 
 
 @dataclass(frozen=True)

@@ -63,12 +63,12 @@ class GraphedSteps(Steps):
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  skipped: torch.Tensor, split: TensorSplit, cfg: TrainConfig, device: torch.device, *, augment: bool,
-                 warn: Callable[[str], None], capture: bool | None = None):
+                 warn: Callable[[str], None]):
         super().__init__(device)
         self.warn = warn
         self.model, self.optimizer, self.split, self.cfg, self.device = model, optimizer, split, cfg, device
         self.scaler, self.skipped = scaler, skipped
-        self.capture = device.type == "cuda" if capture is None else capture  # False: same steps, never captured
+        self.capture = True  # False after a failed capture: the same steps, eager from then on
         self.window_samples = cfg.batch_size * cfg.accumulation_steps
         self.idx = torch.zeros(self.window_samples, dtype=torch.long, device=device)
         self.params = torch.zeros(split.num_samples, 3, dtype=torch.long, device=device) if augment else None

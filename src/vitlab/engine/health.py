@@ -1,7 +1,7 @@
 """Training-health checks raised as warnings in the event stream, so the CLI and the TUI both show them.
 
-They catch the mistakes that leave a model at chance (the seed report's ViTs sat at 1 % on CIFAR-100
-because attention mixed images across the batch): a loss stuck at ln(classes), chance accuracy,
+They catch the mistakes that leave a model at chance (attention that mixes images across the batch left ViTs
+at 1 % on CIFAR-100): a loss stuck at ln(classes), chance accuracy,
 GradScaler skipping many steps, and precisions that make no sense on the device.
 """
 from __future__ import annotations

@@ -91,13 +91,13 @@ def classes_for(cfg: RunConfig) -> int:
     return len(found) or 1000  # an image folder not on disk yet: ImageNet-sized head
 
 
-def profile_run(cfg: RunConfig, num_classes: int | None = None, trace_limit: int | None = None) -> Profile:
+def profile_run(cfg: RunConfig, trace_limit: int | None = None) -> Profile:
     """Params from the model built on the meta device (shapes only: no memory, however large), FLOPs from a
     trace of the real model. Above `trace_limit` parameters (the TUI's hint as a form is typed) the real model is
     not built: a patchify ViT's FLOPs come from the closed form, other models' are left out (None)."""
     from .models import build_model, count_params
 
-    classes = num_classes or classes_for(cfg)
+    classes = classes_for(cfg)
     with torch.device("meta"):
         params, trainable = count_params(build_model(cfg, classes, load_weights=False))
     if trace_limit is not None and params > trace_limit:

@@ -43,7 +43,7 @@ class QueueProblem(Message):
 class RunTrack:
     name: str
     model: str = ""
-    status: str = "queued"  # queued, starting, running, finished, failed, cancelled, skipped, not started
+    status: str = "queued"  # queued, running, then its summary's (finished, failed, cancelled), skipped, not started
     epochs: int = 0
     start_epoch: int = 0  # > 0: resumed after that many epochs
     steps_per_epoch: int = 1
@@ -93,7 +93,7 @@ class LiveState:
     def end_queue(self) -> None:
         self.active = False
         for track in self.runs.values():
-            if track.status in ("queued", "starting"):
+            if track.status == "queued":
                 track.status = "skipped"
         self.version += 1
 

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, ListItem, ListView, Static
 
-from ...presets import PresetInfo, list_presets
+from ...presets import list_presets
 from ...report import runs_count
 from ..widgets.jump_list import JumpList
 
@@ -30,9 +30,9 @@ def short_path(path: Path) -> str:
 class PresetPicker(ModalScreen[Path | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Back")]
 
-    def __init__(self, presets: list[PresetInfo] | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__(classes="dialog-screen")
-        self.presets = list_presets() if presets is None else presets
+        self.presets = list_presets()
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide-dialog", id="preset-picker-dialog"):

@@ -359,19 +359,16 @@ class SetupView(Horizontal):
                 text.append(f"{label:<12}", style="dim")
                 text.append(f"{value}\n")
             params, flops, problem = self.profiles.get(profile_key(cfg), (None, None, ""))
-            if self.profiler is None:
-                pass
-            elif problem:
+            if self.profiler is not None:
                 text.append(f"{'Params':<12}", style="dim")
-                text.append(f"n/a: {problem}", style="red")
-            elif params is None:
-                text.append(f"{'Params':<12}", style="dim")
-                text.append("computing…", style="dim italic")
-            else:
-                text.append(f"{'Params':<12}", style="dim")
-                text.append(f"{human_count(params)}\n")
-                text.append(f"{'GFLOPs/img':<12}", style="dim")
-                text.append(f"{flops / 1e9:.3g}" if flops else "n/a here (vitlab profile)")
+                if problem:
+                    text.append(f"n/a: {problem}", style="red")
+                elif params is None:
+                    text.append("computing…", style="dim italic")
+                else:
+                    text.append(f"{human_count(params)}\n")
+                    text.append(f"{'GFLOPs/img':<12}", style="dim")
+                    text.append(f"{flops / 1e9:.3g}" if flops else "n/a here (vitlab profile)")
         self.query_one("#derived", Static).update(text.rstrip() or text)
 
     @work(thread=True, exclusive=True, group="profile", exit_on_error=False)

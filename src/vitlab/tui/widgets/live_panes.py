@@ -16,9 +16,8 @@ from textual_plotext import PlotextPlot
 from ...report import human_duration
 from ..bridge import LiveState, RunTrack, outcome
 
-STATUS_ICON = {"queued": "·", "starting": "…", "running": "▶", "finished": "✔", "failed": "✘",
+STATUS_ICON = {"queued": "·", "running": "▶", "finished": "✔", "failed": "✘",
                "cancelled": "■", "skipped": "-", "interrupted": "?", "not started": "✘"}
-STATUS_STYLE = {"finished": "$success", "failed": "$error", "cancelled": "$warning", "running": "$accent"}
 
 
 def mib(mb: float | None) -> str:
@@ -29,7 +28,7 @@ def mib(mb: float | None) -> str:
 
 def no_figures_yet(t: RunTrack | None, waiting: str) -> str:
     """A chart's title before it has data: what it waits for, or that the run ended without any."""
-    if t is not None and t.status not in ("queued", "starting", "running"):
+    if t is not None and t.status not in ("queued", "running"):
         return f"no figures: {t.name} {t.status}"
     return waiting
 

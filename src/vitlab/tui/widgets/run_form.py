@@ -16,7 +16,7 @@ from ..formspec import SECTION_TITLES, SPECS, FormResult, Spec, native_size, val
 
 KIND_LABELS = {"vit": "ViT", "swin": "Swin", "resnet18": "ResNet-18"}
 # Fields composed before the first paint (the run name and ViT's, what a terminal shows first); the rest
-# mount right after it. Each row costs ~15-20 ms to mount and style: all 33 held the first paint ~0.5 s.
+# mount right after it. Each row costs ~15-20 ms to mount and style: all of them held the first paint ~0.5 s.
 FIRST_PAINT_FIELDS = 12
 
 
@@ -118,9 +118,9 @@ class RunForm(VerticalScroll):
             out[spec.widget_id] = self._loaded_values.get(spec.widget_id) if widget is None else widget.value
         return out
 
-    def load(self, cfg: RunConfig, *, base: dict[str, Any] | None = None) -> None:
+    def load(self, cfg: RunConfig) -> None:
         """Show `cfg` in the widgets (the `Validated` message follows)."""
-        self.base = cfg.resolved() if base is None else base
+        self.base = cfg.resolved()
         self._size_set_for_swin = False  # a loaded run's image size is its own, whatever its kind
         self._loaded_values = values_from_config(cfg)
         self._show(self._loaded_values, SPECS)
