@@ -220,8 +220,11 @@ async def test_killed_child_fails_the_run_naming_its_log(tmp_path, runs_dir):
         assert track.status == "failed"
         assert "killed (SIGKILL)" in track.error and str(app.child.log_path) in track.error
         assert "\n" not in track.error
+        # the preset trains without checkpoints: no resume offered over its recorded epochs (it once was)
+        assert "no checkpoint.pt to resume from (train.checkpoint was off)" in track.error
         assert app.state.runs["vit-b"].status == "skipped"
-    assert summaries(runs_dir)["vit-a"]["status"] == "failed"  # on disk too, not left `running`
+    on_disk = summaries(runs_dir)["vit-a"]
+    assert (on_disk["status"], on_disk["failure"]) == ("failed", "crash")  # on disk too, not left `running`
 
 
 async def test_quit_when_idle_needs_no_confirmation(runs_dir):

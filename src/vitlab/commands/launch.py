@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from ..engine.store import find_runs, read_run
+from ..engine.store import find_runs
 from . import LAUNCHED
 
 
@@ -62,19 +61,11 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
 def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int, nproc: int) -> None:
     """A worker that died (killed, OOM-killed, segfault) can take rank 0 with it before it writes a summary: torchrun
     stops the other ranks as soon as it sees one gone, often before rank 0's next collective would have told it."""
-    from ..engine.store import RunStore, nothing_to_resume_from
+    from ..engine.store import mark_failed
 
     for run_dir in sorted((runs_dir / experiment).glob("*")):
-        if not run_dir.is_dir() or run_dir.stat().st_mtime < since:
-            continue
-        summary = read_run(run_dir)
-        if summary.get("status") in ("running", "interrupted"):
-            way_back = (f"{lost}." if (lost := nothing_to_resume_from(summary)) else
-                        f"Resume it with `vitlab resume {shlex.quote(str(run_dir))} --nproc {nproc}` (checkpoint of "
-                        "the last finished epoch).")
-            summary.update(status="failed", failure="distributed", error=(
-                f"a training process died (torchrun exit code {returncode}); the run was stopped. {way_back}"))
-            RunStore(run_dir).write_summary(summary)
+        if run_dir.is_dir() and run_dir.stat().st_mtime >= since:
+            mark_failed(run_dir, f"a training process died (torchrun exit code {returncode})", "distributed", nproc)
 
 
 def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expected: int) -> int:

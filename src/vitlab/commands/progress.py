@@ -3,7 +3,6 @@
 Text from outside (errors, warnings, paths, names) is escaped: its brackets are not Rich markup."""
 from __future__ import annotations
 
-import shlex
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..config import checkpointed
 from ..engine.events import (EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
                              StepsLogged, WarningRaised)
+from ..engine.store import resume_command
 from ..report import human_count
 
 
@@ -73,8 +73,8 @@ class ProgressPrinter:
                         "resume)")
             elif isinstance(event, RunCancelled):
                 c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s); resume with:")
-                nproc = f" --nproc {s['world_size']}" if (s.get("world_size") or 1) > 1 else ""  # as it trained
-                c.print(f"    vitlab resume {escape(shlex.quote(s['run_dir']))}{nproc}", soft_wrap=True)  # one line
+                # on as many processes as it trained on; on one line, however long the path: to copy
+                c.print(f"    {escape(resume_command(s['run_dir'], s.get('world_size') or 1))}", soft_wrap=True)
             else:
                 acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
                 c.print(f"  [green]finished[/]: accuracy {acc} in {s['train_time_s']:.1f}s of training")

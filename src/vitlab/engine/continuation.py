@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..config import WATCH_ONLY, ExperimentConfig, RunConfig, flatten, trained_key, unseeded_name
 from ..errors import CannotStart
-from .store import find_runs, nothing_to_resume_from
+from .store import find_runs, nothing_to_resume_from, resume_command
 
 Step = tuple[Literal["train", "resume", "keep"], dict[str, Any] | None, str | None]  # what, the earlier run, a note
 TRAIN: Step = ("train", None, None)  # a queue that does not continue: every run trains
@@ -62,8 +62,7 @@ def plan(exp: ExperimentConfig, runs_dir: Path, world: int = 1) -> list[Step]:
             if apart:
                 was = apart[0].get("world_size") or 1
                 note = (f"{apart[0]['run_dir']} trained on {processes(was)}, so its effective batch differs: it trains "
-                        f"afresh on {processes(world)} (vitlab resume {apart[0]['run_dir']}"
-                        f"{f' --nproc {was}' if was > 1 else ''} continues that one)")
+                        f"afresh on {processes(world)} ({resume_command(apart[0]['run_dir'], was)} continues that one)")
             steps.append(("train", None, note))
         elif same[0].get("status") == "running":
             raise CannotStart(f"{cfg.name}: {same[0]['run_dir']} is still training (its heartbeat is fresh); let it "

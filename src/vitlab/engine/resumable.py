@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from pydantic import ValidationError
 from ..config import RunConfig
 from ..errors import VitlabError
 from .continuation import processes
-from .store import atomic_write, heartbeat_alive, nothing_to_resume_from, read_metrics, read_run
+from .store import atomic_write, heartbeat_alive, nothing_to_resume_from, read_metrics, read_run, resume_command
 
 
 def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:
@@ -54,7 +53,7 @@ def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunC
     if trained_on != here:  # the effective batch counts every process: resumed on another number, it would change
         raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "
                           f"{summary.get('effective_batch')}); resuming it on {processes(here)} would change its "
-                          f"effective batch: vitlab resume {shlex.quote(str(run_dir))} --nproc {trained_on}")
+                          f"effective batch: {resume_command(run_dir, trained_on)}")
     if lost := nothing_to_resume_from(read_run(run_dir)):  # its epochs from metrics.jsonl when killed unsummarised
         raise VitlabError(f"{lost}; train it afresh (vitlab run PRESET makes a new directory and keeps this one)")
     if summary.get("failure") == "non-finite":  # the same steps again (a GPU's cuDNN choices aside)

@@ -14,6 +14,7 @@ import datetime as dt
 import errno
 import json
 import os
+import shlex
 import socket
 import threading
 import time
@@ -355,6 +356,28 @@ def nothing_to_resume_from(summary: dict[str, Any]) -> str | None:
     off = not checkpointed(summary.get("config"))
     return (f"{run_dir} has no checkpoint.pt to resume from ({'train.checkpoint was off' if off else 'it is gone'}), "
             f"and resuming would train it again from epoch 1 over its {summary['epochs']} recorded epoch(s)")
+
+
+def resume_command(run_dir: Path | str, nproc: int = 1) -> str:
+    """The command that resumes the run, on as many processes as it trained on, to copy as one word a path."""
+    return f"vitlab resume {shlex.quote(str(run_dir))}" + (f" --nproc {nproc}" if nproc > 1 else "")
+
+
+def mark_failed(run_dir: Path, why: str, failure: str, nproc: int = 1, ways: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A run whose training process died before it wrote its end: failed on disk, as `failure`, with the way back
+    where its checkpoint makes one (`ways`: others than the command, first). A run that had ended keeps its summary;
+    returned either way. A summary that cannot be written (a full disk) is still returned, for the screen."""
+    summary = read_run(run_dir)
+    if summary.get("status") in ("running", "interrupted"):
+        way_back = (f"{lost}." if (lost := nothing_to_resume_from(summary)) else
+                    f"Resume it with {' or '.join([*ways, f'`{resume_command(run_dir, nproc)}`'])} (from the "
+                    "checkpoint of its last finished epoch).")
+        summary.update(status="failed", failure=failure, error=f"{why}; the run was stopped. {way_back}")
+        try:
+            RunStore(run_dir).write_summary(summary)
+        except StoreError:
+            pass
+    return summary
 
 
 def is_run_dir(path: Path) -> bool:

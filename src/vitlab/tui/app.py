@@ -11,7 +11,6 @@ import asyncio
 import atexit
 import contextlib
 import os
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import ExperimentConfig, RunConfig
 from ..engine.events import RunEnded, RunKept, RunStarted
+from ..engine.store import resume_command
 from ..engine.wire import RunNotStarted
 from ..errors import CannotStart, PresetError
 from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
@@ -562,7 +562,7 @@ class VitlabApp(App[int]):
             return
         code = child.wait()
         if current is not None:
-            self.post_message(EngineEvent(lost_run(current, child.ended_why(code))))
+            self.post_message(EngineEvent(lost_run(current, child.ended_why(code), self.nproc)))
         elif code != 0 and left and not said_why:
             self.post_message(QueueProblem(left[0], child.ended_why(code)))
 
@@ -614,8 +614,9 @@ class VitlabApp(App[int]):
         if self._quit_pending:  # "Cancel it and quit": say where the cancelled run is, as "Leave it training" does
             last = self._last_ended or {}
             stopped = last.get("run_dir") if last.get("status") == "cancelled" else None
-            self.exit(0, message=f"vitlab: cancelled; metrics and last checkpoint kept in {stopped} (vitlab resume "
-                                 f"{shlex.quote(stopped)} continues it)" if stopped else None)
+            self.exit(0, message=f"vitlab: cancelled; metrics and last checkpoint kept in {stopped} "
+                                 f"({resume_command(stopped, last.get('world_size') or 1)} continues it)"
+                      if stopped else None)
             return
         self._keep_standby()  # ready for the next queue
         done = [t for t in self.state.runs.values() if t.summary is not None]
@@ -634,7 +635,7 @@ class VitlabApp(App[int]):
             self.stop_left_training()
             return
         t = self.state.current_track
-        remaining = sum(1 for tr in self.state.runs.values() if tr.status in ("queued", "starting"))
+        remaining = sum(1 for tr in self.state.runs.values() if tr.status == "queued")
         answers = [("run", "Cancel this run", "error")]
         if remaining:
             answers.append(("all", f"Stop the queue (+{remaining} queued)", "warning"))

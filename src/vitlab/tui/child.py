@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import selectors
-import shlex
 import signal
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from typing import Callable, Iterator
 from ..config import ExperimentConfig
 from ..engine import wire
 from ..engine.events import RunFailed, RunStarted
-from ..errors import StoreError
 
 POLL_S = 0.25  # how often a silent stream checks whether the TUI wants to let go of it
 BATCH_S = 0.25  # events gather this long between reads: one UI wake-up per batch leaves CPU to training
@@ -175,17 +173,12 @@ def last_line(path: Path, limit: int = 160) -> str:
     return lines[-1][:limit] if lines else ""
 
 
-def lost_run(started: RunStarted, why: str) -> RunFailed:
-    """The run the child was training when it ended without a final event: failed, on screen and on disk."""
-    from ..engine.store import RunStore, read_run
+def lost_run(started: RunStarted, why: str, nproc: int) -> RunFailed:
+    """The run the child was training when it ended without a final event: failed, on screen and on disk (unless
+    torchrun's launcher marked it already)."""
+    from ..engine.store import mark_failed
 
-    run_dir = Path(started.run_dir)
-    summary = read_run(run_dir)
-    if summary.get("status") in ("running", "interrupted"):  # torchrun's launcher may have marked it already
-        summary.update(status="failed",
-                       error=f"{why}. Resume it: r in Results, or `vitlab resume {shlex.quote(str(run_dir))}`.")
-        try:
-            RunStore(run_dir).write_summary(summary)
-        except StoreError:
-            pass
-    return RunFailed(started.run, started.experiment, summary, summary.get("error") or why, "crash")
+    failure = "distributed" if nproc > 1 else "crash"
+    summary = mark_failed(Path(started.run_dir), why, failure, nproc, ways=("r in Results",))
+    return RunFailed(started.run, started.experiment, summary, summary.get("error") or why,
+                     summary.get("failure") or failure)
