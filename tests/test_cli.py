@@ -208,3 +208,12 @@ def test_usage_errors_name_the_command_once_and_paths_expand_home(monkeypatch, t
     monkeypatch.setenv("HOME", str(tmp_path))  # bash leaves the '~' of '--runs-dir=~/r' to the program
     assert build_parser().parse_args(["run", "p.yaml", "--runs-dir=~/r"]).runs_dir == tmp_path / "r"
     assert build_parser().parse_args(["compare", "~/runs", "--plot", "~/c.png"]).plot == tmp_path / "c.png"
+
+
+def test_one_exit_code_rule_on_one_process_and_on_several():
+    """`vitlab run` and the `--nproc` launcher decided apart: a failed run, then a Ctrl-C, gave 130 and 1."""
+    from vitlab.commands import exit_code
+
+    assert exit_code([{"status": "failed"}, {"status": "cancelled"}]) == 130  # the Ctrl-C stopped the queue
+    assert exit_code([{"status": "finished"}, {"status": "failed"}]) == 1
+    assert exit_code([{"status": "finished"}] * 2) == 0

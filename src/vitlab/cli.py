@@ -12,10 +12,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .commands import LAUNCHED, user_path
+from .commands import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, LAUNCHED, user_path
 from .errors import VitlabError
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 def _subcommands():

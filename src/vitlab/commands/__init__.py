@@ -4,6 +4,18 @@ from pathlib import Path
 
 # set by `--nproc`'s launcher for its ranks (commands/launch.py): a rank's exit code leaves the run's outcome to it
 LAUNCHED = "VITLAB_LAUNCHED"
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def exit_code(summaries: list[dict]) -> int:
+    """vitlab's exit code for what a queue's runs did, on one process or several: cancelled if one was (a Ctrl-C
+    stops the queue, even after a failed run), failed if one failed, 0 when every run finished."""
+    statuses = [s.get("status") for s in summaries]
+    if "cancelled" in statuses:
+        return EXIT_CANCELLED
+    if "failed" in statuses:
+        return EXIT_FAILED
+    return EXIT_OK if all(status == "finished" for status in statuses) else EXIT_CANCELLED
 
 
 def positive_int(text: str) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 
 from ..engine.store import find_runs
-from . import LAUNCHED
+from . import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, LAUNCHED, exit_code
 
 
 def torchrun(argv: list[str]) -> int:
@@ -32,8 +32,8 @@ def torchrun(argv: list[str]) -> int:
         for rank, failure in sorted(e.failures.items()):
             how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited {failure.exitcode}"
             print(f"torchrun: rank {rank} (pid {failure.pid}) {how}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def vitlab_under_torchrun(nproc: int) -> list[str]:
@@ -124,13 +124,13 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
         print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
               f"see the run directories under {runs_dir}/{experiment} (vitlab compare {runs_dir}/{experiment})",
               file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if len(interrupted) > 1 or proc.returncode != 0:
         print(f"vitlab: stopped at once; the runs under {runs_dir}/{experiment} keep their last checkpoints "
               f"(vitlab resume RUN_DIR --nproc {nproc_of(command)})", file=sys.stderr)
     ended = runs_since(Path(runs_dir) / experiment, start)
-    code = outcome(ended)
-    return 130 if interrupted and code == 0 and len(ended) < expected else code  # stopped before the rest began
+    code = exit_code(ended)
+    return EXIT_CANCELLED if interrupted and code == EXIT_OK and len(ended) < expected else code  # before the rest
 
 
 def nproc_of(command: list[str]) -> int:
@@ -140,14 +140,6 @@ def nproc_of(command: list[str]) -> int:
 def runs_since(where: Path, since: float) -> list[dict]:
     """The summaries of the runs this launch wrote (trained or resumed)."""
     return [s for s in (find_runs([where]) if where.is_dir() else []) if Path(s["run_dir"]).stat().st_mtime >= since]
-
-
-def outcome(ended: list[dict]) -> int:
-    """vitlab's exit code from the summaries of the runs this launch wrote, as one process decides it: 1 if one
-    failed, 130 if one did not finish (cancelled), else 0."""
-    if any(s.get("status") == "failed" for s in ended):
-        return 1
-    return 130 if any(s.get("status") != "finished" for s in ended) else 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from ..errors import CannotStart
 from ..presets import load_preset, parse_seeds
-from . import LAUNCHED, pick_runs, positive_int, user_path
+from . import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, LAUNCHED, exit_code, pick_runs, positive_int, user_path
 from .console import cli_console
 from .progress import ProgressPrinter
 
@@ -69,7 +69,7 @@ class StopRequest:
 def rank_code(code: int) -> int:
     """A rank started by vitlab's own launcher leaves a failed or cancelled run's exit code to it (it reads the
     summaries): torchrun took a rank's non-zero exit for a crash, with a traceback."""
-    return 0 if code in (1, 130) and os.environ.get(LAUNCHED) else code
+    return EXIT_OK if code in (EXIT_FAILED, EXIT_CANCELLED) and os.environ.get(LAUNCHED) else code
 
 
 def queue_over() -> None:
@@ -93,7 +93,7 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
 
     summaries = summaries_source()
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the run
-        return 1 if any(s["status"] == "failed" for s in summaries) else 0
+        return exit_code(summaries)
     left = (planned or [])[len(summaries):]
     if as_json:  # a script learns which runs a Ctrl-C left untrained, as a person does from the line below
         print(to_json(summaries, experiment=experiment, not_started=left), flush=True)
@@ -105,11 +105,7 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     if left and summaries and summaries[-1]["status"] == "cancelled":
         console.print(f"[yellow]Not started:[/] {escape(', '.join(left))}." + (
             f" To go on where this stopped: [bold]{escape(again)}[/]" if again else ""), soft_wrap=True)
-    if summaries and summaries[-1]["status"] == "cancelled":  # Ctrl-C, even after a failed run: the queue stopped
-        return 130
-    if any(s["status"] == "failed" for s in summaries):
-        return 1
-    return 0 if all(s["status"] == "finished" for s in summaries) else 130
+    return exit_code(summaries)
 
 
 def continue_command(args: argparse.Namespace) -> str:
@@ -174,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
             return rank_code(report(lambda: ended))
         if again:
             console.print(f"To go on where this stopped: [bold]{escape(again)}[/]", soft_wrap=True)
-        return rank_code(130)
+        return rank_code(EXIT_CANCELLED)
     finally:
         printer.stop()
         queue_over()
