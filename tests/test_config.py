@@ -257,3 +257,13 @@ def test_model_labels_tell_the_runs_of_a_study_apart():
             for m in ({"pretrained": True, "weights": "~/w/swin-mine/"},
                       {"pretrained": True, "weights": "microsoft/swin-small-patch4-window7-224"})]
     assert swin == ["Swin swin-mine pretrained", "Swin-S pretrained"]
+
+
+def test_an_empty_xdg_config_home_counts_as_unset_for_presets_and_settings(monkeypatch, tmp_path):
+    from vitlab.presets import user_preset_dir
+    from vitlab.tui.settings import settings_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", "")  # read as a path, presets went to a relative vitlab/presets
+    assert user_preset_dir() == tmp_path / ".config" / "vitlab" / "presets"
+    assert settings_path().parent == user_preset_dir().parent

@@ -19,16 +19,13 @@ from pydantic import BaseModel, ValidationError
 from .config import (CIFAR_FOLDERS, MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig,
                      condition_key, seeded_name, unseeded_name)
 from .errors import PresetError
+from .paths import PACKAGE_ROOT, config_dir
 
 TOP_KEYS = ("name", "description", "defaults", "runs", "seeds")
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": None}
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
-
-
 def preset_dirs() -> list[Path]:
     """Where presets are looked for: ./presets, the user's own, the ones shipped with vitlab."""
-    user = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "vitlab" / "presets"
-    dirs = [Path.cwd() / "presets", user, PACKAGE_ROOT / "presets"]
+    dirs = [Path.cwd() / "presets", user_preset_dir(), PACKAGE_ROOT / "presets"]
     unique: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
@@ -37,7 +34,7 @@ def preset_dirs() -> list[Path]:
 
 
 def user_preset_dir() -> Path:
-    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "vitlab" / "presets"
+    return config_dir() / "presets"
 
 
 MAX_PRESET_BYTES = 1 << 20  # a preset is a few kilobytes

@@ -7,9 +7,7 @@ from typing import Any
 
 import yaml
 
-
-def config_dir() -> Path:
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "vitlab"
+from ..paths import config_dir
 
 
 def settings_path() -> Path:
