@@ -8,7 +8,6 @@ Presets are read with a SafeLoader only (one that also refuses a key written twi
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, get_origin
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from .config import (CIFAR_FOLDERS, MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig,
                      condition_key, seeded_name, unseeded_name)
 from .errors import PresetError
-from .paths import PACKAGE_ROOT, config_dir
+from .files import PACKAGE_ROOT, config_dir, write_whole
 
 TOP_KEYS = ("name", "description", "defaults", "runs", "seeds")
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": None}
@@ -476,8 +475,6 @@ def save_preset(exp: ExperimentConfig, path: str | Path) -> Path:
     """Write atomically; the file loads back to an equal ExperimentConfig."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dump_preset(exp), encoding="utf-8")
-    os.replace(tmp, path)
+    write_whole(path, dump_preset(exp).encode("utf-8"))
     return path
 

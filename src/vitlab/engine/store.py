@@ -25,6 +25,7 @@ import yaml
 
 from ..config import check_name, checkpointed
 from ..errors import StoreError
+from ..files import write_whole
 from .events import Event, RunEnded
 
 HEARTBEAT_STALE_S = 120.0
@@ -42,16 +43,10 @@ def _disk_error(path: Path, e: OSError, kept: bool = False) -> StoreError:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """files.write_whole, its failure said for a run directory."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_whole(path, data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise _disk_error(path, e, kept=path.exists()) from None
 
 

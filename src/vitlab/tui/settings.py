@@ -1,13 +1,12 @@
 """Settings remembered between sessions (the theme), in $XDG_CONFIG_HOME/vitlab/settings.yaml."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..paths import config_dir
+from ..files import config_dir, write_whole
 
 
 def settings_path() -> Path:
@@ -29,8 +28,6 @@ def save_settings(**changes: Any) -> None:
     path = settings_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_whole(path, yaml.safe_dump(data, sort_keys=True).encode("utf-8"))
     except OSError:
         pass

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from textual.theme import Theme
 
-from ..paths import PACKAGE_ROOT, config_dir
+from ..files import PACKAGE_ROOT, config_dir
 
 DEFAULT_THEME = "vitlab-dark"
 THEME_KEYS = ("name", "primary", "secondary", "warning", "error", "success", "accent", "foreground",
