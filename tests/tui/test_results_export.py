@@ -205,3 +205,17 @@ async def test_a_says_so_when_no_run_was_left_out(runs_dir):
         await pilot.press("a")  # nothing cancelled in its first epoch among write_history's runs
         await pilot.pause()
         assert app.told[-1].message.startswith("No earlier run was left out") and not app.results.show_all
+
+
+async def test_resuming_a_run_whose_config_is_broken_names_the_field(runs_dir):
+    run_dir = runs_dir / "e" / "20261127-120000-r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: r\nmodel: {kind: vit}\ntrain: {epochs: many}\n")  # edited by hand
+    app = make_app(None, runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        app.resume(run_dir)
+        await pilot.pause()
+        [toast] = [t for t in app.told if t.title == "Not resumed"]
+        assert toast.message.startswith(f"{run_dir}/config.yaml: train.epochs: ")  # it said "ValidationError"
+        assert not app.running

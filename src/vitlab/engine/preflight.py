@@ -64,7 +64,7 @@ def cached_config(source: str) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
 
         found = try_to_load_from_cache(source, "config.json")
-    except Exception:
+    except Exception:  # not a hub id it accepts, or no hub library: no cached config to check (the loader says why)
         return None
     return Path(found) if isinstance(found, str) else None
 

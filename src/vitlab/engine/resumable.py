@@ -5,19 +5,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from pydantic import ValidationError
 
 from ..config import RunConfig
 from ..errors import VitlabError
 from .continuation import processes
-from .store import atomic_write, heartbeat_alive, nothing_to_resume_from, read_metrics, read_run, resume_command
+from .store import heartbeat_alive, nothing_to_resume_from, read_run, resume_command
 
 
-def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:
-    """The run's config and summary when it can resume on `world` processes; else VitlabError says why (the
-    `--nproc` launcher asks first, so that its ranks do not each refuse)."""
+def run_config(run_dir: Path) -> RunConfig:
+    """The run's config.yaml, or VitlabError naming what is wrong with it in a line (the file, the line, the field)."""
     if run_dir.is_file():  # RUN_DIR/summary.json, say
         raise VitlabError(f"{run_dir}: a file; give the run's directory ({run_dir.parent})")
     if not run_dir.is_dir():
@@ -39,6 +37,13 @@ def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunC
 
         loc, msg = describe_error(e.errors()[0], raw if isinstance(raw, dict) else {})
         raise VitlabError(f"{run_dir}/config.yaml: {'.'.join(map(str, loc))}: {msg}") from None
+    return cfg
+
+
+def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunConfig, dict[str, Any]]:
+    """The run's config and summary when it can resume on `world` processes; else VitlabError says why (the
+    `--nproc` launcher asks first, so that its ranks do not each refuse)."""
+    cfg = run_config(run_dir)
     summary = {}
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -69,23 +74,3 @@ def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunC
                  "one the run was started in)") if relative else ""
         raise VitlabError(f"{run_dir}: cannot resume: {missing[1]}{where}")
     return cfg, summary
-
-
-def drop_metrics_after_checkpoint(run_dir: Path) -> None:
-    """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy. The
-    checkpoint's own epoch line, lost when the run was killed between writing the two, comes back from it."""
-    ckpt = run_dir / "checkpoint.pt"
-    done, evaluated = 0, None
-    if ckpt.exists():
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            done, evaluated = state["epoch"], state.get("evaluated")  # no "evaluated" before 2026-11-27
-        except Exception as e:  # truncated (a full disk, a copy cut short), or not vitlab's: torch's errors vary
-            raise VitlabError(f"{ckpt}: not a readable checkpoint ({type(e).__name__}), so the run cannot resume "
-                              f"from it; train it afresh (move the directory away)") from None
-    kept = [r for r in read_metrics(run_dir / "metrics.jsonl")
-            if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
-    if evaluated and evaluated.get("epoch") == done and not any(
-            r.get("event") == "EpochEvaluated" and r["epoch"] == done for r in kept):
-        kept.append(evaluated)
-    atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..config import ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, from_pretrained, model_label
-from ..errors import CannotStart, StoreError, VitlabError
+from ..errors import CannotStart, DataError, StoreError, VitlabError
 from . import device as devices
 from . import distributed
 from .continuation import TRAIN, Step, shared_plan
@@ -30,8 +30,8 @@ from .health import HealthMonitor
 from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, epoch_order, evaluate, train_epoch,
                    windows)
 from .optim import make_optimizer, make_scheduler
-from .resumable import drop_metrics_after_checkpoint, resumable
-from .store import NullStore, RunStore, started_from_name
+from .resumable import resumable
+from .store import NullStore, RunStore, drop_metrics_after_checkpoint, started_from_name
 
 # Horizontal fusion of independent small kernels (weight casts, bias-gradient sums): ViT-A's compiled
 # forward+backward at batch 64 took 1.53 ms instead of 1.76 ms on an H200. Triton (GPU) code only.
@@ -222,7 +222,7 @@ class Run:
 
     def save_checkpoint(self, evaluated: EpochEvaluated | None = None) -> None:
         """`evaluated`: the epoch's metrics line, kept with its checkpoint: a run killed after the checkpoint and
-        before the line gets it back when resumed (resumable.drop_metrics_after_checkpoint)."""
+        before the line gets it back when resumed (store.drop_metrics_after_checkpoint)."""
         if self.cfg.train.checkpoint:
             state = self.checkpoint_state()
             if evaluated is not None:
@@ -464,7 +464,7 @@ class Run:
             from .data import worker_message
 
             self.store.log(traceback.format_exc())
-            return self.end(RunFailed, "failed", worker_message(e), "data" if "Data" in type(e).__name__ else "error")
+            return self.end(RunFailed, "failed", worker_message(e), "data" if isinstance(e, DataError) else "error")
         except Exception as e:
             if CPU_OOM in str(e):
                 return self.out_of_memory()

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import yaml
 
 from ..config import check_name, checkpointed
-from ..errors import StoreError
+from ..errors import StoreError, VitlabError
 from ..files import write_whole
 from .events import Event, RunEnded
 
@@ -293,7 +293,7 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     label = "?"
     try:
         label = model_label(RunConfig.from_resolved(config).model)
-    except Exception:
+    except Exception:  # a config.yaml another version or tool wrote, any shape: the table says "?", never fails
         pass
     return _readable({
         "name": config.get("name", run_dir.name),
@@ -351,6 +351,28 @@ def nothing_to_resume_from(summary: dict[str, Any]) -> str | None:
     off = not checkpointed(summary.get("config"))
     return (f"{run_dir} has no checkpoint.pt to resume from ({'train.checkpoint was off' if off else 'it is gone'}), "
             f"and resuming would train it again from epoch 1 over its {summary['epochs']} recorded epoch(s)")
+
+
+def drop_metrics_after_checkpoint(run_dir: Path) -> None:
+    """Metrics logged after the last checkpoint will be logged again by the resumed run: keep one copy. The
+    checkpoint's own epoch line, lost when the run was killed between writing the two, comes back from it."""
+    ckpt = run_dir / "checkpoint.pt"
+    done, evaluated = 0, None
+    if ckpt.exists():
+        try:
+            import torch
+
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            done, evaluated = state["epoch"], state.get("evaluated")  # no "evaluated" before 2026-11-27
+        except Exception as e:  # truncated (a full disk, a copy cut short), or not vitlab's: torch's errors vary
+            raise VitlabError(f"{ckpt}: not a readable checkpoint ({type(e).__name__}), so the run cannot resume "
+                              f"from it; train it afresh (move the directory away)") from None
+    kept = [r for r in read_metrics(run_dir / "metrics.jsonl")
+            if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
+    if evaluated and evaluated.get("epoch") == done and not any(
+            r.get("event") == "EpochEvaluated" and r["epoch"] == done for r in kept):
+        kept.append(evaluated)
+    atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 def resume_command(run_dir: Path | str, nproc: int = 1) -> str:

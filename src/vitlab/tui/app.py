@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import yaml
 from pydantic import ValidationError
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -31,7 +30,7 @@ from ..config import ExperimentConfig, RunConfig
 from ..engine.events import RunEnded, RunKept, RunStarted
 from ..engine.store import resume_command
 from ..engine.wire import RunNotStarted
-from ..errors import CannotStart, PresetError
+from ..errors import CannotStart, PresetError, VitlabError
 from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
 from ..report import runs_count, seed_groups
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
@@ -436,9 +435,8 @@ class VitlabApp(App[int]):
             return
         try:
             exp = setup.experiment(self.experiment_name or DEFAULT_EXPERIMENT, self.experiment_description)
-        except ValidationError as e:
-            self.notify(str(e.errors()[0].get("ctx", {}).get("message") or e.errors()[0]["msg"]),
-                        title="Not started", severity="error")
+        except ValidationError as e:  # the queue as a whole (its runs' names, say): named as the save dialog does
+            self.notify(describe_errors(e), title="Not started", severity="error")
             return
         self.offer_continue(exp, setup.nproc)
 
@@ -491,11 +489,12 @@ class VitlabApp(App[int]):
         if self.running:
             self.notify("Already training; resume it when the queue has ended.", severity="warning")
             return
+        from ..engine.resumable import run_config
+
         try:
-            cfg = RunConfig.from_resolved(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
-        except (OSError, yaml.YAMLError, ValidationError) as e:
-            self.notify(f"{run_dir}: no readable config.yaml ({type(e).__name__})", title="Not resumed",
-                        severity="error")
+            cfg = run_config(run_dir)
+        except VitlabError as e:  # the file, the line, the field: a type's name told nothing
+            self.notify(str(e), title="Not resumed", severity="error")
             return
         self.start(ExperimentConfig(name=run_dir.parent.name, runs=[cfg]), nproc, resume_dir=run_dir)
 
