@@ -329,7 +329,8 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def condition_key(resolved: dict[str, Any]) -> str:
-    """A resolved run config less its name and seed: runs with one key differ by their seed alone."""
+    """A resolved run config less its name and seed: runs with one key differ by their seed alone. Stricter than
+    trained_key on purpose: seeding a queue keeps apart two runs that differ only in how they are watched."""
     train = {k: v for k, v in (resolved.get("train") or {}).items() if k != "seed"}
     return json.dumps({**resolved, "name": None, "train": train}, sort_keys=True, default=str)
 
