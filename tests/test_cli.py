@@ -217,3 +217,13 @@ def test_one_exit_code_rule_on_one_process_and_on_several():
     assert exit_code([{"status": "failed"}, {"status": "cancelled"}]) == 130  # the Ctrl-C stopped the queue
     assert exit_code([{"status": "finished"}, {"status": "failed"}]) == 1
     assert exit_code([{"status": "finished"}] * 2) == 0
+
+
+def test_more_processes_than_the_machine_runs_are_refused_before_torchrun(tmp_path, tiny):
+    from vitlab.engine.hardware import max_processes
+
+    limit, what = max_processes()
+    for command in (["run", tiny, "--runs-dir", tmp_path / "runs"], ["resume", tmp_path]):
+        out = vitlab(*command, "--nproc", limit + 1)
+        assert out.returncode == 2 and out.stderr == \
+            f"vitlab: --nproc {limit + 1}: this machine runs 1 to {limit} training processes ({what})\n"

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from vitlab.tui.views.results import ResultsView
-from vitlab.tui.views.setup import max_processes
+from vitlab.engine.hardware import max_processes
 
 from .conftest import form_ready, make_app, wait_for
 from .fakes import summary, write_history

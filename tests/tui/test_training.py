@@ -237,7 +237,7 @@ async def test_quit_when_idle_needs_no_confirmation(runs_dir):
 
 
 async def test_processes_field_is_validated(runs_dir):
-    from vitlab.tui.views.setup import max_processes
+    from vitlab.engine.hardware import max_processes
 
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -25,9 +25,11 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..engine.hardware import check_nproc
         from ..engine.resumable import resumable
         from .launch import launch_torchrun, vitlab_under_torchrun
 
+        check_nproc(args.nproc)
         resumable(args.run_dir, args.nproc)  # refused here, once, rather than by every rank
 
         command = [*vitlab_under_torchrun(args.nproc), NAME, str(args.run_dir)] + (["--json"] if args.json else [])

@@ -129,7 +129,10 @@ def main(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
     exp = pick_runs(load_preset(args.preset, overrides, seeds=seeds), args.runs)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..engine.hardware import check_nproc
         from ..engine.preflight import queue_blockers
+
+        check_nproc(args.nproc)
         from .launch import launch_torchrun, torchrun_command
 
         runs = exp.runs

@@ -14,10 +14,10 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from ...engine.hardware import max_processes
 from ...report import (SEED_COLUMNS, STATUS_STYLE, cancelled_early, format_row, runs_count, seed_groups, seeds_csv,
                        seeds_json, seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown,
                        versus_best, visible_columns)
-from .setup import max_processes
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from itertools import takewhile
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from ...config import ExperimentConfig, RunConfig, model_label, profile_key
+from ...engine.hardware import max_processes
 from ...errors import PresetError
 from ...presets import describe_errors, parse_seeds, reseed
 from ...report import human_count, runs_count
@@ -385,22 +385,3 @@ class SetupView(Horizontal):
             key, value = event.worker.result
             self.profiles[key] = value
             self.show_derived()
-
-
-def visible_gpus() -> int:
-    """CUDA devices this process may use, without importing torch: the driver's list, less CUDA_VISIBLE_DEVICES."""
-    try:
-        physical = len(os.listdir("/proc/driver/nvidia/gpus"))
-    except OSError:
-        return 0
-    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if mask is None:
-        return physical
-    ids = takewhile(lambda d: d and not d.startswith("-"), (d.strip() for d in mask.split(",")))  # CUDA stops at -1
-    return min(physical, len(list(ids)))
-
-
-def max_processes() -> tuple[int, str]:
-    """How many local training processes a run may use, and why: one per GPU, or CPU processes (gloo)."""
-    gpus = visible_gpus()
-    return (gpus, "CUDA devices visible") if gpus else (os.cpu_count() or 1, "no GPU: CPU processes with gloo")
