@@ -106,6 +106,10 @@ class ViTModel(Strict):
     def hidden_dim(self) -> int:
         return self.mlp_dim if self.mlp_dim is not None else int(self.embed_dim * self.mlp_ratio)
 
+    def tokens(self, image_size: int) -> int:
+        """The sequence attention runs over: the patches, and the class token where there is one."""
+        return (image_size // self.patch_size) ** 2 + self.class_token
+
 
 class SwinModel(Strict):
     kind: Literal["swin"] = "swin"

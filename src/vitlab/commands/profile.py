@@ -64,8 +64,7 @@ def main(args: argparse.Namespace) -> int:
         table.add_column(header, justify="right", no_wrap=True)
     for name, (_, runs, p) in zip(names, rows):
         run, size = runs[0], runs[0].data.size
-        # the sequence attention runs over, as the form's Tokens/img says it: the class token included
-        tokens = str((size // run.model.patch_size) ** 2 + run.model.class_token) if run.model.kind == "vit" else "-"
+        tokens = str(run.model.tokens(size)) if run.model.kind == "vit" else "-"  # as the form's Tokens/img
         table.add_row(name, model_label(run.model), f"{size}px", human_count(p.params),
                       human_count(p.trainable_params), f"{p.flops / 1e9:.3g}", tokens)
     console = cli_console()

@@ -61,8 +61,7 @@ def vit_flops_analytic(model: ViTModel, image_size: int, num_classes: int) -> in
     if model.stem != "patchify":
         raise ValueError("the closed form covers the patchify stem only; count a conv-stem ViT with count_flops")
     d, grid = model.embed_dim, image_size // model.patch_size
-    patches = grid * grid
-    tokens = patches + (1 if model.class_token else 0)
+    patches, tokens = grid * grid, model.tokens(image_size)
     embed = patches * 3 * model.patch_size ** 2 * d
     attention = 2 * tokens * tokens * d  # QK^T and AV over all heads
     block = tokens * (3 * d * d + d * d + 2 * d * model.hidden_dim) + attention  # qkv, proj, MLP

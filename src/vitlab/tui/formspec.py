@@ -283,8 +283,7 @@ def derived(cfg: RunConfig, nproc: int = 1) -> dict[str, str]:
            "Image": f"{size} px" + ("" if cfg.data.image_size else " (native)")}
     m = cfg.model
     if isinstance(m, ViTModel):
-        patches = (size // m.patch_size) ** 2
-        out["Tokens/img"] = f"{patches + (1 if m.class_token else 0)}" + (" (incl. cls)" if m.class_token else "")
+        out["Tokens/img"] = f"{m.tokens(size)}" + (" (incl. cls)" if m.class_token else "")
     elif isinstance(m, SwinModel):
         out["Tokens/img"] = f"{(size // 4) ** 2} (stage 1)"
     else:
