@@ -100,6 +100,27 @@ def fault_from_env() -> Fault | None:
     return Fault(kind, int(step or 1)) if kind in ("oom", "nan") else None
 
 
+def setting_warnings(cfg: RunConfig, effective_batch: int, train_images: int) -> list[tuple[str, str]]:
+    """Settings that train, but not as their user likely meant: (code, message) for each, said at the start."""
+    m, t, found = cfg.model, cfg.train, []
+    if t.freeze == "backbone" and not from_pretrained(m):
+        found.append(("freeze-scratch", "train.freeze: backbone trains only the classifier on a randomly "
+                      "initialised backbone (a probe of random features); it is meant for pretrained weights."))
+    if (isinstance(m, ResNet18Model) and m.stem == "imagenet" and not m.weights and cfg.data.size <= 64
+            and cfg.data.dataset in ("cifar10", "cifar100")):
+        found.append(("resnet-stem", f"ResNet-18's ImageNet stem (7x7 stride-2 conv and max-pool) makes "
+                      f"{cfg.data.size} px images {cfg.data.size // 4}x{cfg.data.size // 4} before the first block, "
+                      "a weak baseline on CIFAR: model.stem: cifar is the usual CIFAR ResNet."))
+    if t.optimizer != "sgd" and t.momentum != type(t).model_fields["momentum"].default:
+        found.append(("momentum-unused", f"train.momentum: {t.momentum} changes nothing with {t.optimizer} (only "
+                      "sgd uses it; Adam's betas play that part)."))
+    if effective_batch > train_images:
+        found.append(("batch-over-data", f"the effective batch ({effective_batch}) is more than the {train_images} "
+                      f"training images: each epoch is one optimizer step over all of them, not a batch of "
+                      f"{effective_batch}; lower train.batch_size or accumulation_steps."))
+    return found
+
+
 class Run:
     """One run's state between set-up and the end; `execute` never raises for run failures."""
 
@@ -306,22 +327,8 @@ class Run:
             self.on_cpu_share(self.cpu_note)
         for code, message in self.health.at_start(self.device):
             self.warn(code, message)
-        m = cfg.model
-        if t.freeze == "backbone" and not from_pretrained(m):
-            self.warn("freeze-scratch", "train.freeze: backbone trains only the classifier on a randomly "
-                      "initialised backbone (a probe of random features); it is meant for pretrained weights.")
-        if (isinstance(m, ResNet18Model) and m.stem == "imagenet" and not m.weights and cfg.data.size <= 64
-                and cfg.data.dataset in ("cifar10", "cifar100")):
-            self.warn("resnet-stem", f"ResNet-18's ImageNet stem (7x7 stride-2 conv and max-pool) makes "
-                      f"{cfg.data.size} px images {cfg.data.size // 4}x{cfg.data.size // 4} before the first block, "
-                      "a weak baseline on CIFAR: model.stem: cifar is the usual CIFAR ResNet.")
-        if t.optimizer != "sgd" and t.momentum != type(t).model_fields["momentum"].default:
-            self.warn("momentum-unused", f"train.momentum: {t.momentum} changes nothing with {t.optimizer} (only sgd "
-                      "uses it; Adam's betas play that part).")
-        if self.effective_batch > (n := self.data.train.num_samples):
-            self.warn("batch-over-data", f"the effective batch ({self.effective_batch}) is more than the {n} training "
-                      f"images: each epoch is one optimizer step over all of them, not a batch of "
-                      f"{self.effective_batch}; lower train.batch_size or accumulation_steps.")
+        for code, message in setting_warnings(cfg, self.effective_batch, self.data.train.num_samples):
+            self.warn(code, message)
         if self.graphs_off and t.cuda_graphs is True:
             self.warn("cuda-graphs", self.graphs_off)
         elif self.graphs_off:
