@@ -15,6 +15,7 @@ import psutil
 
 from ..engine.store import find_runs
 from . import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, LAUNCHED, exit_code
+from .run import run_words
 
 
 def torchrun(argv: list[str]) -> int:
@@ -42,20 +43,7 @@ def vitlab_under_torchrun(nproc: int) -> list[str]:
 
 
 def torchrun_command(args: argparse.Namespace) -> list[str]:
-    cmd = [*vitlab_under_torchrun(args.nproc), "run", str(args.preset), "--runs-dir", str(args.runs_dir)]
-    for name in args.runs or []:
-        cmd += ["--run", name]
-    for pair in args.overrides:
-        cmd += ["--set", pair]
-    if args.seeds is not None:
-        cmd += ["--seeds", args.seeds]
-    if args.json:
-        cmd.append("--json")
-    if args.tensorboard:
-        cmd.append("--tensorboard")
-    if args.resume_earlier:
-        cmd.append("--continue")
-    return cmd
+    return [*vitlab_under_torchrun(args.nproc), *run_words(args), *(["--continue"] if args.resume_earlier else [])]
 
 
 def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int, nproc: int) -> None:

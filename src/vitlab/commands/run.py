@@ -108,20 +108,23 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
     return exit_code(summaries)
 
 
-def continue_command(args: argparse.Namespace) -> str:
-    """This command line with --continue: it picks up the queue where a Ctrl-C stopped it."""
-    words = ["vitlab", "run", str(args.preset)]
+def run_words(args: argparse.Namespace) -> list[str]:
+    """This `vitlab run`'s words less --nproc and --continue: what each torchrun rank runs, and the way back."""
+    words = ["run", str(args.preset)]
     for name in args.runs or []:
         words += ["--run", name]
     for pair in args.overrides:
         words += ["--set", pair]
-    words += ["--seeds", args.seeds] if args.seeds else []
+    words += ["--seeds", args.seeds] if args.seeds is not None else []
     words += ["--tensorboard"] if args.tensorboard else []
     words += ["--json"] if args.json else []
-    words += ["--runs-dir", str(args.runs_dir)] if args.runs_dir != Path("runs") else []
+    return words + (["--runs-dir", str(args.runs_dir)] if args.runs_dir != Path("runs") else [])
+
+
+def continue_command(args: argparse.Namespace) -> str:
+    """This command line with --continue: it picks up the queue where a Ctrl-C stopped it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))  # a rank of `--nproc N` was launched without the flag
-    words += ["--nproc", str(world)] if world > 1 else []
-    return shlex.join([*words, "--continue"])
+    return shlex.join(["vitlab", *run_words(args), *(["--nproc", str(world)] if world > 1 else []), "--continue"])
 
 
 def main(args: argparse.Namespace) -> int:
