@@ -68,7 +68,8 @@ class GraphedSteps(Steps):
         self.warn = warn
         self.model, self.optimizer, self.split, self.cfg, self.device = model, optimizer, split, cfg, device
         self.scaler, self.skipped = scaler, skipped
-        self.capture = True  # False after a failed capture: the same steps, eager from then on
+        # False on the CPU (which takes this path only in the tests) or after a failed capture: the same steps, eager
+        self.capture = device.type == "cuda"
         self.window_samples = cfg.batch_size * cfg.accumulation_steps
         self.idx = torch.zeros(self.window_samples, dtype=torch.long, device=device)
         self.params = torch.zeros(split.num_samples, 3, dtype=torch.long, device=device) if augment else None
