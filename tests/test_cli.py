@@ -219,11 +219,12 @@ def test_one_exit_code_rule_on_one_process_and_on_several():
     assert exit_code([{"status": "finished"}] * 2) == 0
 
 
-def test_more_processes_than_the_machine_runs_are_refused_before_torchrun(tmp_path, tiny):
-    from vitlab.engine.hardware import max_processes
+def test_more_processes_than_gpus_are_refused_before_torchrun(tmp_path, tiny, monkeypatch, capsys):
+    from vitlab.engine import hardware
 
-    limit, what = max_processes()
-    for command in (["run", tiny, "--runs-dir", tmp_path / "runs"], ["resume", tmp_path]):
-        out = vitlab(*command, "--nproc", limit + 1)
-        assert out.returncode == 2 and out.stderr == \
-            f"vitlab: --nproc {limit + 1}: this machine runs 1 to {limit} training processes ({what})\n"
+    monkeypatch.setattr(hardware, "visible_gpus", lambda: 2)
+    for command in (["run", str(tiny), "--runs-dir", str(tmp_path / "runs")], ["resume", str(tmp_path)]):
+        assert cli_main([*command, "--nproc", "3"]) == 2
+        assert capsys.readouterr().err == "vitlab: --nproc 3: 2 CUDA devices visible, one a process; use --nproc 1 to 2\n"
+    monkeypatch.setattr(hardware, "visible_gpus", lambda: 0)
+    hardware.check_nproc(64)  # CPU ranks (gloo) may outnumber the cores

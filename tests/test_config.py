@@ -51,6 +51,9 @@ def test_unknown_key_names_field_line_and_allowed(tmp_path):
 def test_a_bad_value_in_defaults_is_named_at_its_own_line(tmp_path):
     msg = problem(tmp_path, VALID.replace("train: {epochs: 2, batch_size: 16}", "train: {epochs: 2, batch_size: 0}"))
     assert msg.count("p.yaml:6: ") == 2 and "train.batch_size" in msg  # both runs inherit it; it was each run's line
+    # a problem with a key written nowhere (heads left at 3) is named at the section that holds it, the run's model
+    msg = problem(tmp_path, VALID.replace("embed_dim: 32, heads: 2, layers: 1}", "embed_dim: 100, layers: 1}"))
+    assert "p.yaml:9: runs[0] (a) model.heads: must divide embed_dim 100 (got 3)" in msg
 
 
 def test_unknown_top_level_and_section(tmp_path):

@@ -94,6 +94,7 @@ def test_killed_worker_fails_the_run_without_hanging(tmp_path):
 def test_runs_left_running_by_a_dead_process_are_failed_as_distributed_with_the_way_back(tmp_path):
     """The launcher's side of the race above, made certain: torchrun stopped rank 0 before it wrote a summary."""
     from vitlab.commands.launch import mark_orphans
+    from vitlab.engine.store import resume_command
 
     def run_dir(name, status, checkpoint):
         d = tmp_path / "ddp" / name
@@ -111,8 +112,8 @@ def test_runs_left_running_by_a_dead_process_are_failed_as_distributed_with_the_
     a, b, c = (json.loads((d / "summary.json").read_text()) for d in (kept, lost, done))
     assert a["status"] == b["status"] == "failed" and a["failure"] == b["failure"] == "distributed"
     assert a["error"].startswith("a training process died (torchrun exit code 1); the run was stopped.")
-    assert f"vitlab resume {kept} --nproc 2" in a["error"]
-    assert "no checkpoint.pt to resume from (train.checkpoint was off)" in b["error"]
+    assert f"Resume it with `{resume_command(kept, 2)}` (from the checkpoint of its last finished epoch)." in a["error"]
+    assert "no checkpoint.pt to resume from (train.checkpoint was off)" in b["error"] and "train it afresh" in b["error"]
     assert c["status"] == "finished" and "failure" not in c
 
 
@@ -202,8 +203,9 @@ def test_a_queue_of_several_processes_continues_where_it_stopped(tmp_path):
     first = vitlab_run(path, "--nproc", 2, "--run", "kept", "--run", "stopped", "--json", "--runs-dir", runs_dir)
     out = first.stdout.readline()
     ranks = [p.pid for p in ranks_of(first.pid)]  # ended a second or two later, and reaped by torchrun
-    while any(psutil.pid_exists(pid) for pid in ranks):  # the ranks gone, torchrun winding down: a Ctrl-C then
-        time.sleep(0.05)  # stops nothing either
+    deadline = time.time() + 60
+    while any(psutil.pid_exists(pid) for pid in ranks) and time.time() < deadline:  # the ranks gone, torchrun
+        time.sleep(0.05)  # winding down: a Ctrl-C then stops nothing either
     first.send_signal(signal.SIGINT)  # it killed torchrun ("stopped at once"), or, torchrun gone, raised in Python
     out += first.stdout.read()
     err = first.stderr.read()

@@ -22,6 +22,8 @@ from .files import PACKAGE_ROOT, config_dir, write_whole
 
 TOP_KEYS = ("name", "description", "defaults", "runs", "seeds")
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": None}
+
+
 def preset_dirs() -> list[Path]:
     """Where presets are looked for: ./presets, the user's own, the ones shipped with vitlab."""
     dirs = [Path.cwd() / "presets", user_preset_dir(), PACKAGE_ROOT / "presets"]
@@ -133,8 +135,8 @@ def _line_map(text: str) -> dict[tuple, int]:
 
 
 def _line_of(lines: dict[tuple, int], *candidates: tuple) -> int | None:
-    """The line of the first candidate written in the file, else of the nearest section holding one: a value in
-    `defaults:` is named at its own line, not at the run that inherits it."""
+    """The line of the first candidate written in the file, else of the nearest section holding the first: a value
+    in `defaults:` is named at its own line, not at the run that inherits it."""
     if exact := next((path for path in candidates if path in lines), None):
         return lines[exact]
     for path in candidates:
@@ -358,7 +360,7 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
                 if dotted in set_keys:  # the value came from the command line, not from a line of the file
                     set_issues.setdefault(dotted, {})[label] = msg
                     continue
-                line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc, ("runs", i))
+                line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc)  # else the nearest run section
                 issues.append(_issue(file, line, f"{label} {dotted}".rstrip(), msg) + with_set)
     for key, problems in set_issues.items():  # one line when every run has the same problem, else one a run
         if len(set(problems.values())) == 1 and len(problems) == len(runs):

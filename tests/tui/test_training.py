@@ -214,6 +214,7 @@ async def test_killed_child_fails_the_run_naming_its_log(tmp_path, runs_dir):
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
         await start_long_run(app, pilot)
+        await wait_for(pilot, lambda: app.state.runs["vit-a"].evals, timeout=60)  # an epoch recorded, to lose
         os.kill(app.child.pid, signal.SIGKILL)
         await wait_for(pilot, lambda: not app.running, timeout=30)
         track = app.state.runs["vit-a"]

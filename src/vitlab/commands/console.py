@@ -13,7 +13,9 @@ class CliConsole(Console):
         Rich's own answer, SystemExit(1), killed a training mid-epoch and left its run `running` for good."""
         self.quiet = True
         with suppress(OSError, ValueError):  # what is still buffered for the pipe must not fail again at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())
+            os.close(devnull)
 
 
 def cli_console(stderr: bool = False) -> Console:

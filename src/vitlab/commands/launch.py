@@ -70,15 +70,19 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
     env = {"OMP_NUM_THREADS": "1", **os.environ, LAUNCHED: "1"}
     proc = subprocess.Popen(command, start_new_session=True, env=env)
     ranks: dict[int, psutil.Process] = {}
-    interrupted = []
+    interrupted, winding_down = [], []
 
     def alive() -> list[psutil.Process]:
         return [r for r in ranks.values() if r.is_running()]
 
     def cancel(signum, frame) -> None:
+        live = alive()
+        if ranks and not live and not interrupted and not winding_down:
+            winding_down.append(signum)  # every rank has ended and torchrun winds down: this one stops nothing
+            return
         interrupted.append(signum)
-        if len(interrupted) == 1 and ranks:  # training, or ended with torchrun winding down: nothing to kill
-            for rank in alive():
+        if len(interrupted) == 1 and live:
+            for rank in live:
                 rank.send_signal(signal.SIGINT)
         else:  # still starting (nothing trained to keep), or asked twice: at once, without torchrun's traceback
             for p in [*alive(), psutil.Process(proc.pid)]:
@@ -100,13 +104,12 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
                 ranks.update((c.pid, c) for c in psutil.Process(proc.pid).children())
             time.sleep(0.2)
     finally:
+        # every run has ended with torchrun: a Ctrl-C from here on stops nothing (as queue_over does for the
+        # ranks); Python's own handler made it a KeyboardInterrupt or a death by SIGINT over finished runs
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if sig == signal.SIGINT else handler)
         for rank in alive():  # torchrun gone, its store with it: a rank still there would wait for good
             rank.kill()
-    # every run has ended with torchrun: a Ctrl-C from here on stops nothing (as queue_over does for the ranks);
-    # Python's own handler made it a KeyboardInterrupt or a death by SIGINT over finished runs
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if proc.returncode != 0 and not interrupted:
         mark_orphans(Path(runs_dir), experiment, start, proc.returncode, nproc_of(command))
         print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "

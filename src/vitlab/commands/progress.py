@@ -3,7 +3,6 @@
 Text from outside (errors, warnings, paths, names) is escaped: its brackets are not Rich markup."""
 from __future__ import annotations
 
-
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

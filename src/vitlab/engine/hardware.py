@@ -27,8 +27,8 @@ def max_processes() -> tuple[int, str]:
 
 
 def check_nproc(nproc: int) -> None:
-    """`--nproc N` beyond the machine: refused before torchrun starts N ranks that fail one by one (a GPU rank on
-    a device that does not exist) or crowd the cores (CPU ranks)."""
-    limit, what = max_processes()
-    if nproc > limit:
-        raise VitlabError(f"--nproc {nproc}: this machine runs 1 to {limit} training processes ({what})")
+    """`--nproc N` beyond the GPUs visible: refused before torchrun starts N ranks that fail one by one on devices
+    that do not exist. CPU ranks (gloo) may outnumber the cores: slow, but a way to try DDP on a laptop."""
+    if (gpus := visible_gpus()) and nproc > gpus:
+        raise VitlabError(f"--nproc {nproc}: {gpus} CUDA device{'s' if gpus > 1 else ''} visible, one a process; "
+                          f"use --nproc {'1' if gpus == 1 else f'1 to {gpus}'}")

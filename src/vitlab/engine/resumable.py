@@ -22,7 +22,7 @@ def run_config(run_dir: Path) -> RunConfig:
         raise VitlabError(f"{run_dir}: no such run directory (vitlab compare RUNS_DIR lists the runs and their "
                           "directories)")
     try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     except OSError as e:
         raise VitlabError(f"{run_dir}: not a vitlab run directory (its config.yaml: {e.strerror or e})") from None
     except yaml.YAMLError as e:
@@ -36,7 +36,8 @@ def run_config(run_dir: Path) -> RunConfig:
         from ..presets import describe_error
 
         loc, msg = describe_error(e.errors()[0], raw if isinstance(raw, dict) else {})
-        raise VitlabError(f"{run_dir}/config.yaml: {'.'.join(map(str, loc))}: {msg}") from None
+        field = ".".join(map(str, loc))  # none when the whole file is wrong (empty, say)
+        raise VitlabError(f"{run_dir}/config.yaml: {field + ': ' if field else ''}{msg}") from None
     return cfg
 
 

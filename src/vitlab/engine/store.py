@@ -371,7 +371,10 @@ def drop_metrics_after_checkpoint(run_dir: Path) -> None:
             if not (r.get("event") in ("StepsLogged", "EpochEvaluated") and r["epoch"] > done)]
     if evaluated and evaluated.get("epoch") == done and not any(
             r.get("event") == "EpochEvaluated" and r["epoch"] == done for r in kept):
-        kept.append(evaluated)
+        at = len(kept)
+        while at and kept[at - 1].get("event") in ("RunCancelled", "RunFailed", "RunFinished"):
+            at -= 1  # before the end a second Ctrl-C wrote after it: the lines in the order they happened
+        kept.insert(at, evaluated)
     atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
@@ -386,9 +389,11 @@ def mark_failed(run_dir: Path, why: str, failure: str, nproc: int = 1, ways: tup
     returned either way. A summary that cannot be written (a full disk) is still returned, for the screen."""
     summary = read_run(run_dir)
     if summary.get("status") in ("running", "interrupted"):
-        way_back = (f"{lost}." if (lost := nothing_to_resume_from(summary)) else
-                    f"Resume it with {' or '.join([*ways, f'`{resume_command(run_dir, nproc)}`'])} (from the "
-                    "checkpoint of its last finished epoch).")
+        start = ("the checkpoint of its last finished epoch" if (Path(run_dir) / "checkpoint.pt").is_file() else
+                 "its first epoch: it had no checkpoint yet")
+        way_back = (f"{lost}; train it afresh (vitlab run PRESET makes a new directory and keeps this one)."
+                    if (lost := nothing_to_resume_from(summary)) else
+                    f"Resume it with {' or '.join([*ways, f'`{resume_command(run_dir, nproc)}`'])} (from {start}).")
         summary.update(status="failed", failure=failure, error=f"{why}; the run was stopped. {way_back}")
         try:
             RunStore(run_dir).write_summary(summary)
