@@ -225,6 +225,7 @@ def test_more_processes_than_gpus_are_refused_before_torchrun(tmp_path, tiny, mo
     monkeypatch.setattr(hardware, "visible_gpus", lambda: 2)
     for command in (["run", str(tiny), "--runs-dir", str(tmp_path / "runs")], ["resume", str(tmp_path)]):
         assert cli_main([*command, "--nproc", "3"]) == 2
-        assert capsys.readouterr().err == "vitlab: --nproc 3: 2 CUDA devices visible, one a process; use --nproc 1 to 2\n"
+        assert capsys.readouterr().err == \
+            "vitlab: --nproc 3: 2 CUDA devices visible, one a process; use --nproc 1 to 2\n"
     monkeypatch.setattr(hardware, "visible_gpus", lambda: 0)
     hardware.check_nproc(64)  # CPU ranks (gloo) may outnumber the cores

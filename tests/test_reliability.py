@@ -234,7 +234,8 @@ def test_an_epoch_checkpointed_but_not_yet_logged_gets_its_metrics_line_back_on_
     assert logged() == [1] and torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 2
     resumed = resume_run(run_dir)
     assert resumed["status"] == "finished" and logged() == [1, 2, 3]
-    events = [(r["event"], r.get("epoch")) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    events = [(r["event"], r.get("epoch")) for r in map(json.loads, lines)]
     assert events.index(("EpochEvaluated", 2)) < events.index(("RunCancelled", None))  # in the order they happened
     assert read_run(run_dir)["accuracy"] == resumed["accuracy"]
 
