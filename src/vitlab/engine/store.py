@@ -379,7 +379,7 @@ def drop_metrics_after_checkpoint(run_dir: Path) -> None:
 
 
 def resume_command(run_dir: Path | str, nproc: int = 1) -> str:
-    """The command that resumes the run, on as many processes as it trained on, to copy as one word a path."""
+    """The command that resumes the run on as many processes as it trained on, its path quoted as one word."""
     return f"vitlab resume {shlex.quote(str(run_dir))}" + (f" --nproc {nproc}" if nproc > 1 else "")
 
 
