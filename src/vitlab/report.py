@@ -262,6 +262,11 @@ def seeds_json(groups: list[dict]) -> str:
     return json.dumps({"seed_groups": groups}, indent=2)
 
 
+# The export formats by name: compare --format, and the extension of the file the Results view writes
+EXPORTS = {"md": to_markdown, "csv": to_csv, "json": to_json}
+SEED_EXPORTS = {"md": seeds_markdown, "csv": seeds_csv, "json": seeds_json}
+
+
 # -- across seeds -------------------------------------------------------------------------------
 # One seed's accuracy on a small dataset can move by more than the effect a study looks for; runs that differ
 # only by seed are summarised as mean ± sample standard deviation, so a difference can be read against the noise.

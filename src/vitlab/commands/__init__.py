@@ -1,4 +1,5 @@
-"""Headless subcommands of the `vitlab` CLI, one module each; each exposes `add_parser(subparsers)`."""
+"""Headless subcommands of the `vitlab` CLI, one module each exposing `add_parser(subparsers)`, and what they share
+(console.py, progress.py, launch.py for torchrun, the exit codes here)."""
 import argparse
 from pathlib import Path
 

@@ -7,14 +7,13 @@ import sys
 from pathlib import Path
 
 from ..errors import VitlabError
-from ..report import (COLUMN_KEYS, SEED_COLUMNS, cancelled_early, rich_table, runs_count, seed_groups,
-                      seed_table, seeds_csv, seeds_json, seeds_markdown, sort_summaries, to_csv, to_json,
-                      to_markdown)
+from ..report import (COLUMN_KEYS, EXPORTS, SEED_COLUMNS, SEED_EXPORTS, cancelled_early, rich_table, runs_count,
+                      seed_groups, seed_table, sort_summaries)
 from . import user_path
 from .console import cli_console
 
 NAME = "compare"
-FORMATS = ("table", "md", "csv", "json")
+FORMATS = ("table", *EXPORTS)
 SORT_KEYS = (*COLUMN_KEYS, *(c.key for c in SEED_COLUMNS if c.key not in COLUMN_KEYS))  # seeds, vs_best: --by-seed
 
 
@@ -88,8 +87,7 @@ def main(args: argparse.Namespace) -> int:
         if groups:
             console.print(seed_table(groups, width=console.width))
     else:
-        render, rows = ({"md": seeds_markdown, "csv": seeds_csv, "json": seeds_json}, groups) if args.by_seed else (
-            {"md": to_markdown, "csv": to_csv, "json": to_json}, summaries)
+        render, rows = (SEED_EXPORTS, groups) if args.by_seed else (EXPORTS, summaries)
         sys.stdout.write(render[args.format](rows) + ("\n" if args.format == "json" else ""))
     if args.plot:
         plot_curves(summaries, args.plot, by_seed=args.by_seed)

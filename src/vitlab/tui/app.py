@@ -32,14 +32,14 @@ from ..engine.store import resume_command
 from ..engine.wire import RunNotStarted
 from ..errors import CannotStart, PresetError, VitlabError
 from ..presets import describe_errors, load_preset, save_preset, user_preset_dir
-from ..report import runs_count, seed_groups
+from ..report import EXPORTS, runs_count, seed_groups
 from .bridge import EngineEvent, LiveState, QueueProblem, outcome
 from .child import TrainingChild, lost_run
 from .screens.dialogs import DEFAULT_EXPERIMENT, Choice, PathPrompt, default_preset_path
 from .screens.presets import PresetPicker
 from .settings import load_settings, save_settings
 from .themes import DEFAULT_THEME, load_themes
-from .views.results import EXPORTS, ResultsView
+from .views.results import ResultsView
 from .views.setup import SetupView
 
 if TYPE_CHECKING:
@@ -392,7 +392,7 @@ class VitlabApp(App[int]):
             if not values["path"].strip():
                 return "File: give a file name ending in .md, .csv or .json"
             path = Path(values["path"]).expanduser()
-            if path.suffix.lower() not in EXPORTS:
+            if path.suffix.lower().removeprefix(".") not in EXPORTS:
                 return f"{path.name}: name a .md, .csv or .json file"
             return self.replace_check(path, warned, "Export")
 

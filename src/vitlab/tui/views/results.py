@@ -15,9 +15,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from ...engine.hardware import max_processes
-from ...report import (SEED_COLUMNS, STATUS_STYLE, cancelled_early, format_row, runs_count, seed_groups, seeds_csv,
-                       seeds_json, seeds_markdown, sort_summaries, started, to_csv, to_json, to_markdown,
-                       versus_best, visible_columns)
+from ...report import (EXPORTS, SEED_COLUMNS, SEED_EXPORTS, STATUS_STYLE, cancelled_early, format_row, runs_count,
+                       seed_groups, sort_summaries, started, versus_best, visible_columns)
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -25,10 +24,6 @@ LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another ter
 def run_key(summary: dict[str, Any]) -> str:
     path = summary.get("run_dir")
     return str(Path(path).resolve()) if path else f"{summary.get('experiment')}/{summary.get('name')}"
-
-
-EXPORTS = {".md": to_markdown, ".csv": to_csv, ".json": to_json}  # by file extension
-SEED_EXPORTS = {".md": seeds_markdown, ".csv": seeds_csv, ".json": seeds_json}
 
 
 # Shortened (…; the detail line under the table has them whole) until the columns that answer fit the width
@@ -344,7 +339,7 @@ class ResultsView(Vertical):
 
     def export(self, path: Path) -> Path:
         """Writes the table shown (the runs, or across seeds) in the format the file's extension names."""
-        render = (SEED_EXPORTS if self.by_seed else EXPORTS).get(path.suffix.lower())
+        render = (SEED_EXPORTS if self.by_seed else EXPORTS).get(path.suffix.lower().removeprefix("."))
         if render is None:
             raise ValueError(f"{path.name}: name a .md, .csv or .json file")
         text = render(self.rows())
