@@ -134,10 +134,9 @@ def main(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..engine.hardware import check_nproc
         from ..engine.preflight import queue_blockers
-
-        check_nproc(args.nproc)
         from .launch import launch_torchrun, torchrun_command
 
+        check_nproc(args.nproc)
         runs = exp.runs
         if args.resume_earlier:  # a run still training elsewhere is said once here too; kept runs need nothing
             from ..engine.continuation import plan
