@@ -199,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
         except VitlabError as e:  # one of them is still training elsewhere
             stream(wire.RunNotStarted(exp.runs[0].name, str(e)))
             return 1
-        if missing := queue_blockers([cfg for cfg, (how, _, _) in zip(exp.runs, steps) if how != "keep"]):
+        if missing := queue_blockers(exp.runs, steps):
             stream(wire.RunNotStarted(*missing))  # one message for the queue, not one failed run each
             return 1
         if args.resume_dir:

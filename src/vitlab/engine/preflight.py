@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ResNet18Model, RunConfig, SwinModel
+from .continuation import Step
 from .data import missing_data
 from .device import missing_device
 from .models import HUB_ID, resnet18_weights_help, swin_weights_help
@@ -92,11 +93,12 @@ def missing_weights(cfg: RunConfig) -> str | None:
     return None
 
 
-def queue_blockers(runs: Sequence[RunConfig]) -> tuple[str, str] | None:
+def queue_blockers(runs: Sequence[RunConfig], steps: Sequence[Step] | None = None) -> tuple[str, str] | None:
     """(the first run that can't start, a message with a line for every missing dataset, weights and device
-    naming the runs that need it), or None."""
+    naming the runs that need it), or None. With the queue's continuation steps, a run kept as it is needs
+    nothing."""
     problems: dict[str, list[str]] = {}
-    for cfg in runs:
+    for cfg in (runs if steps is None else [cfg for cfg, (how, _, _) in zip(runs, steps) if how != "keep"]):
         for problem in (missing_device(cfg.train.device), missing_data(cfg.data), missing_weights(cfg)):
             if problem:
                 problems.setdefault(problem, []).append(cfg.name)

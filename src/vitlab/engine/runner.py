@@ -563,7 +563,7 @@ def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore
     from .preflight import queue_blockers
 
     steps = shared_plan(exp, runs_dir) if resume_earlier else [TRAIN] * len(exp.runs)
-    if missing := queue_blockers([cfg for cfg, (how, _, _) in zip(exp.runs, steps) if how != "keep"]):
+    if missing := queue_blockers(exp.runs, steps):
         raise CannotStart(missing[1])
     summaries = []
     for i, (cfg, step) in enumerate(zip(exp.runs, steps)):
