@@ -119,6 +119,9 @@ def test_run_names_unique_and_safe(tmp_path):
     # the line of the second run's name, not the experiment's
     assert problem(tmp_path, VALID.replace("name: b", "name: A")).startswith(
         f"{tmp_path / 'p.yaml'}:10: runs[1] (A) name: run name 'A' is used twice")  # as the runs' own errors say it
+    # with seeds each run of the file is several of the experiment: still the file's run and line
+    assert problem(tmp_path, "seeds: [0, 1]\n" + VALID.replace("name: b", "name: A")).startswith(
+        f"{tmp_path / 'p.yaml'}:11: runs[1] (A) name: run name 'A-s0' is used twice")
     for bad in ("../escape", "/abs", "a/b", ".."):
         msg = problem(tmp_path, VALID.replace("name: b", f"name: '{bad}'"))
         assert "not a safe name" in msg and "Value error" not in msg

@@ -8,7 +8,7 @@ Presets are read with a SafeLoader only (one that also refuses a key written twi
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, get_origin
 
@@ -296,63 +296,112 @@ def reseed(runs: list[RunConfig], seeds: list[int]) -> list[RunConfig]:
     return [RunConfig.model_validate(_with_seed(base, seed)) for base in bases for seed in seeds]
 
 
+@dataclass
+class _Issues:
+    """A preset's problems, each at its file and line, so that one read reports all of them."""
+    file: str
+    lines: dict[tuple, int]
+    found: list[str] = field(default_factory=list)
+
+    def add(self, where: str, message: str, *paths: tuple) -> None:
+        self.found.append(_issue(self.file, _line_of(self.lines, *paths), where, message))
+
+
 def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None = None,
                          overrides: Iterable[str] = (), seeds: list[int] | None = None) -> ExperimentConfig:
     """`seeds` (the CLI's --seeds) replaces the preset's own list; either trains every run once per seed."""
-    lines = _line_map(text) if text else {}
-    issues: list[str] = []
     if not isinstance(data, dict):
         raise PresetError(f"{file}: a preset is a mapping with keys {', '.join(TOP_KEYS)}")
+    issues = _Issues(file, _line_map(text) if text else {})
+    defaults, runs = _sections(data, issues)
+    over = parse_overrides(overrides)
+    seeds = _seeds(data, seeds, {".".join(path) for path, _ in over}, defaults, runs, issues)
+    valid, origin = _runs(runs, defaults, over, overrides, seeds, issues)
+    if issues.found:
+        raise PresetError("\n".join(dict.fromkeys(issues.found)))  # a bad --set fails every run alike: say it once
+    try:
+        return ExperimentConfig(name=data.get("name", Path(file).stem), description=data.get("description") or "",
+                                runs=valid)
+    except ValidationError as e:
+        for err in e.errors():
+            loc, msg = describe_error(err, {})
+            where = ".".join(map(str, loc))
+            if loc[:1] == ("runs",) and len(loc) > 1 and isinstance(loc[1], int):  # as the runs' own errors say it
+                i = origin[loc[1]]  # with seeds, each run of the file is several of the experiment
+                loc = ("runs", i, *loc[2:])
+                where = _run_label(runs[i], i) + (f" {'.'.join(map(str, loc[2:]))}" if loc[2:] else "")
+            issues.add(where, msg, loc)
+        raise PresetError("\n".join(issues.found)) from None
+
+
+def _run_label(raw: Any, i: int) -> str:
+    """`runs[2] (vit-a)`: a run as the file has it."""
+    return f"runs[{i}]" + (f" ({raw['name']})" if isinstance(raw, dict) and "name" in raw else "")
+
+
+def _sections(data: dict, issues: _Issues) -> tuple[dict, list]:
+    """The preset's defaults and runs, each problem with its top-level keys reported (and left out)."""
     for key in data:
         if key not in TOP_KEYS:
-            issues.append(_issue(file, _line_of(lines, (key,)), str(key), f"unknown key; allowed: {', '.join(TOP_KEYS)}"))
+            issues.add(str(key), f"unknown key; allowed: {', '.join(TOP_KEYS)}", (key,))
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
-        issues.append(_issue(file, _line_of(lines, ("defaults",)), "defaults", "must be a mapping of data/model/train"))
+        issues.add("defaults", "must be a mapping of data/model/train", ("defaults",))
         defaults = {}
     for key in defaults:
         if key not in SECTIONS:
-            issues.append(_issue(file, _line_of(lines, ("defaults", key)), f"defaults.{key}",
-                                 "unknown key; allowed: data, model, train"))
+            issues.add(f"defaults.{key}", "unknown key; allowed: data, model, train", ("defaults", key))
     runs = data.get("runs")
     if not isinstance(runs, list) or not runs:
-        issues.append(_issue(file, _line_of(lines, ("runs",)), "runs", "must be a non-empty list of runs"))
+        issues.add("runs", "must be a non-empty list of runs", ("runs",))
         runs = []
-    over = parse_overrides(overrides)
-    set_keys = {".".join(path) for path, _ in over}
+    return defaults, runs
+
+
+def _seeds(data: dict, seeds: list[int] | None, set_keys: set[str], defaults: dict, runs: list,
+           issues: _Issues) -> list[int] | None:
+    """The seeds every run trains with: --seeds, else the preset's own, else None (each run's train.seed)."""
     if seeds is not None and "train.seed" in set_keys:
         raise PresetError("--seeds and --set train.seed both set the seed: give one of them")
-    if seeds is None and data.get("seeds") is not None:
-        if "train.seed" in set_keys:
-            raise PresetError("--set train.seed: this preset's seeds give every run its seed; choose them with "
-                              "--seeds (e.g. --seeds 1)")
-        seeds_line = _line_of(lines, ("seeds",))
-        try:
-            seeds = check_seeds(data["seeds"], f"{file}:{seeds_line}: seeds" if seeds_line else f"{file}: seeds")
-        except PresetError as e:
-            issues.append(str(e))
-        # a seed written in the file as well would be silently replaced: say that they clash
-        blocks = [(("defaults",), "defaults.", defaults)] + [
-            (("runs", i), f"runs[{i}] ", r) for i, r in enumerate(runs) if isinstance(r, dict)]
-        for path, where, block in blocks:
-            if isinstance(block.get("train"), dict) and "seed" in block["train"]:
-                issues.append(_issue(file, _line_of(lines, path + ("train", "seed")), f"{where}train.seed",
-                                     "the preset's seeds give every run its seed; remove one of the two"))
+    if seeds is not None or data.get("seeds") is None:
+        return seeds
+    if "train.seed" in set_keys:
+        raise PresetError("--set train.seed: this preset's seeds give every run its seed; choose them with "
+                          "--seeds (e.g. --seeds 1)")
+    line = _line_of(issues.lines, ("seeds",))
+    try:
+        seeds = check_seeds(data["seeds"], f"{issues.file}:{line}: seeds" if line else f"{issues.file}: seeds")
+    except PresetError as e:
+        issues.found.append(str(e))
+    # a seed written in the file as well would be silently replaced: say that they clash
+    blocks = [(("defaults",), "defaults.", defaults)] + [
+        (("runs", i), f"runs[{i}] ", r) for i, r in enumerate(runs) if isinstance(r, dict)]
+    for path, where, block in blocks:
+        if isinstance(block.get("train"), dict) and "seed" in block["train"]:
+            issues.add(f"{where}train.seed", "the preset's seeds give every run its seed; remove one of the two",
+                       path + ("train", "seed"))
+    return seeds
+
+
+def _runs(runs: list, defaults: dict, over: list[tuple[tuple[str, ...], Any]], overrides: Iterable[str],
+          seeds: list[int] | None, issues: _Issues) -> tuple[list[RunConfig], list[int]]:
+    """Each run merged over the defaults, with the --set overrides and once per seed, validated; and for each
+    of them the index of its run in the file."""
     used: set[str] = set()
     valid: list[RunConfig] = []
+    origin: list[int] = []
+    set_keys = {".".join(path) for path, _ in over}
     set_issues: dict[str, dict[str, str]] = {}  # --set key -> {run label: problem}
     with_set = f" (with --set {', '.join(overrides)})" if overrides else ""  # e.g. model.kind=swin makes keys wrong
     for i, raw in enumerate(runs):
-        label = f"runs[{i}]"
+        label = _run_label(raw, i)
         if not isinstance(raw, dict):
-            issues.append(_issue(file, _line_of(lines, ("runs", i)), label, "each run is a mapping with name, model, data, train"))
+            issues.add(label, "each run is a mapping with name, model, data, train", ("runs", i))
             continue
-        if "name" in raw:
-            label += f" ({raw['name']})"
         base = {k: v for k, v in defaults.items() if k in SECTIONS}
         merged = _apply_overrides(_deep_merge(base, raw), over, used)
         try:
-            valid += [RunConfig.model_validate(_with_seed(merged, seed)) for seed in seeds or [None]]
+            configs = [RunConfig.model_validate(_with_seed(merged, seed)) for seed in seeds or [None]]
         except ValidationError as e:
             for err in e.errors():
                 loc, msg = describe_error(err, merged)
@@ -360,34 +409,21 @@ def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None 
                 if dotted in set_keys:  # the value came from the command line, not from a line of the file
                     set_issues.setdefault(dotted, {})[label] = msg
                     continue
-                line = _line_of(lines, ("runs", i) + loc, ("defaults",) + loc)  # else the nearest run section
-                issues.append(_issue(file, line, f"{label} {dotted}".rstrip(), msg) + with_set)
+                # else the nearest run section
+                issues.add(f"{label} {dotted}".rstrip(), msg + with_set, ("runs", i) + loc, ("defaults",) + loc)
+            continue
+        valid += configs
+        origin += [i] * len(configs)
     for key, problems in set_issues.items():  # one line when every run has the same problem, else one a run
         if len(set(problems.values())) == 1 and len(problems) == len(runs):
-            issues.append(f"--set {key}: {next(iter(problems.values()))}")
+            issues.found.append(f"--set {key}: {next(iter(problems.values()))}")
         else:
-            issues += [f"--set {key}: {label}: {msg}" for label, msg in problems.items()]
+            issues.found += [f"--set {key}: {label}: {msg}" for label, msg in problems.items()]
     kinds = sorted({r.model.kind for r in valid})
     for key in dict.fromkeys(".".join(path) for path, _ in over):
         if key not in used and runs:  # a model key no run's kind has: said, not silently dropped
-            issues.append(f"--set {key}: no run of this preset has it (its models: {', '.join(kinds)})")
-    if issues:
-        raise PresetError("\n".join(dict.fromkeys(issues)))  # a bad --set fails every run alike: say it once
-    try:
-        return ExperimentConfig(name=data.get("name", Path(file).stem), description=data.get("description") or "",
-                                runs=valid)
-    except ValidationError as e:
-        msgs = []
-        for err in e.errors():
-            loc, msg = describe_error(err, {})
-            where = ".".join(map(str, loc))
-            if loc[:1] == ("runs",) and len(loc) > 1 and isinstance(loc[1], int):  # as the runs' own errors say it
-                raw = runs[loc[1]] if loc[1] < len(runs) and isinstance(runs[loc[1]], dict) else {}
-                rest = ".".join(map(str, loc[2:]))
-                where = f"runs[{loc[1]}]" + (f" ({raw['name']})" if "name" in raw else "") + \
-                    (f" {rest}" if rest else "")
-            msgs.append(_issue(file, _line_of(lines, loc), where, msg))
-        raise PresetError("\n".join(msgs)) from None
+            issues.found.append(f"--set {key}: no run of this preset has it (its models: {', '.join(kinds)})")
+    return valid, origin
 
 
 def _with_seed(run: dict, seed: int | None) -> dict:
