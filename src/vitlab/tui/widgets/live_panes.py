@@ -13,11 +13,12 @@ from textual.widget import Widget
 from textual.widgets import ProgressBar, RichLog, Static
 from textual_plotext import PlotextPlot
 
-from ...report import human_duration
+from ...report import STATUS_STYLE, human_duration
 from ..bridge import LiveState, RunTrack, outcome
 
 STATUS_ICON = {"queued": "·", "running": "▶", "finished": "✔", "failed": "✘",
                "cancelled": "■", "skipped": "-", "interrupted": "?", "not started": "✘"}
+QUEUE_STYLE = {**STATUS_STYLE, "running": "bold", "not started": "red"}  # the row being trained stands out
 
 
 def mib(mb: float | None) -> str:
@@ -260,8 +261,7 @@ class RunsPane(TextPane, Pane):
         text = Text()
         for i, name in enumerate(state.order):
             t: RunTrack = state.runs[name]
-            style = {"finished": "green", "failed": "red", "not started": "red", "cancelled": "yellow",
-                     "running": "bold"}.get(t.status, "")
+            style = QUEUE_STYLE.get(t.status, "")
             if i:
                 text.append("\n")
             text.append(f"{STATUS_ICON.get(t.status, '?')} {name} ", style=style)
