@@ -32,3 +32,7 @@ def test_mfu_counts_forward_and_backward_flops_against_the_peak(monkeypatch):
     assert devices.mfu(10**9, 1000.0, torch.device("cpu"), "bf16") is None
     # a run that failed before its first throughput reading showed "0.00%" next to img/s "-" in compare
     assert devices.mfu(10**9, None, cuda, "bf16") is None
+    # N processes' img/s is the job's, against N devices' peak (it read N times too high); a linear probe's
+    # backward runs through its classifier alone, so its work is the forward pass
+    assert devices.mfu(10**9, 2000.0, cuda, "bf16", gpus=2) == pytest.approx(6 / 362)
+    assert devices.mfu(10**9, 1000.0, cuda, "bf16", probe=True) == pytest.approx(2 / 362)

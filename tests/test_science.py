@@ -323,6 +323,18 @@ def test_settings_that_change_nothing_are_warned(tmp_path):
     assert said.startswith("the effective batch (128) is more than the 64 training images: each epoch is one")
 
 
+def test_batchnorm_under_accumulation_is_warned(tmp_path):
+    """Accumulation is exact for a model without BatchNorm; with it, statistics are the micro-batch's."""
+    stem = {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1, "stem": "conv"}
+    _, events = train(tmp_path, digits_run("conv-ga", data={"limit_train": 64}, model=stem, batch_size=8,
+                                           accumulation_steps=2))
+    [said] = [e.message for e in events if getattr(e, "code", None) == "batchnorm-split"]
+    assert said.startswith("the conv stem's BatchNorm normalises over each micro-batch of 8, not over the effective "
+                           "batch of 16")
+    _, events = train(tmp_path, digits_run("conv", data={"limit_train": 64}, model=stem, batch_size=16))
+    assert "batchnorm-split" not in warning_codes(events)
+
+
 @pytest.mark.parametrize("stem, warned", [("imagenet", True), ("cifar", False)])
 def test_resnet18s_imagenet_stem_on_cifar_is_warned(tmp_path, stem, warned):
     from datagen import write_cifar

@@ -146,11 +146,13 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     return peak * 1e12 if peak else None
 
 
-def mfu(flops_per_image: int | None, images_per_s: float | None, device: torch.device,
-        precision: str) -> float | None:
-    """Model FLOPs utilisation: forward MACs x 2 FLOPs x 3 (forward + backward) x img/s / peak FLOP/s. None
-    without a throughput (a run that failed before its first measurement has no MFU, not 0 %)."""
+def mfu(flops_per_image: int | None, images_per_s: float | None, device: torch.device, precision: str, *,
+        gpus: int = 1, probe: bool = False) -> float | None:
+    """Model FLOPs utilisation: forward MACs x 2 FLOPs x 3 (forward + backward) x img/s / peak FLOP/s of the
+    `gpus` devices that trained at that rate together. A linear probe (`probe`: the backbone frozen) counts its
+    forward pass alone: its backward runs through the classifier only. None without a throughput (a run that
+    failed before its first measurement has no MFU, not 0 %)."""
     peak = peak_flops(device, precision)
     if not peak or not flops_per_image or not images_per_s:
         return None
-    return 2 * 3 * flops_per_image * images_per_s / peak
+    return 2 * (1 if probe else 3) * flops_per_image * images_per_s / (peak * gpus)

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ..config import ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, from_pretrained, model_label
+from ..config import (ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, ViTModel, from_pretrained,
+                      model_label)
 from ..errors import CannotStart, DataError, StoreError, VitlabError
 from . import device as devices
 from . import distributed
@@ -114,6 +115,12 @@ def setting_warnings(cfg: RunConfig, effective_batch: int, train_images: int) ->
     if t.optimizer != "sgd" and t.momentum != type(t).model_fields["momentum"].default:
         found.append(("momentum-unused", f"train.momentum: {t.momentum} changes nothing with {t.optimizer} (only "
                       "sgd uses it; Adam's betas play that part)."))
+    norm = ("ResNet-18's" if isinstance(m, ResNet18Model) else
+            "the conv stem's" if isinstance(m, ViTModel) and m.stem == "conv" else None)
+    if norm and effective_batch > t.batch_size and t.freeze == "none":  # a frozen one computes as at inference
+        found.append(("batchnorm-split", f"{norm} BatchNorm normalises over each micro-batch of {t.batch_size}, not "
+                      f"over the effective batch of {effective_batch}: this trains like one pass of {effective_batch} "
+                      "except for BatchNorm's statistics (a ViT without the conv stem has none)."))
     if effective_batch > train_images:
         found.append(("batch-over-data", f"the effective batch ({effective_batch}) is more than the {train_images} "
                       f"training images: each epoch is one optimizer step over all of them, not a batch of "
@@ -287,7 +294,8 @@ class Run:
             if self.dist.enabled and self.step_here else None,
             "epochs": self.epoch, "epochs_planned": t.epochs, "steps": self.step,
             "train_time_s": round(self.train_time, 3), "throughput_img_s": round(ips, 2) if ips else None,
-            "mfu": devices.mfu(self.flops, ips, self.device, t.precision),
+            "mfu": devices.mfu(self.flops, ips, self.device, t.precision, gpus=self.dist.world,
+                               probe=t.freeze == "backbone"),
             "peak_memory_mb": round(max(peak.peak_mb, self.memory.peak_mb), 1) if peak else None,
             "memory_kind": peak.device if peak else self.device.type,
             "accuracy": self.evals[-1]["accuracy"] if self.evals else None,
