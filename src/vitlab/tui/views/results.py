@@ -15,8 +15,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from ...engine.hardware import max_processes
-from ...report import (EXPORTS, SEED_COLUMNS, SEED_EXPORTS, STATUS_STYLE, cancelled_early, format_row, runs_count,
-                       seed_groups, sort_summaries, started, versus_best, visible_columns)
+from ...report import (COLUMNS, EXPORTS, SEED_COLUMNS, SEED_EXPORTS, STATUS_STYLE, cancelled_early, format_row,
+                       runs_count, seed_groups, sort_summaries, started, versus_best, visible_columns)
 
 LIVE_RELOAD_S = 5.0  # while shown, runs still training (left going, another terminal) refresh this often
 
@@ -302,7 +302,7 @@ class ResultsView(Vertical):
 
     def action_by_seed(self) -> None:
         self.by_seed = not self.by_seed
-        if self.sort_key not in [c.key for c in self.columns(self.rows())]:
+        if self.sort_key not in [c.key for c in (SEED_COLUMNS if self.by_seed else COLUMNS)]:
             self.sort_key = None  # e.g. status: the conditions have none
         self.query_one(DataTable).move_cursor(row=0)
         self.render_table()
