@@ -38,6 +38,7 @@ async def test_progress_says_setting_up_then_training_before_the_first_figures()
         await pilot.pause()
         assert "training: resumed after epoch 2/4: the next figures after 10 optimizer steps" in progress()
         assert app.query_one("#progress-bar").percentage == 0.5
+        assert app.state.log[-1][1].startswith("vit-a: resumed after epoch 2/4 (1/2)")  # the log said "started"
 
 
 async def test_long_log_lines_wrap_in_a_narrow_log_pane():
@@ -174,7 +175,7 @@ async def test_the_charts_turn_to_the_next_run_at_once_and_a_hidden_log_does_not
         await pilot.pause()
         app.live.redraw(force=True)
         chart = app.query_one(LossChart)
-        assert chart._shown[:2] == ("vit-a", len(app.state.runs["vit-a"].steps))
+        assert chart._shown[:3] == ("vit-a", "running", len(app.state.runs["vit-a"].steps))
         assert app.live.drawn == app.state.version  # nothing left waiting: the next tick redraws nothing
         app.post_message(EngineEvent(live_events("vit-b")[0]))
         await pilot.pause()

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Input, ListView
 from textual.widgets._toast import Toast
 
 from vitlab.tui.bridge import outcome
+from vitlab.tui.widgets.live_panes import AccuracyChart, LossChart
 
 from .conftest import TINY_PRESET, form_ready, make_app, wait_for, write_preset
 
@@ -313,7 +314,7 @@ async def test_a_run_that_cannot_start_is_reported_and_stops_the_queue(tmp_path,
     runs_dir.mkdir()
     (runs_dir / "tiny").write_text("")  # the experiment's directory cannot be created
     app = make_app(write_preset(tmp_path / "p.yaml"), runs_dir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:  # the charts beside the figures
         await form_ready(pilot)
         await pilot.pause()
         await pilot.press("ctrl+r")
@@ -323,6 +324,9 @@ async def test_a_run_that_cannot_start_is_reported_and_stops_the_queue(tmp_path,
         await pilot.pause()
         progress = str(app.live.query_one("#progress-text").render())
         assert "did not start" in progress and "setting up" not in progress  # not left as if it were still loading
+        # the charts say so too: they waited "for the first logged steps" until the next resize
+        for chart in (LossChart, AccuracyChart):
+            assert "no figures: vit-a not started" in app.query_one(chart).render().plain
         assert "tiny" in app.state.runs["vit-a"].error and "\n" not in app.state.runs["vit-a"].error
 
 
@@ -398,9 +402,10 @@ runs:
         app.live.redraw(force=True)
         await pilot.pause()
         progress = str(app.live.query_one("#progress-text").render())
-        assert "vit-a" in progress and "did not start" in progress and "setting up" not in progress
-        assert "gone.pt: no such file" in progress  # every problem, one line each
+        assert "The queue did not start  4 runs, none trained" in progress and "setting up" not in progress
+        assert "Needed by vit-a, vit-b." in progress and "gone.pt: no such file" in progress  # every problem, a line each
         [note] = [n for n in app.told if "not found" in n.message]
+        assert note.title == "The queue did not start"  # not "vit-a did not start", as if others had
         first, more = note.message.splitlines()  # a toast of every problem would fill an 80x24 screen
         assert first.startswith(f"CIFAR-10 not found under {root}/") and first.endswith("Needed by vit-a, vit-b.")
         assert more == "(+1 more: see the Live view)"

@@ -594,7 +594,8 @@ class VitlabApp(App[int]):
         self.state.problem(message.run, message.message)
         first, *more = message.message.splitlines() or [""]
         toast = first + (f"\n(+{len(more)} more: see the Live view)" if more else "")  # several would fill 80x24
-        self.notify(toast, title=f"{message.run} did not start", severity="error", timeout=15)
+        title = "The queue did not start" if self.state.refused else f"{message.run} did not start"
+        self.notify(toast, title=title, severity="error", timeout=15)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "train" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,

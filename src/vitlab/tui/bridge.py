@@ -78,6 +78,7 @@ class LiveState:
         self.log: deque[tuple[str, str]] = deque(maxlen=500)  # (style, text)
         self.log_seq = 0  # count of log lines ever added (panes append only the new ones)
         self.memory: Memory | None = None
+        self.refused = False  # the queue did not start at all (a dataset, weights or a GPU missing)
         self.version = 0  # bumped on every change; panes redraw when it moved
         self.active = False
 
@@ -87,6 +88,7 @@ class LiveState:
         self.order = list(names)
         self.current = names[0] if names else None
         self.memory = None
+        self.refused = False
         self.active = True
         self.add_log("dim", f"queue: {runs_count(len(names))}: {', '.join(names)}")
 
@@ -151,7 +153,8 @@ class LiveState:
             if ev.start_epoch:  # resumed: the curves begin with the epochs trained before, from its metrics
                 self.earlier_curves(t, Path(ev.run_dir), ev.start_epoch)
             compiling = ", compiling the model (the first steps take tens of seconds)" if ev.compiled else ""
-            self.add_log("bold", f"{ev.run}: started ({ev.index + 1}/{ev.total_runs}) {ev.model_label} on "
+            how = f"resumed after epoch {ev.start_epoch}/{ev.epochs}" if ev.start_epoch else "started"
+            self.add_log("bold", f"{ev.run}: {how} ({ev.index + 1}/{ev.total_runs}) {ev.model_label} on "
                                  f"{ev.device}, {ev.train_samples} train / {ev.val_samples} {ev.eval_split} images"
                                  f"{compiling}")
         elif isinstance(ev, WarningRaised):
@@ -181,10 +184,12 @@ class LiveState:
                              f"{ev.run}: {t.status}" + outcome(ev.summary))
 
     def problem(self, run: str, message: str) -> None:
+        self.refused = all(t.status == "queued" for t in self.runs.values())  # before its first run
         t = self.track(run)
         t.status, t.error = "not started", message  # no run directory was made: nothing failed on disk
         self.current = run  # the Live view shows it, and why, even when it is not the queue's first
-        self.add_log("error", f"{run}: could not start: {message}")
+        self.add_log("error", f"the queue did not start: {message}" if self.refused else
+                     f"{run}: could not start: {message}")
 
 
 def outcome(summary: dict[str, Any]) -> str:

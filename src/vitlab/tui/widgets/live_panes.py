@@ -13,7 +13,7 @@ from textual.widget import Widget
 from textual.widgets import ProgressBar, RichLog, Static
 from textual_plotext import PlotextPlot
 
-from ...report import STATUS_STYLE, human_duration
+from ...report import STATUS_STYLE, human_duration, runs_count
 from ..bridge import LiveState, RunTrack, outcome
 
 STATUS_ICON = {"queued": "·", "running": "▶", "finished": "✔", "failed": "✘",
@@ -130,6 +130,12 @@ class ProgressPane(Vertical, Pane):
             text_pane.show(text)
             bar.update(total=100, progress=0)
             return False
+        if state.refused:  # no run of it trained: "swin-pre run 2/4 did not start" read as if one had
+            text.append(f"{STATUS_ICON['not started']} The queue did not start", style="bold red")
+            text.append(f"  {runs_count(len(state.order))}, none trained\n{t.error}", style="red")
+            text_pane.show(text)
+            bar.update(total=100, progress=0)
+            return False
         index = state.order.index(t.name) + 1 if t.name in state.order else 1
         text.append(f"{STATUS_ICON.get(t.status, '?')} {t.name}", style="bold")
         text.append(f"  run {index}/{len(state.order)}  {t.model}")
@@ -174,7 +180,8 @@ class LossChart(Chart):
         self.border_title = "Loss"
 
     def data_key(self, t: RunTrack | None) -> object:
-        return t and (t.name, len(t.steps), t.steps[-1] if t.steps else None, len(t.evals))
+        # the status too: a run that ends without figures says so in the title
+        return t and (t.name, t.status, len(t.steps), t.steps[-1] if t.steps else None, len(t.evals))
 
     def draw(self, t: RunTrack | None) -> None:
         plt = self.plt
@@ -195,7 +202,7 @@ class AccuracyChart(Chart):
         self.border_title = "Accuracy (val, %)"
 
     def data_key(self, t: RunTrack | None) -> object:
-        return t and (t.name, len(t.evals))
+        return t and (t.name, t.status, len(t.evals))
 
     def draw(self, t: RunTrack | None) -> None:
         plt = self.plt
