@@ -168,6 +168,20 @@ def test_each_setting_is_compared_with_the_best_by_welchs_t_test():
     assert json.loads(to_json(runs))["seed_groups"][1]["p_vs_best"] == pytest.approx(0.02131, abs=5e-6)
 
 
+def test_settings_evaluated_on_other_images_are_not_compared():
+    """A TUI queue may mix datasets in one experiment: a p-value of CIFAR against digits says nothing."""
+    def on(data, name, accs, patch=4):
+        return [{**(s := summary(f"{name}-s{i}", i, acc, patch=patch)), "config": {**s["config"], "data": data}}
+                for i, acc in enumerate(accs)]
+
+    digits, cifar, held = seed_groups(on({"dataset": "digits"}, "d", [0.90, 0.92]) +
+                                      on({"dataset": "cifar100"}, "c", [0.40, 0.42]) +
+                                      on({"dataset": "cifar100", "holdout": 5000}, "h", [0.30, 0.31]))
+    assert [g["accuracy_vs_best"] for g in (digits, cifar, held)] == [None] * 3  # each alone: nothing to beat
+    more = seed_groups(on({"dataset": "cifar100"}, "c", [0.40, 0.42]) + on({"dataset": "cifar100"}, "c2", [0.3, 0.32], 2))
+    assert more[1]["accuracy_vs_best"] == pytest.approx(-0.10)
+
+
 def test_the_best_setting_is_the_best_by_final_accuracy_not_by_its_best_epoch():
     runs = [summary(f"p4-s{i}", i, acc) for i, acc in enumerate([0.50, 0.52])]
     runs += [{**summary(f"p2-s{i}", i, acc, patch=2), "best_accuracy": 0.9} for i, acc in enumerate([0.40, 0.42])]

@@ -336,18 +336,27 @@ def seed_groups(summaries: list[dict]) -> list[dict]:
         groups.append(group)
         accuracies.append([r["accuracy"] for r in done if r.get("accuracy") is not None])
     _tell_apart(groups, configs)
-    _versus_best(groups, accuracies)
+    _versus_best(groups, accuracies, [(g["experiment"], _evaluated_on(c)) for g, c in zip(groups, configs)])
     return groups
 
 
-def _versus_best(groups: list[dict], accuracies: list[list[float]]) -> None:
-    """Each setting's mean final accuracy against the best setting of its experiment: the difference and the
-    two-sided p-value of Welch's t-test (unequal variances), so a gap can be read against the seed noise. Needs
-    two finished seeds on both sides; None where it cannot be said (and the best's own p)."""
+def _evaluated_on(config: dict) -> tuple:
+    """What an accuracy was measured on: settings evaluated on other images (another dataset, a held-out split,
+    fewer of them) are not compared with each other."""
+    data = config.get("data") or {}
+    return (data.get("dataset"), data.get("holdout"), data.get("limit_val"),
+            data.get("root") if data.get("dataset") == "imagefolder" else None)
+
+
+def _versus_best(groups: list[dict], accuracies: list[list[float]], against: list[tuple]) -> None:
+    """Each setting's mean final accuracy against the best setting of its experiment evaluated on the same images
+    (`against`: a key for each group): the difference and the two-sided p-value of Welch's t-test (unequal
+    variances), so a gap can be read against the seed noise. Needs two finished seeds on both sides; None where
+    it cannot be said (and the best's own p)."""
     for g in groups:
         g["accuracy_vs_best"] = g["p_vs_best"] = None
-    for experiment in dict.fromkeys(g["experiment"] for g in groups):
-        able = [i for i, g in enumerate(groups) if g["experiment"] == experiment and len(accuracies[i]) >= 2]
+    for key in dict.fromkeys(against):
+        able = [i for i, k in enumerate(against) if k == key and len(accuracies[i]) >= 2]
         if len(able) < 2:
             continue
         best = max(able, key=lambda i: groups[i]["accuracy_mean"])
