@@ -136,5 +136,10 @@ async def test_a_new_session_can_stop_a_run_left_training(runs_dir, tmp_path):
             await pilot.press("s")  # Stop it
             await pilot.pause()
             assert proc.wait(timeout=10) == 0 and marker.read_text() == "stopped"
+            summary = json.loads((run_dir / "summary.json").read_text())  # as the worker ends it: in its first epoch
+            (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "cancelled", "epochs": 0}))
+            app.results.reload()  # it stays in the table, where the dialog said r continues it
+            await wait_for(pilot, lambda: [(r["name"], r["status"]) for r in app.results.rows()] == [
+                ("going", "cancelled")], timeout=10)
     finally:
         proc.kill()

@@ -40,6 +40,8 @@ def test_earlier_runs_cancelled_in_their_first_epoch_are_left_out_but_this_sessi
     view.show_all = True  # `a`: what the cancel dialog promised ("r in Results continues it") can be found
     assert [s["name"] for s in view.runs()] == ["done", "old", "new"]
     assert "a hides them" in view._title(view.rows(), view.columns(view.rows())).plain
+    view.show_all, view.history, view.session_dirs = False, early, set()
+    assert "No runs to show: a shows the ones cancelled in their first epoch." in view._title([], ()).plain  # not "yet"
 
 
 @asynccontextmanager

@@ -39,7 +39,7 @@ from .screens.dialogs import DEFAULT_EXPERIMENT, Choice, PathPrompt, default_pre
 from .screens.presets import PresetPicker
 from .settings import load_settings, save_settings
 from .themes import DEFAULT_THEME, load_themes
-from .views.results import ResultsView
+from .views.results import ResultsView, run_key
 from .views.setup import SetupView
 
 if TYPE_CHECKING:
@@ -689,6 +689,8 @@ class VitlabApp(App[int]):
             except OSError as e:  # it ended meanwhile
                 self.notify(f"process {pid}: {e.strerror or e}", title="Not stopped", severity="warning")
                 return
+            # shown as this session's: cancelled in its first epoch, it would vanish from the history as it ended
+            self.results.session_dirs.add(run_key(summary))
             self.clear_notifications()  # "Still training, from an earlier vitlab" is stale now
             self.notify(f"Asked process {pid} to stop {name}; it ends after the current step.", title="Stopping")
             self.set_timer(5, self.results.reload)

@@ -204,6 +204,7 @@ class ResultsView(Vertical):
     def _title(self, rows: list[dict[str, Any]], columns) -> Text:
         title = Text()
         sort = next((c.header for c in columns if c.key == self.sort_key), None)
+        early = sum(cancelled_early(s) and not self.of_session(s) for s in self.history)
         if self.by_seed:
             title.append(f"{len(rows)} across seeds", style="bold")
             title.append(" · mean ± std of the finished runs · g: every run")
@@ -211,7 +212,7 @@ class ResultsView(Vertical):
             n_session = sum(self.of_session(r) for r in rows)
             title.append(f"{runs_count(n_session)} this session", style="bold")
             title.append(f" · {len(rows) - n_session} earlier in {self.runs_dir}")
-            if early := sum(cancelled_early(s) and not self.of_session(s) for s in self.history):
+            if early:
                 title.append(f" (with {early} cancelled in the first epoch · a hides them)" if self.show_all else
                              f" (+{early} cancelled in the first epoch, not shown · a shows them)", style="dim")
         if sort:
@@ -221,6 +222,7 @@ class ResultsView(Vertical):
         if not rows:
             title.append("\nNo runs differ by their seed alone yet: Setup's Seeds… (or a preset's `seeds: [0, 1, 2]`)"
                          " trains every queued run once per seed." if self.by_seed else
+                         "\nNo runs to show: a shows the ones cancelled in their first epoch." if early else
                          "\nNo runs yet: train something (ctrl+r) and it appears here.", style="dim")
         return title
 
