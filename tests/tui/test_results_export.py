@@ -19,7 +19,7 @@ from .fakes import summary, write_history
 def test_export_follows_the_extension(tmp_path):
     view = ResultsView(tmp_path / "runs")
     view.session = {"demo/a": summary("a", accuracy=0.9), "demo/b": summary("b", accuracy=0.5)}
-    doc = json.loads(view.export(tmp_path / "out" / "c.json").read_text())
+    doc = json.loads(view.export(tmp_path / "c.json").read_text())
     assert [r["name"] for r in doc["runs"]] == ["b", "a"]  # newest first
     rows = list(csv.DictReader(io.StringIO(view.export(tmp_path / "c.CSV").read_text())))
     assert {r["accuracy"] for r in rows} == {"0.9", "0.5"}
@@ -202,6 +202,17 @@ async def test_the_highlighted_run_stays_highlighted_when_rows_move(runs_dir):
         await pilot.pause()
         assert app.results.rows()[0]["name"] == "new-one"
         assert app.results.rows()[table.cursor_row]["name"] == before
+
+
+async def test_export_into_a_folder_that_is_not_there_is_refused(runs_dir):
+    async with results_at_80x24(runs_dir) as (app, pilot):
+        app.action_export("csv")
+        await pilot.pause()
+        app.screen.query_one("#in-path").value = str(runs_dir / "typo" / "x.csv")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert str(app.screen.query_one("#dialog-note").render()) == f"{runs_dir / 'typo'}: no such folder"
+        assert not (runs_dir / "typo").exists()  # it made every folder the path named
 
 
 async def test_a_says_so_when_no_run_was_left_out(runs_dir):

@@ -394,6 +394,8 @@ class VitlabApp(App[int]):
             path = Path(values["path"]).expanduser()
             if path.suffix.lower().removeprefix(".") not in EXPORTS:
                 return f"{path.name}: name a .md, .csv or .json file"
+            if not path.parent.is_dir():  # a typo made the folders it named
+                return f"{path.parent}: no such folder"
             return self.replace_check(path, warned, "Export")
 
         prompt = PathPrompt("Export the comparison", [("path", "File (.md, .csv or .json)",

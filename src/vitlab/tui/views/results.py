@@ -344,7 +344,5 @@ class ResultsView(Vertical):
         render = (SEED_EXPORTS if self.by_seed else EXPORTS).get(path.suffix.lower().removeprefix("."))
         if render is None:
             raise ValueError(f"{path.name}: name a .md, .csv or .json file")
-        text = render(self.rows())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(render(self.rows()), encoding="utf-8")
         return path
