@@ -155,7 +155,9 @@ class ProgressPane(Vertical, Pane):
             text.append("did not start", style="bold red")
             text.append(f"\n{t.error}", style="red")
         elif last is not None:
-            text.append(f"epoch {last.epoch}/{t.epochs}  step {last.step}/{last.total_steps}  "
+            # the step within the epoch: "epoch 1/3 step 25/90" read as 25 of the epoch's 90 (the bar shows the run)
+            in_epoch = last.step - (last.epoch - 1) * t.steps_per_epoch
+            text.append(f"epoch {last.epoch}/{t.epochs}  step {in_epoch}/{t.steps_per_epoch}  "
                         f"elapsed {human_duration(last.elapsed_s)}  ETA {human_duration(last.eta_s)}  "
                         f"lr {last.lr:.2e}")
         elif t.status == "running":  # started; its first figures come with the first logged steps
