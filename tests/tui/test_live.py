@@ -124,12 +124,13 @@ def test_a_run_that_did_not_finish_reports_its_last_accuracy_not_a_final_one():
 
 
 def test_chart_ticks_are_round_values_within_the_range():
-    from vitlab.tui.widgets.live_panes import nice_ticks
+    from vitlab.tui.widgets.live_panes import nice_ticks, tick_labels
 
     assert nice_ticks(4.5, 84.7) == [20, 40, 60, 80]  # plotext's own: 84.7, 71.3, 57.9, 31.2, 17.8, 4.5
     assert nice_ticks(74.5, 99.6) == [75, 80, 85, 90, 95]
     assert nice_ticks(0.0012, 0.0031) == [0.0015, 0.002, 0.0025, 0.003]
     assert nice_ticks(2.0, 2.0) == [2.0]
+    assert tick_labels([2.56, 2.58, 2.6]) == ["2.56", "2.58", "2.60"] and tick_labels([1, 2, 3]) == ["1", "2", "3"]
 
 
 async def test_live_names_a_run_an_earlier_vitlab_left_training(runs_dir):

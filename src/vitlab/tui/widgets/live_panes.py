@@ -75,6 +75,13 @@ def nice_ticks(lo: float, hi: float, most: int = 5) -> list[float]:
     return [lo, hi]
 
 
+def tick_labels(ticks: list[float]) -> list[str]:
+    """As many decimals on every label as the step needs: 2.60, 2.58, 2.56 (not 2.6 among them)."""
+    step = min((b - a for a, b in zip(ticks, ticks[1:])), default=1.0)
+    decimals = max(0, math.ceil(-math.log10(step) - 1e-9)) if step > 0 else 0
+    return [f"{v:.{decimals}f}" for v in ticks]
+
+
 class Chart(PlotextPlot, Pane):
     """A plot redrawn when its data moved, at most every CHART_S seconds."""
 
@@ -98,7 +105,15 @@ class Chart(PlotextPlot, Pane):
 
     def round_y_labels(self, lo: float, hi: float) -> None:
         ticks = nice_ticks(lo, hi)
-        self.plt.yticks(ticks, [f"{v:g}" for v in ticks])
+        self.plt.yticks(ticks, tick_labels(ticks))
+
+    def round_x_labels(self, lo: float, hi: float) -> None:
+        """Epochs: whole ones once a run is past its first (plotext labelled 0.0111, 0.0167, 0.0222)."""
+        ticks = nice_ticks(lo, hi)
+        if hi - lo >= 1 and any(v != int(v) for v in ticks):
+            first, last = math.ceil(lo), math.floor(hi)
+            ticks = list(range(first, last + 1, math.ceil((last - first + 1) / 5)))
+        self.plt.xticks(ticks, tick_labels(ticks))
 
     def data_key(self, t: RunTrack | None) -> object:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -195,6 +210,9 @@ class LossChart(Chart):
         losses = [loss for _, loss in t.steps] + [loss for _, loss, _ in t.evals] if t is not None else []
         if len(losses) > 1 and all(map(math.isfinite, losses)):
             self.round_y_labels(min(losses), max(losses))
+        epochs = ([s / t.steps_per_epoch for s, _ in t.steps] + [e for e, _, _ in t.evals]) if t is not None else []
+        if len(epochs) > 1:
+            self.round_x_labels(min(epochs), max(epochs))
         has_data = t is not None and (t.steps or t.evals)
         plt.title("" if has_data else no_figures_yet(t, "waiting for the first logged steps"))
 
@@ -217,6 +235,8 @@ class AccuracyChart(Chart):
             lo, hi = max(0.0, min(ys) - margin), min(100.0, max(ys) + margin)
             plt.ylim(lo, hi)
             self.round_y_labels(lo, hi)
+            if len(xs) > 1:
+                self.round_x_labels(min(xs), max(xs))
             plt.title(f"last {100 * t.evals[-1][2]:.2f}%  best {100 * (t.best_accuracy or 0):.2f}%")
         else:
             plt.title(no_figures_yet(t, "after the first epoch"))
