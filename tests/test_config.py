@@ -142,6 +142,11 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
     assert problem(tmp_path, twice) == f"{tmp_path / 'p.yaml'}:7: YAML syntax error: 'train' is given twice (lines 4 " \
                                        "and 7): keep one"
     assert "'name' is given twice (lines 1 and 2)" in problem(tmp_path, "name: x\nname: y\nruns: []\n")
+    # YAML's merge key shares a block; a key beside it overrides the merged one (it was "could not determine a
+    # constructor for the tag 'tag:yaml.org,2002:merge'")
+    merged = load_preset(write(tmp_path, "name: x\nruns:\n  - name: a\n    model: &m {kind: vit, layers: 1}\n"
+                                         "  - name: b\n    model: {<<: *m, layers: 2}\n"))
+    assert [(r.model.kind, r.model.layers) for r in merged.runs] == [("vit", 1), ("vit", 2)]
 
 
 def test_set_gives_the_mlp_width_either_way_and_image_size_is_bounded(tmp_path):

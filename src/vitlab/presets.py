@@ -101,9 +101,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden here
+                continue
             key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
             line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen and key_node.tag != "tag:yaml.org,2002:merge":
+            if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"{key!r} is given twice (lines {seen[key]} and {line}): keep one", key_node.start_mark)
             seen.setdefault(key, line)
