@@ -164,3 +164,32 @@ def test_a_run_without_a_checkpoint_is_not_resumed_over_its_epochs(tmp_path, che
     ProgressPrinter(Console(file=sys.stderr))(RunCancelled("r0", "sweep", cancelled))  # what Ctrl-C prints
     said = capsys.readouterr().err
     assert ("train.checkpoint is off: it cannot resume" in said) != checkpoint and ("resume with" in said) == checkpoint
+
+
+def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
+    """Two resumes started together both passed the heartbeat check before either beat, and both trained the run
+    into one directory (its metrics had every epoch twice)."""
+    import json
+
+    from vitlab.engine.runner import resume_run
+    from vitlab.engine.store import RunStore
+    from vitlab.errors import VitlabError
+
+    exp = ExperimentConfig.model_validate({"name": "sweep", "runs": [{"name": "r0", "model": MODEL, "data": DATA,
+                                                                       "train": {"epochs": 2, "batch_size": 32}}]})
+    evaluated = []
+    [done] = run_experiment(exp, runs_dir=tmp_path, should_stop=lambda: bool(evaluated),
+                            emit=lambda e: evaluated.append(e) if type(e).__name__ == "EpochEvaluated" else None)
+    run_dir = tmp_path / "sweep" / os.path.basename(done["run_dir"])
+    assert done["status"] == "cancelled" and done["epochs"] == 1
+    other = RunStore(run_dir)
+    other.claim()  # as the other process's resume holds it while it trains
+    summary = (run_dir / "summary.json").read_text()
+    with pytest.raises(VitlabError, match="another process is training this run right now"):
+        resume_run(run_dir)
+    assert (run_dir / "summary.json").read_text() == summary  # untouched
+    other.release()  # that process ended
+    assert resume_run(run_dir)["status"] == "finished"
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+              if '"EpochEvaluated"' in line]
+    assert epochs == [1, 2]

@@ -53,8 +53,8 @@ def resumable(run_dir: Path, world: int, alive_check: bool = True) -> tuple[RunC
     if summary.get("status") == "finished":
         raise VitlabError(f"{run_dir}: this run already finished; nothing to resume")
     if alive_check and heartbeat_alive(run_dir):  # two processes would write one run directory
-        raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); stop it first "
-                          "(ctrl+x in vitlab) or wait for it")
+        raise VitlabError(f"{run_dir}: this run is still training (its heartbeat is fresh); let it finish or stop "
+                          "it (Ctrl-C where it runs, ctrl+x in the vitlab that started it)")
     trained_on, here = summary.get("world_size") or 1, world
     if trained_on != here:  # the effective batch counts every process: resumed on another number, it would change
         raise VitlabError(f"{run_dir}: this run trained on {processes(trained_on)} (effective batch "

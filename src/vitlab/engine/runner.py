@@ -538,11 +538,16 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
                total_runs: int = 1) -> dict[str, Any]:
     """Continue a cancelled, failed, interrupted or killed run from its last checkpoint, in place."""
     run_dir = Path(run_dir)
-    # rank 0 alone asks whether the run is alive: the others may get there after its heartbeat started (in a queue)
-    cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")), alive_check=is_main_process())
+    store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
+    store.claim()  # before the checks: a process that claimed it since they passed would train it too
+    try:
+        # rank 0 alone asks whether the run is alive: the others may get there after its heartbeat started (a queue)
+        cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")), alive_check=is_main_process())
+    except VitlabError:
+        store.release()
+        raise
     if is_main_process():
         drop_metrics_after_checkpoint(run_dir)
-    store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
     return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
                total_runs=total_runs, resume=True,
                started_at=summary.get("started_at") or started_from_name(run_dir), earlier=summary or None).execute()

@@ -6,12 +6,14 @@ RUNS_DIR/<experiment>/<timestamp>-<run>/
   summary.json    status and figures (atomic; rewritten at the end, `running` before)
   checkpoint.pt   last epoch-boundary checkpoint (atomic)
   heartbeat       touched while the run is alive
+  .lock           held (flock) by the process training the run
   run.log         details (tracebacks) behind the one-line messages a user sees
 """
 from __future__ import annotations
 
 import datetime as dt
 import errno
+import fcntl
 import json
 import os
 import shlex
@@ -80,6 +82,7 @@ class RunStore:
         self._metrics = None
         self._ended = threading.Event()
         self._beat = threading.Lock()  # the heartbeat thread's last beat must not follow the end's removal
+        self._lock: int | None = None  # the .lock file's descriptor while this process trains the run
 
     @classmethod
     def create(cls, runs_dir: Path, experiment: str, run: str) -> "RunStore":
@@ -94,7 +97,33 @@ class RunStore:
             path.mkdir(parents=True)
         except OSError as e:
             raise _disk_error(path, e) from None
-        return cls(path)
+        store = cls(path)
+        store.claim()
+        return store
+
+    def claim(self) -> None:
+        """Hold the run's lock while this process trains it. Two resumes started together (two terminals, the
+        TUI's r and `vitlab resume`) both passed the heartbeat check before either beat, and both trained the run
+        into one directory. The system lets go of the lock when the process ends, however it ends."""
+        try:
+            fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return  # an unwritable directory: the run's first write says so
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VitlabError(f"{self.dir}: another process is training this run right now; let it finish or stop "
+                              "it (Ctrl-C where it runs, ctrl+x in the vitlab that started it)") from None
+        except OSError:  # a file system without locks: the heartbeat check alone
+            os.close(fd)
+            return
+        self._lock = fd
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor lets go of its flock
+            self._lock = None
 
     # -- writing ----------------------------------------------------------------------------------
     def write_config(self, resolved: dict[str, Any]) -> None:
@@ -169,6 +198,7 @@ class RunStore:
                 self._ended.set()
                 (self.dir / "heartbeat").unlink(missing_ok=True)
             self.close()
+            self.release()
         else:
             self.heartbeat()
 
@@ -184,6 +214,7 @@ class NullStore(RunStore):
     def append_metrics(self, record): pass
     def heartbeat(self): pass
     def keep_alive(self): pass
+    def claim(self): pass
     def log(self, text): pass
     def save_checkpoint(self, state): pass
     def record(self, event): pass
