@@ -135,10 +135,11 @@ def wait_for_epoch(tmp_path, epoch, timeout=120):
     raise AssertionError("the run never reached the epoch")
 
 
-def test_ctrl_c_cancels_with_summary(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: a scheduler's stop (scancel)
+def test_ctrl_c_cancels_with_summary(tmp_path, sig):
     proc = start(tmp_path, 200)
     run_dir = wait_for_epoch(tmp_path, 1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     doc = json.loads(out)

@@ -81,6 +81,9 @@ def queue_over() -> None:
 
 def install_signals(stop: StopRequest) -> None:
     signal.signal(signal.SIGINT, stop.on_sigint)
+    if "WORLD_SIZE" not in os.environ:  # a rank's SIGTERM is torchrun's, after a peer died: it ends the rank
+        # a scheduler's stop (SLURM's scancel, systemd, docker stop) is a cancel: it left the run `running`
+        signal.signal(signal.SIGTERM, stop.on_sigint)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, stop.on_sighup)
 
