@@ -442,6 +442,21 @@ def test_a_queue_cancelled_after_a_failed_run_exits_130_like_any_ctrl_c(capsys):
     assert run_and_report("q", lambda: runs[:1], as_json=True, console=Console(stderr=True)) == 1
 
 
+def test_a_ctrl_c_before_the_first_run_starts_none(tmp_path, capsys):
+    """Ctrl-C while torch loaded made the first run's directory, cancelled at step 0 with a checkpoint and a
+    "resume with" line."""
+    from rich.console import Console
+
+    from vitlab.commands.run import run_and_report
+
+    exp = ExperimentConfig(name="q", runs=[config("a", epochs=1), config("b", epochs=1)])
+    code = run_and_report("q", lambda: run_experiment(exp, runs_dir=tmp_path, should_stop=lambda: True),
+                          as_json=True, console=Console(stderr=True), planned=["a", "b"], again="vitlab run q --continue")
+    out, err = capsys.readouterr()
+    assert code == 130 and json.loads(out)["not_started"] == ["a", "b"] and not (tmp_path / "q").exists()
+    assert "Not started: a, b. To go on where this stopped: vitlab run q --continue" in err
+
+
 def test_a_full_disk_at_a_run_s_start_fails_that_run_and_a_resume_keeps_its_figures(tmp_path, monkeypatch):
     """config.yaml not written for a full disk raised out of the queue (exit 2, no table); a resume that failed so,
     before its checkpoint loaded, ended with 0 epochs and no accuracy over the ones it had."""

@@ -105,10 +105,10 @@ def run_and_report(experiment, summaries_source, *, as_json: bool, console: Cons
         out.print(rich_table(summaries, title=experiment, hide=("experiment", "started"), width=out.width))
         if groups := seed_groups(summaries):
             out.print(seed_table(groups, hide=("experiment",), width=out.width))
-    if left and summaries and summaries[-1]["status"] == "cancelled":
+    if left:  # a Ctrl-C stopped the queue: the run it cancelled, or (while torch loaded) before the first
         console.print(f"[yellow]Not started:[/] {escape(', '.join(left))}." + (
             f" To go on where this stopped: [bold]{escape(again)}[/]" if again else ""), soft_wrap=True)
-    return exit_code(summaries)
+    return EXIT_CANCELLED if left else exit_code(summaries)
 
 
 def run_words(args: argparse.Namespace) -> list[str]:

@@ -580,6 +580,8 @@ def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore
         raise CannotStart(missing[1])
     summaries = []
     for i, (cfg, step) in enumerate(zip(exp.runs, steps)):
+        if should_stop():  # a Ctrl-C while torch loaded: nothing started, so no run directory cancelled at step 0
+            break
         summary = run_step(cfg, step, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
                            index=i, total_runs=len(exp.runs))
         summaries.append(summary)
