@@ -113,12 +113,16 @@ def test_a_run_of_several_processes_is_not_continued_in_one(tmp_path):
     exp = experiment(epochs=(1,))
     [done] = run_experiment(exp, runs_dir=tmp_path)
     summary = tmp_path / "sweep" / os.path.basename(done["run_dir"]) / "summary.json"
-    summary.write_text(json.dumps({**json.loads(summary.read_text()), "world_size": 2, "effective_batch": 64}))
+    on_two = {**json.loads(summary.read_text()), "world_size": 2, "effective_batch": 64}
+    summary.write_text(json.dumps({**on_two, "status": "cancelled"}))
+    [(how, _, note)] = plan(exp, tmp_path, 1)
+    assert how == "train" and "trained on 2 processes" in note and "--nproc 2 continues that one" in note
+    summary.write_text(json.dumps(on_two))
     events = []  # as `vitlab run --nproc 2` left it: one process would train at half its effective batch
     [again] = run_experiment(exp, runs_dir=tmp_path, emit=events.append, resume_earlier=True)
     assert again["run_dir"] != done["run_dir"] and again["world_size"] == 1
     [note] = [e.message for e in events if isinstance(e, WarningRaised) and e.code == "continue"]
-    assert "trained on 2 processes" in note and "--nproc 2 continues that one" in note
+    assert "trained on 2 processes" in note and "continues" not in note  # finished: no resume to offer
     # planned for two processes (`--nproc 2 --continue`, the TUI's Processes 2): that run is kept, the other trains
     [(how, kept, _)] = plan(exp, tmp_path, 2)
     assert how == "keep" and kept["run_dir"] == done["run_dir"]

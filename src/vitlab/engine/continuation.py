@@ -61,8 +61,10 @@ def plan(exp: ExperimentConfig, runs_dir: Path, world: int = 1) -> list[Step]:
                     "trains afresh" if changed else None)
             if apart:
                 was = apart[0].get("world_size") or 1
+                back = "" if apart[0].get("status") == "finished" else \
+                    f" ({resume_command(apart[0]['run_dir'], was)} continues that one)"  # a finished one has no way on
                 note = (f"{apart[0]['run_dir']} trained on {processes(was)}, so its effective batch differs: it trains "
-                        f"afresh on {processes(world)} ({resume_command(apart[0]['run_dir'], was)} continues that one)")
+                        f"afresh on {processes(world)}{back}")
             steps.append(("train", None, note))
         elif same[0].get("status") == "running":
             raise CannotStart(f"{cfg.name}: {same[0]['run_dir']} is still training (its heartbeat is fresh); let it "
