@@ -239,8 +239,12 @@ PATH_KEYS = {("data", "root"), ("model", "weights")}  # the schema's text fields
 
 def _apply_overrides(run: dict, overrides: list[tuple[tuple[str, ...], Any]], used: set[str]) -> dict:
     """Applies the overrides that fit the run's model kind; `used` collects the keys applied."""
-    for (section, name), value in overrides:
+    for (section, name), value in sorted(overrides, key=lambda o: o[0] != ("model", "kind")):  # the kind first
         block = run.setdefault(section, {})
+        if not isinstance(block, dict):
+            continue  # `model: 5` in the file: its validation says so
+        if (section, name) == ("model", "kind") and value != block.get("kind", "vit"):
+            block = run["model"] = {}  # another kind starts the section afresh, as a run's own `kind:` does
         if section == "model" and name != "kind":
             fields = MODEL_CLASSES.get(block.get("kind", "vit"), MODEL_CLASSES["vit"]).model_fields
             if name not in fields:
