@@ -22,9 +22,13 @@ def torchrun(argv: list[str]) -> int:
     """torchrun (`python -m vitlab.commands.launch ARGS` runs it), but reading its own options whole, and saying a
     failed rank in a line: abbreviated, it took vitlab's `--run NAME` for an ambiguous `--run-path` and stopped before
     starting anything, and a killed rank ended in its ChildFailedError traceback."""
+    import logging
+
     import torch.distributed.run as t
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    # "W... Sending process 123 closing signal SIGTERM", "E... failed (exitcode: -9) local_rank: 1": said below
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     parser = t.get_args_parser()
     parser.allow_abbrev = False
     try:
@@ -56,7 +60,8 @@ def mark_orphans(runs_dir: Path, experiment: str, since: float, returncode: int,
             mark_failed(run_dir, f"a training process died (torchrun exit code {returncode})", "distributed", nproc)
 
 
-def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expected: int) -> int:
+def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expected: int,
+                   again: str | None = None) -> int:
     """Run `command` (vitlab under torchrun) and return vitlab's exit code for what its runs did.
 
     torchrun gets its own session, so the terminal's signals reach this process alone, which passes them on to
@@ -64,7 +69,8 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
     (or SIGTERM) cancels after the current step, every rank together; a second Ctrl-C ends everything at once;
     a hang-up keeps training and stops writing to the terminal. Left to torchrun, a Ctrl-C ended in its
     traceback, and a torchrun killed first left its ranks waiting on its rendezvous store for good. `expected`:
-    how many runs this launch trains, so that a Ctrl-C after the last one ended stops nothing (exit 0)."""
+    how many runs this launch trains, so that a Ctrl-C after the last one ended stops nothing (exit 0); `again`:
+    the command that goes on where a failed launch stopped (`--continue`)."""
     start = time.time()
     # one thread a process unless told otherwise, as torchrun does, without its warning about doing so
     env = {"OMP_NUM_THREADS": "1", **os.environ, LAUNCHED: "1"}
@@ -113,8 +119,8 @@ def launch_torchrun(command: list[str], runs_dir: Path, experiment: str, expecte
     if proc.returncode != 0 and not interrupted:
         mark_orphans(Path(runs_dir), experiment, start, proc.returncode, nproc_of(command))
         print(f"vitlab: the distributed run ended with exit code {proc.returncode}; "
-              f"see the run directories under {runs_dir}/{experiment} (vitlab compare {runs_dir}/{experiment})",
-              file=sys.stderr)
+              f"see the run directories under {runs_dir}/{experiment} (vitlab compare {runs_dir}/{experiment})"
+              + (f". To go on where it stopped: {again}" if again else ""), file=sys.stderr)
         return EXIT_FAILED
     if len(interrupted) > 1 or proc.returncode != 0:
         print(f"vitlab: stopped at once; the runs under {runs_dir}/{experiment} keep their last checkpoints "

@@ -124,9 +124,9 @@ def run_words(args: argparse.Namespace) -> list[str]:
     return words + (["--runs-dir", str(args.runs_dir)] if args.runs_dir != Path("runs") else [])
 
 
-def continue_command(args: argparse.Namespace) -> str:
+def continue_command(args: argparse.Namespace, world: int | None = None) -> str:
     """This command line with --continue: it picks up the queue where a Ctrl-C stopped it."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # a rank of `--nproc N` was launched without the flag
+    world = world or int(os.environ.get("WORLD_SIZE", "1"))  # a rank of `--nproc N` was launched without the flag
     return shlex.join(["vitlab", *run_words(args), *(["--nproc", str(world)] if world > 1 else []), "--continue"])
 
 
@@ -147,7 +147,8 @@ def main(args: argparse.Namespace) -> int:
             runs = [cfg for cfg, (how, _, _) in zip(exp.runs, plan(exp, args.runs_dir, args.nproc)) if how != "keep"]
         if missing := queue_blockers(runs):  # said once here, not by every rank
             raise CannotStart(missing[1])
-        return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name, len(runs))
+        return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name, len(runs),
+                               again=continue_command(args, args.nproc))
     console = cli_console(stderr=True)
     if int(os.environ.get("RANK", "0")) != 0:
         console.file = open(os.devnull, "w")

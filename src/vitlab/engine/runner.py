@@ -32,7 +32,7 @@ from .loop import (Cancelled, EagerSteps, Fault, NonFiniteLoss, StepLog, Steps, 
                    windows)
 from .optim import make_optimizer, make_scheduler
 from .resumable import resumable
-from .store import NullStore, RunStore, drop_metrics_after_checkpoint, started_from_name
+from .store import NullStore, RunStore, drop_metrics_after_checkpoint, started_from_name, way_back
 
 # Horizontal fusion of independent small kernels (weight casts, bias-gradient sums): ViT-A's compiled
 # forward+backward at batch 64 took 1.53 ms instead of 1.76 ms on an H200. Triton (GPU) code only.
@@ -75,11 +75,18 @@ def peer_lost(e: Exception) -> bool:
     return isinstance(e, torch.distributed.DistError) or any(m in str(e) for m in PEER_LOST)
 
 
+def first_sentence(e: Exception) -> str:
+    """gloo's "[/__w/pytorch/.../pair.cc:545] Read error [127.0.0.1]:4514: Connection reset by peer. This is ..."
+    as "Read error [127.0.0.1]:4514: Connection reset by peer." (it was cut at 200 characters, mid-word)."""
+    text = re.sub(r"\[[^\]\s]*\.(?:cc|cpp|h|hpp):\d+\] ", "", str(e).splitlines()[0] if str(e) else type(e).__name__)
+    end = re.search(r"[.!?](\s|$)", text)
+    return text[:end.end()].strip() if end else text[:300]
+
+
 def nan_advice(train: TrainConfig) -> str:
     overflow = " With fp16 this is usually an overflow: use precision bf16." if train.precision == "fp16" else ""
     warmup = "more warmup_epochs" if train.warmup_epochs else "add warmup_epochs"
     return f"The training loss became non-finite (NaN/inf): lower train.lr (or {warmup}).{overflow}"
-
 
 
 def quiet_expected_warnings() -> None:
@@ -485,8 +492,10 @@ class Run:
                 return self.out_of_memory()
             self.store.log(traceback.format_exc())
             if self.dist.enabled and peer_lost(e):
+                back = way_back(self.store.dir, {"run_dir": str(self.store.dir), "epochs": self.epoch,
+                                                 "config": self.cfg.resolved()}, self.dist.world)
                 return self.end(RunFailed, "failed", "lost contact with another training process (it died or hung; "
-                                f"see its output and {self.store.dir / 'run.log'}): {str(e).splitlines()[0][:200]}",
+                                f"see its output and {self.store.dir / 'run.log'}): {first_sentence(e)} {back}",
                                 "distributed")
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
             return self.end(RunFailed, "failed", f"{msg} (details in {self.store.dir / 'run.log'})", "error")

@@ -414,18 +414,23 @@ def resume_command(run_dir: Path | str, nproc: int = 1) -> str:
     return f"vitlab resume {shlex.quote(str(run_dir))}" + (f" --nproc {nproc}" if nproc > 1 else "")
 
 
+def way_back(run_dir: Path, summary: dict[str, Any], nproc: int = 1, ways: tuple[str, ...] = ()) -> str:
+    """How to go on with a run that stopped before its end (`ways`: others than the resume command, first)."""
+    if lost := nothing_to_resume_from(summary):
+        return f"{lost}; train it afresh (vitlab run PRESET makes a new directory and keeps this one)."
+    start = ("the checkpoint of its last finished epoch" if (Path(run_dir) / "checkpoint.pt").is_file() else
+             "its first epoch: it had no checkpoint yet")
+    return f"Resume it with {' or '.join([*ways, f'`{resume_command(run_dir, nproc)}`'])} (from {start})."
+
+
 def mark_failed(run_dir: Path, why: str, failure: str, nproc: int = 1, ways: tuple[str, ...] = ()) -> dict[str, Any]:
     """A run whose training process died before it wrote its end: failed on disk, as `failure`, with the way back
     where its checkpoint makes one (`ways`: others than the command, first). A run that had ended keeps its summary;
     returned either way. A summary that cannot be written (a full disk) is still returned, for the screen."""
     summary = read_run(run_dir)
     if summary.get("status") in ("running", "interrupted"):
-        start = ("the checkpoint of its last finished epoch" if (Path(run_dir) / "checkpoint.pt").is_file() else
-                 "its first epoch: it had no checkpoint yet")
-        way_back = (f"{lost}; train it afresh (vitlab run PRESET makes a new directory and keeps this one)."
-                    if (lost := nothing_to_resume_from(summary)) else
-                    f"Resume it with {' or '.join([*ways, f'`{resume_command(run_dir, nproc)}`'])} (from {start}).")
-        summary.update(status="failed", failure=failure, error=f"{why}; the run was stopped. {way_back}")
+        summary.update(status="failed", failure=failure,
+                       error=f"{why}; the run was stopped. {way_back(run_dir, summary, nproc, ways)}")
         try:
             RunStore(run_dir).write_summary(summary)
         except StoreError:
