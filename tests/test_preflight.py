@@ -73,7 +73,8 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
             run("tiny-b", {"kind": "swin", "variant": "tiny", "pretrained": True}),
             run("base-dir", {"kind": "swin", "variant": "base", "pretrained": True, "weights": str(tmp_path / "no")}),
             run("empty-dir", {"kind": "swin", "pretrained": True, "weights": str(tmp_path / "empty")}),
-            run("half-dir", {"kind": "swin", "pretrained": True, "weights": str(tmp_path / "half")})]
+            run("half-dir", {"kind": "swin", "pretrained": True, "weights": str(tmp_path / "half")}),
+            run("r18-dir", {"kind": "resnet18", "weights": str(tmp_path / "empty")})]
     (tmp_path / "empty").mkdir()
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_bytes((saved / "config.json").read_bytes())  # the weights not copied
@@ -88,6 +89,7 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
     assert (f"model.weights {tmp_path / 'empty'}: no config.json and no model.safetensors in it" in message
             and "Needed by empty-dir." in message)
     assert f"model.weights {tmp_path / 'half'}: no model.safetensors in it" in message and "by half-dir." in message
+    assert f"model.weights {tmp_path / 'empty'}: a directory, not a file (expected a ResNet-18 state dict" in message
     for fine in ("scratch", "cached", "saved-dir", "r18-file"):  # present (a bad file is the loader's to judge)
         assert fine not in message
 

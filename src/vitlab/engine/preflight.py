@@ -89,7 +89,8 @@ def missing_weights(cfg: RunConfig) -> str | None:
         problem = not_swin(config) if config else None
         return f"model.weights {source}: {problem}." if problem else None
     if isinstance(m, ResNet18Model) and m.weights and not Path(m.weights).is_file():
-        return f"model.weights {m.weights}: no such file ({resnet18_weights_help()})."
+        what = "a directory, not a file" if Path(m.weights).is_dir() else "no such file"
+        return f"model.weights {m.weights}: {what} ({resnet18_weights_help()})."
     return None
 
 
