@@ -56,6 +56,9 @@ def test_find_runs_tolerates_torn_and_missing_summary(runs):
     assert summaries["nan"]["status"] == "failed"
     assert summaries["killed"]["status"] == "interrupted" and summaries["killed"]["epochs"] == 2
     assert summaries["killed"]["accuracy"] == summaries["good"]["accuracy"]
+    killed = summaries["killed"]  # rounded as a summary's own figures are (the CSV had 6.848960039995291)
+    assert killed["train_time_s"] == round(killed["train_time_s"], 3) > 0
+    assert killed["throughput_img_s"] == round(killed["throughput_img_s"], 2) > 0
     stamp = next(runs.glob("study/*-killed")).name[:15]  # no summary: the start time its directory name records
     assert summaries["killed"]["started_at"] == dt.datetime.strptime(stamp, "%Y%m%d-%H%M%S").isoformat()
     assert all(s["started_at"] for s in summaries.values())

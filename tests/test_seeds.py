@@ -80,7 +80,7 @@ def test_the_command_lines_seeds_are_checked_whole(text):
     (PRESET.replace("train: {epochs: 3}", "train: {epochs: 3, seed: 4}"),
      "p.yaml:5: defaults.train.seed: the preset's seeds give every run its seed; remove one of the two"),
     (PRESET.replace("{kind: vit, patch_size: 4}", "{kind: vit, patch_size: 4}\n    train: {seed: 1}"),
-     "p.yaml:11: runs[1] train.seed: the preset's seeds"),
+     "p.yaml:11: runs[1] (p4) train.seed: the preset's seeds"),
     (PRESET.replace("name: p4", "name: " + "x" * 62), "is not a safe name"),  # x...x-s0 is 65 characters
 ])
 def test_bad_seeds_name_the_line_and_the_rule(tmp_path, text, fragment):

@@ -381,7 +381,7 @@ def _seeds(data: dict, seeds: list[int] | None, set_keys: set[str], defaults: di
         issues.found.append(str(e))
     # a seed written in the file as well would be silently replaced: say that they clash
     blocks = [(("defaults",), "defaults.", defaults)] + [
-        (("runs", i), f"runs[{i}] ", r) for i, r in enumerate(runs) if isinstance(r, dict)]
+        (("runs", i), f"{_run_label(r, i)} ", r) for i, r in enumerate(runs) if isinstance(r, dict)]
     for path, where, block in blocks:
         if isinstance(block.get("train"), dict) and "seed" in block["train"]:
             issues.add(f"{where}train.seed", "the preset's seeds give every run its seed; remove one of the two",

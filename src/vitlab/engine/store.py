@@ -252,6 +252,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _rounded(value: Any, digits: int) -> Any:
+    return round(value, digits) if _is_number(value) else value
+
+
 def _readable(summary: dict[str, Any]) -> dict[str, Any]:
     """A summary.json edited by hand or by another tool: a field of the wrong type is read as missing (None), a
     name as text, so one damaged run cannot end `vitlab compare` or the Results view in a traceback."""
@@ -338,8 +342,8 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
         "effective_batch": (train.get("batch_size") or 0) * (train.get("accumulation_steps") or 0) or None,
         "epochs": evals[-1]["epoch"] if evals else 0,
         "epochs_planned": train.get("epochs"),
-        "train_time_s": steps[-1].get("elapsed_s") if steps else None,
-        "throughput_img_s": steps[-1].get("mean_images_per_s") if steps else None,
+        "train_time_s": _rounded(steps[-1].get("elapsed_s"), 3) if steps else None,  # as a summary has them
+        "throughput_img_s": _rounded(steps[-1].get("mean_images_per_s"), 2) if steps else None,
         "peak_memory_mb": max((p for s in steps if _is_number(p := s["memory"].get("peak_mb"))), default=None),
         "memory_kind": steps[-1]["memory"].get("device") if steps else None,
         "accuracy": evals[-1]["accuracy"] if evals else None,
