@@ -7,6 +7,7 @@ from typing import Callable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
@@ -30,8 +31,9 @@ class Choice(ModalScreen[str | None]):
             yield Static(self.title_text, classes="dialog-title")
             yield Static(self.message, classes="dialog-message", markup=False)  # it quotes names and paths
             with Horizontal(classes="dialog-buttons"):
-                for result, label, variant in self.answers:
-                    yield Button(label, variant=variant, id=f"answer-{result}")
+                for result, label, variant in self.answers:  # the key underlined: "Stop it" answers to s
+                    yield Button(Content.assemble((label[0], "underline"), label[1:]), variant=variant,
+                                 id=f"answer-{result}")
 
     def on_mount(self) -> None:
         buttons = list(self.query(Button))
