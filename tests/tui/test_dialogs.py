@@ -27,6 +27,11 @@ async def test_choice_answers_by_arrows_letters_and_escape():
             await pilot.pause()
             assert answers == [answer], keys
             assert not isinstance(app.screen, Choice)
+        app.push_screen(Choice("Quit vitlab?", "A run is training.", ANSWERS))
+        await pilot.pause()
+        keys = [[span.style for span in button.label.spans] for button in app.screen.query("Button")]
+        assert keys == [["underline"]] * 3  # each button shows the key that answers it
+        await pilot.press("escape")
         # Enter never takes a destructive first answer: "Replace the queue?" and "Cancel the run?" led with one
         for answers_, safe in (([("replace", "Replace it", "error"), ("back", "Back", "default")], "back"),
                                ([("run", "Cancel this run", "error"), ("all", "Stop the queue (+1 queued)", "warning"),
