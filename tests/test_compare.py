@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from vitlab.config import ExperimentConfig
-from vitlab.engine.runner import run_experiment
+from vitlab.engine.runner import run_experiment, train_run
 from vitlab.engine.store import find_runs, read_metrics
 from vitlab.report import sort_summaries
 
@@ -237,7 +237,7 @@ def test_runs_cancelled_in_their_first_epoch_are_left_out_unless_all(runs, tmp_p
     model = {"kind": "vit", "patch_size": 2, "embed_dim": 8, "heads": 1, "layers": 1}
     data = {"dataset": "synthetic", "image_size": 4, "limit_train": 32, "limit_val": 16}
     exp = ExperimentConfig.model_validate({"name": "study", "runs": [{"name": "ctrl-c", "model": model, "data": data}]})
-    [summary] = run_experiment(exp, runs_dir=tmp_path, should_stop=lambda: True)  # a ctrl+c in the first second
+    summary = train_run(exp.runs[0], experiment="study", runs_dir=tmp_path, should_stop=lambda: True)  # ctrl+c at once
     assert summary["status"] == "cancelled" and summary["epochs"] == 0
     good = next(runs.glob("study/*-good"))
     (tmp_path / "study" / good.name).mkdir()

@@ -62,7 +62,7 @@ def _memory(s: dict) -> str:
     if mb is None:
         return "-"
     kind = "RSS" if s.get("memory_kind") == "cpu" else "VRAM"
-    return f"{mb / 1024:.2f} GiB {kind}" if mb >= 1024 else f"{mb:.0f} MiB {kind}"
+    return f"{mb:,.0f} MiB {kind}"  # one unit down the column: "1.04 GiB" above "781 MiB" read as the smaller
 
 
 @dataclass(frozen=True)
