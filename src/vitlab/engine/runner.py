@@ -539,8 +539,11 @@ def train_run(cfg: RunConfig, *, experiment: str, runs_dir: Path, emit: Emit = i
               should_stop: ShouldStop = never, index: int = 0, total_runs: int = 1) -> dict[str, Any]:
     """Train one run into a new run directory; returns its summary (also in summary.json)."""
     store = RunStore.create(Path(runs_dir), experiment, cfg.name) if is_main_process() else NullStore()
-    return Run(cfg, store, experiment=experiment, emit=emit, should_stop=should_stop, index=index,
-               total_runs=total_runs).execute()
+    try:
+        return Run(cfg, store, experiment=experiment, emit=emit, should_stop=should_stop, index=index,
+                   total_runs=total_runs).execute()
+    finally:
+        store.release()  # also when it raised: the process may go on (a queue, a test) and train it again
 
 
 def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = never, index: int = 0,
@@ -552,14 +555,13 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
     try:
         # rank 0 alone asks whether the run is alive: the others may get there after its heartbeat started (a queue)
         cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")), alive_check=is_main_process())
-    except VitlabError:
-        store.release()
-        raise
-    if is_main_process():
-        drop_metrics_after_checkpoint(run_dir)
-    return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
-               total_runs=total_runs, resume=True,
-               started_at=summary.get("started_at") or started_from_name(run_dir), earlier=summary or None).execute()
+        if is_main_process():
+            drop_metrics_after_checkpoint(run_dir)
+        started_at = summary.get("started_at") or started_from_name(run_dir)
+        return Run(cfg, store, experiment=run_dir.parent.name, emit=emit, should_stop=should_stop, index=index,
+                   total_runs=total_runs, resume=True, started_at=started_at, earlier=summary or None).execute()
+    finally:
+        store.release()  # also when it was refused or raised (a torn checkpoint): the process may go on
 
 
 def run_step(cfg: RunConfig, step: Step, *, experiment: str, runs_dir: Path, emit: Emit, should_stop: ShouldStop,
