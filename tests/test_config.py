@@ -283,3 +283,17 @@ def test_an_empty_xdg_config_home_counts_as_unset_for_presets_and_settings(monke
     monkeypatch.setenv("XDG_CONFIG_HOME", "")  # read as a path, presets went to a relative vitlab/presets
     assert user_preset_dir() == tmp_path / ".config" / "vitlab" / "presets"
     assert settings_path().parent == user_preset_dir().parent
+
+
+def test_run_names_only_the_problems_of_the_runs_asked_for(tmp_path):
+    """`--run b --set train.epochs=1` named a's warmup too: a run the user had not asked for."""
+    text = ("name: x\nseeds: [0, 1]\ndefaults: {train: {epochs: 5, warmup_epochs: 2}}\nruns:\n"
+            "  - {name: a, model: {kind: vit}}\n  - {name: b, model: {kind: resnet18}}\n")
+    path = write(tmp_path, text)
+    with pytest.raises(PresetError) as e:
+        load_preset(path, ["train.epochs=1"], only=["B-s1"])  # as pick_runs takes names: any case, one seed
+    assert str(e.value) == (f"{path}:3: runs[1] (b) train.warmup_epochs: must be less than epochs (1); 0 turns "
+                            "warmup off (with --set train.epochs=1)")
+    assert [r.name for r in load_preset(path, only=["b"]).runs] == ["b-s0", "b-s1"]
+    with pytest.raises(PresetError, match=r"runs\[0\] \(a\).*\n.*runs\[1\] \(b\)"):  # a name of none: every run's said
+        load_preset(path, ["train.epochs=1"], only=["c"])

@@ -314,15 +314,18 @@ class _Issues:
 
 
 def experiment_from_dict(data: Any, *, file: str = "<preset>", text: str | None = None,
-                         overrides: Iterable[str] = (), seeds: list[int] | None = None) -> ExperimentConfig:
-    """`seeds` (the CLI's --seeds) replaces the preset's own list; either trains every run once per seed."""
+                         overrides: Iterable[str] = (), seeds: list[int] | None = None,
+                         only: list[str] | None = None) -> ExperimentConfig:
+    """`seeds` (the CLI's --seeds) replaces the preset's own list; either trains every run once per seed. `only`
+    (--run NAME): the runs named, so that a problem of another run (--set train.epochs=1 under its warmup) is not
+    said; pick_runs then tells a name of none."""
     if not isinstance(data, dict):
         raise PresetError(f"{file}: a preset is a mapping with keys {', '.join(TOP_KEYS)}")
     issues = _Issues(file, _line_map(text) if text else {})
     defaults, runs = _sections(data, issues)
     over = parse_overrides(overrides)
     seeds = _seeds(data, seeds, {".".join(path) for path, _ in over}, defaults, runs, issues)
-    valid, origin = _runs(runs, defaults, over, overrides, seeds, issues)
+    valid, origin = _runs(runs, defaults, over, overrides, seeds, issues, _picked(runs, defaults, seeds, only))
     if issues.found:
         raise PresetError("\n".join(dict.fromkeys(issues.found)))  # a bad --set fails every run alike: say it once
     try:
@@ -389,10 +392,33 @@ def _seeds(data: dict, seeds: list[int] | None, set_keys: set[str], defaults: di
     return seeds
 
 
+def _picked(runs: list, defaults: dict, seeds: list[int] | None, only: list[str] | None) -> list[bool]:
+    """Which runs of the file `--run NAME` asks for (as pick_runs tells them: a name with or without its seed
+    suffix, whatever the case); all of them while a name is none of theirs, so that it is told with every name."""
+    if not only:
+        return [True] * len(runs)
+
+    def called(raw: Any) -> set[str]:
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            return set()  # kept: its own error is said
+        blocks = (raw.get("train"), defaults.get("train"))
+        seed = next((t["seed"] for t in blocks if isinstance(t, dict) and "seed" in t), None)
+        names = {name, *(seeded_name(name, s) for s in seeds or []),
+                 *([unseeded_name(name, seed)] if isinstance(seed, int) and not seeds else [])}
+        return {n.lower() for n in names}
+
+    names = [called(raw) for raw in runs]
+    wanted = {n.lower() for n in only}
+    if not all(any(w in n for n in names) for w in wanted):
+        return [True] * len(runs)
+    return [not n or bool(n & wanted) for n in names]
+
+
 def _runs(runs: list, defaults: dict, over: list[tuple[tuple[str, ...], Any]], overrides: Iterable[str],
-          seeds: list[int] | None, issues: _Issues) -> tuple[list[RunConfig], list[int]]:
-    """Each run merged over the defaults, with the --set overrides and once per seed, validated; and for each
-    of them the index of its run in the file."""
+          seeds: list[int] | None, issues: _Issues, picked: list[bool]) -> tuple[list[RunConfig], list[int]]:
+    """Each run picked merged over the defaults, with the --set overrides and once per seed, validated; and for
+    each of them the index of its run in the file."""
     used: set[str] = set()
     valid: list[RunConfig] = []
     origin: list[int] = []
@@ -400,6 +426,8 @@ def _runs(runs: list, defaults: dict, over: list[tuple[tuple[str, ...], Any]], o
     set_issues: dict[str, dict[str, str]] = {}  # --set key -> {run label: problem}
     with_set = f" (with --set {', '.join(overrides)})" if overrides else ""  # e.g. model.kind=swin makes keys wrong
     for i, raw in enumerate(runs):
+        if not picked[i]:
+            continue
         label = _run_label(raw, i)
         if not isinstance(raw, dict):
             issues.add(label, "each run is a mapping with name, model, data, train", ("runs", i))
@@ -421,7 +449,7 @@ def _runs(runs: list, defaults: dict, over: list[tuple[tuple[str, ...], Any]], o
         valid += configs
         origin += [i] * len(configs)
     for key, problems in set_issues.items():  # one line when every run has the same problem, else one a run
-        if len(set(problems.values())) == 1 and len(problems) == len(runs):
+        if len(set(problems.values())) == 1 and len(problems) == sum(picked):
             issues.found.append(f"--set {key}: {next(iter(problems.values()))}")
         else:
             issues.found += [f"--set {key}: {label}: {msg}" for label, msg in problems.items()]
@@ -440,7 +468,8 @@ def _with_seed(run: dict, seed: int | None) -> dict:
             "train": {**(run.get("train") or {}), "seed": seed}}
 
 
-def load_preset(path: str | Path, overrides: Iterable[str] = (), seeds: list[int] | None = None) -> ExperimentConfig:
+def load_preset(path: str | Path, overrides: Iterable[str] = (), seeds: list[int] | None = None,
+                only: list[str] | None = None) -> ExperimentConfig:
     if not str(path).strip():
         raise PresetError("no preset given: name a preset file, or a shipped preset (`vitlab presets` lists them)")
     path = resolve_preset_path(path)
@@ -463,7 +492,7 @@ def load_preset(path: str | Path, overrides: Iterable[str] = (), seeds: list[int
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise PresetError(f"{where}: YAML syntax error: {problem}") from None
-    return experiment_from_dict(data, file=str(path), text=text, overrides=overrides, seeds=seeds)
+    return experiment_from_dict(data, file=str(path), text=text, overrides=overrides, seeds=seeds, only=only)
 
 
 def _minimal(model: BaseModel, defaults: BaseModel) -> dict[str, Any]:

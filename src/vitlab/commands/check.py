@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    runs = pick_runs(load_preset(args.preset, args.overrides), [args.run] if args.run else None).runs
+    only = [args.run] if args.run else None
+    runs = pick_runs(load_preset(args.preset, args.overrides, only=only), only).runs
     from ..engine.checks import check_accumulation
     from ..engine.preflight import queue_blockers
 

@@ -133,7 +133,7 @@ def continue_command(args: argparse.Namespace, world: int | None = None) -> str:
 def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.tensorboard=true"] if args.tensorboard else [])
     seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
-    exp = pick_runs(load_preset(args.preset, overrides, seeds=seeds), args.runs)
+    exp = pick_runs(load_preset(args.preset, overrides, seeds=seeds, only=args.runs), args.runs)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..engine.hardware import check_nproc
         from ..engine.preflight import queue_blockers
