@@ -3,12 +3,12 @@ add / edit / reorder / remove; themes registered and remembered."""
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input, ListItem, ListView
+from textual.widgets import Input, Label, ListItem, ListView
 
 from vitlab.presets import load_preset
 from vitlab.tui.settings import load_settings
 
-from .conftest import form_ready, make_app, write_preset
+from .conftest import form_ready, make_app, wait_for, write_preset
 
 
 async def test_open_with_preset_queues_its_runs_then_seeds_repeat_them(tiny_preset, runs_dir):
@@ -318,6 +318,14 @@ async def test_the_picker_lists_every_preset_file_and_says_what_is_wrong_with_a_
         about = picker.query_one("#preset-about")
         assert about.region.bottom <= picker.query_one("#preset-picker-dialog").content_region.bottom
         assert str(about.render()).rstrip().endswith("ga-study.yaml)") and "one GPU.  (" in str(about.render())
+        # the runs whose pretrained weights are not here are said beside their preset, with the dataset it needs
+        item = picker.query(ListItem)[[p.name for p in picker.presets].index("seed-problem2")]
+        await wait_for(pilot, lambda: "weights" in str(item.query_one(Label).render()), timeout=30)
+        assert "needs CIFAR-100 (not in data/), weights (4 runs)" in str(item.query_one(Label).render())
+        picker.query_one(ListView).index = [p.name for p in picker.presets].index("seed-problem2")
+        await pilot.pause()
+        assert "Not on this machine: the weights of swin-t-probe, swin-s-probe, swin-t-finetune, swin-s-finetune" \
+            in str(picker.query_one("#preset-about").render()).replace("\n", " ")
 
 
 async def test_end_then_del_removes_the_run_shown_highlighted(tiny_preset, runs_dir):

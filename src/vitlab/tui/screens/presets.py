@@ -4,13 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, ListItem, ListView, Static
 
-from ...presets import list_presets
+from ...config import unseeded_name
+from ...errors import VitlabError
+from ...presets import PresetInfo, list_presets
 from ...report import runs_count
 from ..widgets.jump_list import JumpList
 
@@ -33,39 +36,72 @@ class PresetPicker(ModalScreen[Path | None]):
     def __init__(self) -> None:
         super().__init__(classes="dialog-screen")
         self.presets = list_presets()
+        self.lacking: dict[int, list[str]] = {}  # by index: the runs whose pretrained weights are not here
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide-dialog", id="preset-picker-dialog"):
             yield Static("Load a preset into the queue", classes="dialog-title")
-            items = []
-            names = [p.name for p in self.presets]
-            for p in self.presets:
-                text = Text()
-                text.append(p.name, style="bold red" if p.error else "bold")
-                text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
-                if p.missing:
-                    text.append(f"  needs {', '.join(p.missing)}", style="yellow")
-                if names.count(p.name) > 1:  # which is which; otherwise the line under the list says where
-                    text.append(f"  {short_path(p.path)}", style="dim")
-                items.append(ListItem(Label(text)))  # an invalid one too: highlighted, it shows what is wrong
-            yield JumpList(*items, id="preset-list")
+            # an invalid one too: highlighted, it shows what is wrong
+            yield JumpList(*(ListItem(Label(self.line(p))) for p in self.presets), id="preset-list")
             # the keys above the description: a long one ran past the bottom of 24 rows and took the hint along
             yield Static("enter load · escape back · replaces the current queue", classes="dialog-hint")
             yield Static("", id="preset-about", classes="dialog-message")
+
+    def line(self, p: PresetInfo, lacking: list[str] = ()) -> Text:
+        text = Text()
+        text.append(p.name, style="bold red" if p.error else "bold")
+        text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
+        if needs := [*p.missing, *([f"weights ({runs_count(len(lacking))})"] if lacking else [])]:
+            text.append(f"  needs {', '.join(needs)}", style="yellow")
+        if [o.name for o in self.presets].count(p.name) > 1:  # which is which; else the line under the list says
+            text.append(f"  {short_path(p.path)}", style="dim")
+        return text
 
     def on_mount(self) -> None:
         lst = self.query_one(ListView)
         lst.focus()
         if not self.presets:
             self.query_one("#preset-about", Static).update("No presets found in ./presets or the user preset directory.")
+        self.look_for_weights()
+
+    @work(thread=True, exit_on_error=False)
+    def look_for_weights(self) -> None:
+        """The runs whose pretrained weights are not on this machine, said beside their preset (they were only said
+        at ctrl+r, after the dataset the picker had asked for). In a thread: the check loads torch."""
+        from ...engine.preflight import missing_weights
+        from ...presets import load_preset
+
+        for i, p in enumerate(self.presets):
+            if p.error:
+                continue
+            try:
+                runs = load_preset(p.path).runs
+            except VitlabError:  # changed on disk since it was listed
+                continue
+            lacking = [unseeded_name(r.name, r.train.seed) for r in runs if missing_weights(r)]
+            if lacking:
+                self.app.call_from_thread(self.show_lacking, i, list(dict.fromkeys(lacking)))
+
+    def show_lacking(self, index: int, lacking: list[str]) -> None:
+        self.lacking[index] = lacking
+        if self.is_attached and index < len(items := list(self.query(ListItem))):
+            items[index].query_one(Label).update(self.line(self.presets[index], lacking))
+            if self.query_one(ListView).index == index:
+                self.describe(index)
 
     def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
         lst = self.query_one(ListView)
-        if lst.index is None or lst.index >= len(self.presets):
-            return
-        p = self.presets[lst.index]
+        if lst.index is not None and lst.index < len(self.presets):
+            self.describe(lst.index)
+
+    def describe(self, index: int) -> None:
+        p = self.presets[index]
         about = Text(p.error, style="red") if p.error else Text(p.description or "(no description)")
-        self.query_one("#preset-about", Static).update(about.append(f"  ({short_path(p.path)})", style="dim"))
+        about.append(f"  ({short_path(p.path)})", style="dim")
+        if lacking := self.lacking.get(index):
+            about.append(f"\nNot on this machine: the weights of {', '.join(lacking)} (ctrl+r says how to get them).",
+                         style="yellow")
+        self.query_one("#preset-about", Static).update(about)
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
         lst = self.query_one(ListView)
