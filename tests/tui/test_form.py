@@ -92,6 +92,11 @@ async def test_typing_shows_message_and_run_refuses(runs_dir):
         await pilot.press("backspace", "4")
         await pilot.pause()
         assert app.setup.form.result.config is not None
+        heads.focus()  # focus selects the value: ctrl+x with nothing training must not cut it (Input's own ctrl+x)
+        await pilot.pause()
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        assert heads.value == "4" and app.told[-1].message == "Nothing is training."
 
 
 async def test_kind_shows_only_its_fields(runs_dir):

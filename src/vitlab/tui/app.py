@@ -118,8 +118,6 @@ class VitlabApp(App[int]):
         # started a training behind it, ctrl+x twice stacked two cancel dialogs. ctrl+q still quits.
         if action in ("run", "cancel", "save", "show", "presets", "export") and isinstance(self.screen, ModalScreen):
             return False
-        if action == "cancel" and not self.running and not self.left_training():
-            return None  # shown dimmed: nothing to cancel (it read "Cancel" with nothing training)
         if action == "live_tab":  # not under a dialog: the keys would switch tabs behind it
             return (self.views.active == "live" and self.live_ready and not self.live.wide
                     and not isinstance(self.screen, ModalScreen))
@@ -514,7 +512,6 @@ class VitlabApp(App[int]):
                         title="Not started", severity="error", timeout=15)
             return
         self.running, self.child, self._quit_pending, self._last_ended = True, child, False, None
-        self.refresh_bindings()
         self.nproc = nproc
         self.setup.keep_queue()  # each run's config.yaml and the experiment in RUNS_DIR/.tui/ keep it now
         self.setup.keep(exp.runs)  # the form's run trained alone, or the seeds' copies
@@ -607,7 +604,6 @@ class VitlabApp(App[int]):
                                                                  WorkerState.CANCELLED):
             return
         self.running = False
-        self.refresh_bindings()
         self.setup.refresh_target()
         if event.state == WorkerState.ERROR:
             error = event.worker.error

@@ -112,7 +112,6 @@ class ResultsView(Vertical):
         self.loads += 1
         self.history = runs
         self.render_table()
-        self.app.refresh_bindings()  # ctrl+x: a run left training by an earlier vitlab is there to stop, or gone
         left = [f"{s.get('experiment')}/{s.get('name')}" for s in runs if s.get("status") == "running"]
         if first_load and left:  # an earlier vitlab was quit with "leave it training", or lost its terminal
             self.app.notify(f"Still training, from an earlier vitlab: {', '.join(left)}. Results (F3) follows it; "
