@@ -197,3 +197,11 @@ def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
               if '"EpochEvaluated"' in line]
     assert epochs == [1, 2]
+
+
+def test_a_ctrl_c_before_a_continued_queue_trains_still_reports_its_kept_runs(tmp_path):
+    exp = experiment(epochs=(1, 1))
+    [done] = run_experiment(exp.model_copy(update={"runs": exp.runs[:1]}), runs_dir=tmp_path)
+    again = run_experiment(exp, runs_dir=tmp_path, resume_earlier=True, should_stop=lambda: True)
+    assert [(s["name"], s["status"], s["run_dir"]) for s in again] == [("r0", "finished", done["run_dir"])]
+    assert len(list((tmp_path / "sweep").iterdir())) == 1  # r1 did not start

@@ -590,8 +590,11 @@ def run_experiment(exp: ExperimentConfig, *, runs_dir: Path, emit: Emit = ignore
     if missing := queue_blockers(exp.runs, steps):
         raise CannotStart(missing[1])
     summaries = []
+    alone = not distributed.from_env().enabled  # ranks would each read their own flag and part ways
     for i, (cfg, step) in enumerate(zip(exp.runs, steps)):
-        if should_stop():  # a Ctrl-C while torch loaded: nothing started, so no run directory cancelled at step 0
+        # a Ctrl-C while torch loaded: nothing starts, rather than a run directory cancelled at step 0 (a kept run
+        # trains nothing: it is still reported)
+        if alone and step[0] != "keep" and should_stop():
             break
         summary = run_step(cfg, step, experiment=exp.name, runs_dir=runs_dir, emit=emit, should_stop=should_stop,
                            index=i, total_runs=len(exp.runs))
