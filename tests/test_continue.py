@@ -197,6 +197,11 @@ def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
               if '"EpochEvaluated"' in line]
     assert epochs == [1, 2]
+    stray = tmp_path / "notarun"
+    stray.mkdir()
+    with pytest.raises(VitlabError, match="not a vitlab run directory"):
+        resume_run(stray)
+    assert not list(stray.iterdir())  # refused before anything was written there (it left a .lock)
 
 
 def test_a_ctrl_c_before_a_continued_queue_trains_still_reports_its_kept_runs(tmp_path):

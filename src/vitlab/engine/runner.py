@@ -550,11 +550,14 @@ def resume_run(run_dir: Path, *, emit: Emit = ignore, should_stop: ShouldStop = 
                total_runs: int = 1) -> dict[str, Any]:
     """Continue a cancelled, failed, interrupted or killed run from its last checkpoint, in place."""
     run_dir = Path(run_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # rank 0 alone asks whether the run is alive: the others may get there after its heartbeat started (a queue)
+    resumable(run_dir, world, alive_check=is_main_process())  # refused before anything is written there
     store = RunStore(run_dir) if is_main_process() else NullStore(run_dir)
-    store.claim()  # before the checks: a process that claimed it since they passed would train it too
+    store.claim()
     try:
-        # rank 0 alone asks whether the run is alive: the others may get there after its heartbeat started (a queue)
-        cfg, summary = resumable(run_dir, int(os.environ.get("WORLD_SIZE", "1")), alive_check=is_main_process())
+        # again, held: a process that ended the run since the first look (finished it, say) has let go of it
+        cfg, summary = resumable(run_dir, world, alive_check=is_main_process())
         if is_main_process():
             drop_metrics_after_checkpoint(run_dir)
         started_at = summary.get("started_at") or started_from_name(run_dir)
