@@ -295,5 +295,8 @@ def test_run_names_only_the_problems_of_the_runs_asked_for(tmp_path):
     assert str(e.value) == (f"{path}:3: runs[1] (b) train.warmup_epochs: must be less than epochs (1); 0 turns "
                             "warmup off (with --set train.epochs=1)")
     assert [r.name for r in load_preset(path, only=["b"]).runs] == ["b-s0", "b-s1"]
+    with pytest.raises(PresetError, match=r"^--set model.patch_size: no run asked for \(--run\) has it \(its models: "
+                                          r"resnet18\)$"):
+        load_preset(path, ["model.patch_size=4"], only=["b"])
     with pytest.raises(PresetError, match=r"runs\[0\] \(a\).*\n.*runs\[1\] \(b\)"):  # a name of none: every run's said
         load_preset(path, ["train.epochs=1"], only=["c"])

@@ -456,7 +456,8 @@ def _runs(runs: list, defaults: dict, over: list[tuple[tuple[str, ...], Any]], o
     kinds = sorted({r.model.kind for r in valid})
     for key in dict.fromkeys(".".join(path) for path, _ in over):
         if key not in used and runs:  # a model key no run's kind has: said, not silently dropped
-            issues.found.append(f"--set {key}: no run of this preset has it (its models: {', '.join(kinds)})")
+            whose = "of this preset" if all(picked) else "asked for (--run)"
+            issues.found.append(f"--set {key}: no run {whose} has it (its models: {', '.join(kinds)})")
     return valid, origin
 
 
