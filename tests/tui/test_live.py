@@ -131,6 +131,7 @@ def test_chart_ticks_are_round_values_within_the_range():
     assert nice_ticks(0.0012, 0.0031) == [0.0015, 0.002, 0.0025, 0.003]
     assert nice_ticks(2.0, 2.0) == [2.0]
     assert tick_labels([2.56, 2.58, 2.6]) == ["2.56", "2.58", "2.60"] and tick_labels([1, 2, 3]) == ["1", "2", "3"]
+    assert tick_labels(nice_ticks(2.58, 2.58)) == ["2.58"]
 
 
 async def test_live_names_a_run_an_earlier_vitlab_left_training(runs_dir):

@@ -77,7 +77,9 @@ def nice_ticks(lo: float, hi: float, most: int = 5) -> list[float]:
 
 def tick_labels(ticks: list[float]) -> list[str]:
     """As many decimals on every label as the step needs: 2.60, 2.58, 2.56 (not 2.6 among them)."""
-    step = min((b - a for a, b in zip(ticks, ticks[1:])), default=1.0)
+    if len(ticks) < 2:  # no step to go by: 2.58 as it is, not 3
+        return [f"{v:g}" for v in ticks]
+    step = min(b - a for a, b in zip(ticks, ticks[1:]))
     decimals = max(0, math.ceil(-math.log10(step) - 1e-9)) if step > 0 else 0
     return [f"{v:.{decimals}f}" for v in ticks]
 
