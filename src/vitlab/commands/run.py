@@ -140,14 +140,15 @@ def main(args: argparse.Namespace) -> int:
         from .launch import launch_torchrun, torchrun_command
 
         check_nproc(args.nproc)
-        runs = exp.runs
-        if args.resume_earlier:  # a run still training elsewhere is said once here too; kept runs need nothing
+        steps = None
+        if args.resume_earlier:  # a run still training elsewhere is said once here too
             from ..engine.continuation import plan
 
-            runs = [cfg for cfg, (how, _, _) in zip(exp.runs, plan(exp, args.runs_dir, args.nproc)) if how != "keep"]
-        if missing := queue_blockers(runs):  # said once here, not by every rank
+            steps = plan(exp, args.runs_dir, args.nproc)
+        if missing := queue_blockers(exp.runs, steps):  # said once here, not by every rank; kept runs need nothing
             raise CannotStart(missing[1])
-        return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name, len(runs),
+        trains = len(exp.runs) if steps is None else sum(how != "keep" for how, _, _ in steps)
+        return launch_torchrun(torchrun_command(args), args.runs_dir, exp.name, trains,
                                again=continue_command(args, args.nproc))
     console = cli_console(stderr=True)
     if int(os.environ.get("RANK", "0")) != 0:
