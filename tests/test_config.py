@@ -147,6 +147,10 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
     merged = load_preset(write(tmp_path, "name: x\nruns:\n  - name: a\n    model: &m {kind: vit, layers: 1}\n"
                                          "  - name: b\n    model: {<<: *m, layers: 2}\n"))
     assert [(r.model.kind, r.model.layers) for r in merged.runs] == [("vit", 1), ("vit", 2)]
+    # a mapping merged into another after its own merge: its override is no key written twice
+    again = load_preset(write(tmp_path, "name: x\nruns:\n  - name: a\n    model: &m {<<: {kind: vit, layers: 2}, "
+                                        "layers: 6}\ndefaults:\n  model: {<<: *m, heads: 4}\n"))
+    assert [(r.model.layers, r.model.heads) for r in again.runs] == [(6, 4)]
 
 
 def test_set_gives_the_mlp_width_either_way_and_image_size_is_bounded(tmp_path):

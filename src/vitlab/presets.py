@@ -96,20 +96,32 @@ def list_presets() -> list[PresetInfo]:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """safe_load, but a key written twice in one mapping is an error: YAML keeps the last silently, so a second
-    `train:` in a run dropped the first block's settings and trained another experiment than the one written."""
+    `train:` in a run dropped the first block's settings and trained another experiment than the one written.
+    Checked on the composed document, before merge keys (`<<: *defaults`) copy a mapping's keys into another,
+    where a key beside the merge overrides the merged one, as YAML means."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden here
+    def construct_document(self, node: yaml.Node) -> Any:
+        stack, seen = [node], set()
+        while stack:
+            current = stack.pop()
+            if id(current) in seen:  # an alias: the node it names was checked
                 continue
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (lines {seen[key]} and {line}): keep one", key_node.start_mark)
-            seen.setdefault(key, line)
-        return super().construct_mapping(node, deep=deep)
+            seen.add(id(current))
+            if isinstance(current, yaml.MappingNode):
+                lines: dict[tuple[str, str], int] = {}
+                for key, value in current.value:
+                    stack.append(value)
+                    if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in lines:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"{key.value!r} is given twice (lines {lines[key.tag, key.value]} and {line}): "
+                            "keep one", key.start_mark)
+                    lines[key.tag, key.value] = line
+            elif isinstance(current, yaml.SequenceNode):
+                stack.extend(current.value)
+        return super().construct_document(node)
 
 
 def _line_map(text: str) -> dict[tuple, int]:
