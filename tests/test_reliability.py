@@ -451,7 +451,8 @@ def test_a_ctrl_c_before_the_first_run_starts_none(tmp_path, capsys):
 
     exp = ExperimentConfig(name="q", runs=[config("a", epochs=1), config("b", epochs=1)])
     code = run_and_report("q", lambda: run_experiment(exp, runs_dir=tmp_path, should_stop=lambda: True),
-                          as_json=True, console=Console(stderr=True), planned=["a", "b"], again="vitlab run q --continue")
+                          as_json=True, console=Console(stderr=True), planned=["a", "b"],
+                          again="vitlab run q --continue")
     out, err = capsys.readouterr()
     assert code == 130 and json.loads(out)["not_started"] == ["a", "b"] and not (tmp_path / "q").exists()
     assert "Not started: a, b. To go on where this stopped: vitlab run q --continue" in err

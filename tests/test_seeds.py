@@ -178,7 +178,8 @@ def test_settings_evaluated_on_other_images_are_not_compared():
                                       on({"dataset": "cifar100"}, "c", [0.40, 0.42]) +
                                       on({"dataset": "cifar100", "holdout": 5000}, "h", [0.30, 0.31]))
     assert [g["accuracy_vs_best"] for g in (digits, cifar, held)] == [None] * 3  # each alone: nothing to beat
-    more = seed_groups(on({"dataset": "cifar100"}, "c", [0.40, 0.42]) + on({"dataset": "cifar100"}, "c2", [0.3, 0.32], 2))
+    more = seed_groups(on({"dataset": "cifar100"}, "c", [0.40, 0.42]) +
+                       on({"dataset": "cifar100"}, "c2", [0.3, 0.32], patch=2))
     assert more[1]["accuracy_vs_best"] == pytest.approx(-0.10)
 
 

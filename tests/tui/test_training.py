@@ -403,7 +403,7 @@ runs:
         await pilot.pause()
         progress = str(app.live.query_one("#progress-text").render())
         assert "The queue did not start  4 runs, none trained" in progress and "setting up" not in progress
-        assert "Needed by vit-a, vit-b." in progress and "gone.pt: no such file" in progress  # every problem, a line each
+        assert "Needed by vit-a, vit-b." in progress and "gone.pt: no such file" in progress  # each problem, a line
         [note] = [n for n in app.told if "not found" in n.message]
         assert note.title == "The queue did not start"  # not "vit-a did not start", as if others had
         first, more = note.message.splitlines()  # a toast of every problem would fill an 80x24 screen
