@@ -2,6 +2,7 @@
 only the model kind's fields show, derived figures follow the form, and ctrl+r refuses an invalid form."""
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input, Select, Static
 
 from vitlab.config import RunConfig
@@ -71,6 +72,25 @@ async def test_field_validation_beside_field(runs_dir):
             await pilot.pause()
             assert not err.display, f"{wid}: message stayed after the fix"
             assert form.result.config is not None
+
+
+@pytest.mark.parametrize("size, shown", [((120, 36), True), ((80, 24), False)])
+async def test_a_wide_form_shows_the_focused_field_s_help_beside_it(runs_dir, size, shown):
+    """The columns beside a wide form's fields stood empty: its help was a tooltip, for a mouse."""
+    app = make_app(runs_dir=runs_dir)
+    async with app.run_test(size=size) as pilot:
+        await form_ready(pilot)
+        patch = app.setup.form.query_one("#f-vit-patch_size", Input)
+        patch.focus()
+        await pilot.pause()
+        [hint] = app.setup.form.query_one("#row-f-vit-patch_size").query(".field-hint")
+        assert str(hint.render()) == "Pixels per patch side; divides the image size" and hint.display == shown
+        patch.value = "5"  # wrong: the error takes the place
+        await pilot.pause()
+        assert not hint.display
+        app.setup.form.query_one("#f-vit-heads", Input).focus()
+        await pilot.pause()
+        assert not hint.display  # only the focused field's
 
 
 async def test_typing_shows_message_and_run_refuses(runs_dir):
