@@ -47,11 +47,12 @@ class PresetPicker(ModalScreen[Path | None]):
             yield Static("enter load · escape back · replaces the current queue", classes="dialog-hint")
             yield Static("", id="preset-about", classes="dialog-message")
 
-    def line(self, p: PresetInfo, lacking: list[str] = ()) -> Text:
+    def line(self, p: PresetInfo, lacking: bool = False) -> Text:
+        """Its name, runs and what it needs that is not here (which runs lack weights: in its description)."""
         text = Text()
         text.append(p.name, style="bold red" if p.error else "bold")
         text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
-        if needs := [*p.missing, *([f"weights ({runs_count(len(lacking))})"] if lacking else [])]:
+        if needs := [*p.missing, *(["weights"] if lacking else [])]:  # at 80 columns: no room for more
             text.append(f"  needs {', '.join(needs)}", style="yellow")
         if [o.name for o in self.presets].count(p.name) > 1:  # which is which; else the line under the list says
             text.append(f"  {short_path(p.path)}", style="dim")
@@ -85,7 +86,7 @@ class PresetPicker(ModalScreen[Path | None]):
     def show_lacking(self, index: int, lacking: list[str]) -> None:
         self.lacking[index] = lacking
         if self.is_attached and index < len(items := list(self.query(ListItem))):
-            items[index].query_one(Label).update(self.line(self.presets[index], lacking))
+            items[index].query_one(Label).update(self.line(self.presets[index], lacking=True))
             if self.query_one(ListView).index == index:
                 self.describe(index)
 
