@@ -7,7 +7,7 @@ import pytest
 
 from vitlab.config import ExperimentConfig
 from vitlab.engine.continuation import plan
-from vitlab.engine.events import RunKept, RunStarted, WarningRaised
+from vitlab.engine.events import EpochEvaluated, RunKept, RunStarted, WarningRaised
 from vitlab.engine.runner import run_experiment
 from vitlab.errors import CannotStart
 from vitlab.presets import reseed
@@ -105,6 +105,25 @@ def test_a_nonfinite_failure_is_kept_and_a_live_run_blocks(tmp_path, monkeypatch
     (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")
     with pytest.raises(CannotStart, match="r0: .* is still training"):
         run_experiment(exp, runs_dir=tmp_path, resume_earlier=True)
+
+
+def test_a_run_trained_again_and_stopped_resumes_rather_than_the_older_finished_one(tmp_path):
+    exp = experiment(epochs=(2,))
+    [done] = run_experiment(exp, runs_dir=tmp_path)
+    seen = []
+    [stopped_early] = run_experiment(exp, runs_dir=tmp_path, emit=seen.append, should_stop=lambda: bool(seen))
+    assert stopped_early["status"] == "cancelled" and not stopped_early["epochs"]  # in its first epoch
+    [(how, kept, _)] = plan(exp, tmp_path)
+    assert how == "keep" and kept["run_dir"] == done["run_dir"]  # it has nothing to give back: the finished one
+    # "Train all again", stopped after its first epoch: continuing goes on with that attempt
+    epochs = []
+    [again] = run_experiment(exp, runs_dir=tmp_path, should_stop=lambda: bool(epochs),
+                             emit=lambda e: epochs.append(e) if isinstance(e, EpochEvaluated) else None)
+    assert again["status"] == "cancelled" and again["epochs"] == 1
+    [(how, resumed, _)] = plan(exp, tmp_path)
+    assert how == "resume" and resumed["run_dir"] == again["run_dir"]
+    [finished] = run_experiment(exp, runs_dir=tmp_path, resume_earlier=True)
+    assert finished["run_dir"] == again["run_dir"] and finished["status"] == "finished"
 
 
 def test_a_run_of_several_processes_is_not_continued_in_one(tmp_path):

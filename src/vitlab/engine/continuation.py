@@ -2,10 +2,11 @@
 
 A long study (nine runs of a seed sweep, say) stopped by Ctrl-C, a reboot or a lost job would otherwise train
 its finished runs again. For each run of the queue, the newest earlier run directory of the same experiment
-with the same name and the same resolved config decides: a finished run is kept (its summary joins the
-table), a cancelled, interrupted or failed one resumes from its last checkpoint, and one that failed on a
-non-finite loss is kept as failed (the same steps again: on the CPU bit for bit, on a GPU cuDNN's choices aside). A run
-with none, or whose config changed since, trains afresh.
+with the same name and the same resolved config decides (an older finished one, where the newest has no epoch
+to resume from): a finished run is kept (its summary joins the table), a cancelled, interrupted or failed one
+resumes from its last checkpoint, and one that failed on a non-finite loss is kept as failed (the same steps
+again: on the CPU bit for bit, on a GPU cuDNN's choices aside). A run with none, or whose config changed since,
+trains afresh.
 """
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def plan(exp: ExperimentConfig, runs_dir: Path, world: int = 1) -> list[Step]:
         apart = [s for s in same if (s.get("world_size") or 1) != world]
         same = [s for s in same if s not in apart]
         finished = next((s for s in same if s.get("status") == "finished"), None)
-        if finished is not None:
+        if finished is not None and (same[0] is finished or not _progress(same[0])):
+            # the newest attempt decides (trained all again, then stopped: that one resumes), unless it has
+            # nothing to give back (cancelled in its first epoch, no checkpoint) and an older one finished
             steps.append(("keep", finished, None))
         elif not same:  # new, or changed since (a seed not trained before is new, not a change)
             changed = [(s, c) for s, c in named if c.train.seed == cfg.train.seed]
@@ -81,6 +84,12 @@ def plan(exp: ExperimentConfig, runs_dir: Path, world: int = 1) -> list[Step]:
     if not earlier and exp.runs:
         steps[0] = ("train", None, f"nothing earlier in {where}: every run of the queue trains")
     return steps
+
+
+def _progress(summary: dict[str, Any]) -> bool:
+    """A stopped run that would resume with epochs behind it (not one running: plan() refuses those)."""
+    return summary.get("status") == "running" or (bool(summary.get("epochs")) and summary.get("failure") !=
+                                                  "non-finite" and nothing_to_resume_from(summary) is None)
 
 
 def processes(n: int) -> str:
