@@ -12,7 +12,7 @@ import pytest
 from vitlab.config import ExperimentConfig
 from vitlab.engine.runner import run_experiment, train_run
 from vitlab.engine.store import find_runs, read_metrics
-from vitlab.report import sort_summaries
+from vitlab.report import COLUMN_KEYS, sort_summaries
 
 
 def vitlab(*args):
@@ -87,6 +87,16 @@ def test_table_shows_every_status(runs):
     assert out.returncode == 0, out.stderr
     for word in ("finished", "failed", "interrupted", "ViT p2 d32 h2 L1", "32x2", "Final acc"):
         assert word in out.stdout
+
+
+def test_a_run_that_did_not_finish_has_its_last_accuracy_in_brackets():
+    from vitlab.report import format_row
+
+    def cell(status):
+        return format_row({"status": status, "accuracy": 0.412})[COLUMN_KEYS.index("accuracy")]
+
+    assert cell("finished") == "41.20%" and cell("cancelled") == cell("interrupted") == "(41.20%)"
+    assert format_row({"status": "failed"})[COLUMN_KEYS.index("accuracy")] == "-"
 
 
 @pytest.mark.parametrize("width, sort, shown, hidden", [

@@ -57,6 +57,13 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def _final(s: dict) -> str:
+    """A run that did not finish has no final accuracy: its last evaluated one, in brackets (a cancelled run's
+    41% beside finished ones' 60% read as the worse setting)."""
+    cell = _pct(s.get("accuracy"))
+    return cell if s.get("status") in ("finished", None) or cell == "-" else f"({cell})"
+
+
 def _memory(s: dict) -> str:
     mb = s.get("peak_memory_mb")
     if mb is None:
@@ -84,7 +91,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("experiment", "Experiment", lambda s: s.get("experiment") or "-", _field("experiment")),
     Column("run", "Run", lambda s: s.get("name") or "-", _field("name")),
     Column("model", "Model", lambda s: s.get("model") or "-", _field("model")),
-    Column("accuracy", "Final acc", lambda s: _pct(s.get("accuracy")), _field("accuracy"), True),
+    Column("accuracy", "Final acc", _final, _field("accuracy"), True),
     # the best epoch, picked on the evaluation split: on CIFAR's test split (no data.holdout) an optimistic figure
     Column("best_accuracy", "Best acc", lambda s: _pct(s.get("best_accuracy")), _field("best_accuracy"), True),
     Column("status", "Status", lambda s: s.get("status") or "-", _field("status")),
