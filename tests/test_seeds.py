@@ -294,7 +294,10 @@ def test_compare_by_seed_sorts_the_conditions_and_scripts_get_an_empty_list(tmp_
     assert cli_main(["compare", str(tmp_path), "--by-seed", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"seed_groups": []}
     assert cli_main(["compare", str(tmp_path), "--by-seed"]) == 2  # a person gets told why the table is empty
-    capsys.readouterr()
+    assert cli_main(["compare", str(tmp_path), "--sort", "vs_best"]) == 2  # not the runs sorted by nothing
+    assert capsys.readouterr().err.count("no runs under these paths differ by their seed alone") == 2
+    assert cli_main(["compare", str(tmp_path), "--sort", "seeds", "--format", "csv"]) == 2  # runs have no seeds
+    assert "a column of the table across seeds only; add --by-seed" in capsys.readouterr().err
     for patch, accs in ((2, (0.5, 0.6)), (8, (0.9, 0.95))):  # vs_best: listed by the error above, and taken
         for seed, acc in enumerate(accs):
             d = tmp_path / "e" / f"p{patch}-s{seed}"

@@ -77,9 +77,15 @@ def main(args: argparse.Namespace) -> int:
     groups = seed_groups(summaries)
     if args.sort in seed_keys:  # the conditions in the order asked for too
         groups = sort_summaries(groups, args.sort, SEED_COLUMNS)
-    if args.by_seed and not groups and args.format == "table":
-        raise VitlabError("compare --by-seed: no runs under these paths differ by their seed alone "
-                          "(train with `vitlab run PRESET --seeds 0,1,2`, or a preset's `seeds: [0, 1, 2]`)")
+    only_seeds = args.sort is not None and args.sort not in COLUMN_KEYS  # seeds, vs_best: no run has them
+    if only_seeds and not args.by_seed and args.format != "table":
+        raise VitlabError(f"--sort {args.sort}: a column of the table across seeds only; add --by-seed")
+    # a script gets an empty list (--by-seed --format json); a person is told why there is no table to read
+    if not groups and args.format == "table" and (args.by_seed or only_seeds):
+        asked = "--by-seed" if args.by_seed else f"--sort {args.sort}"
+        raise VitlabError(f"compare {asked}: no runs under these paths differ by their seed alone, so there is no "
+                          "table across seeds (train with `vitlab run PRESET --seeds 0,1,2`, or a preset's "
+                          "`seeds: [0, 1, 2]`)")
     if args.format == "table":
         console = cli_console()
         if not args.by_seed:
