@@ -321,6 +321,12 @@ def unseeded_name(name: str, seed: int) -> str:
     return name.removesuffix(f"-s{seed}")
 
 
+def picked_by(name: str, seed: int | None) -> set[str]:
+    """The names `--run NAME` picks a run by: its own, and without its seed's suffix (every seed's run of
+    `vit`), in lower case as run names are told apart."""
+    return {name.lower(), *([unseeded_name(name, seed).lower()] if isinstance(seed, int) else [])}
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'train': {'lr': 0.001}} -> {'train.lr': 0.001}: dotted paths, as messages and --set name fields."""
     out: dict[str, Any] = {}

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .config import (CIFAR_FOLDERS, MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig,
-                     condition_key, seeded_name, unseeded_name)
+                     condition_key, picked_by, seeded_name, unseeded_name)
 from .errors import PresetError
 from .files import PACKAGE_ROOT, config_dir, write_whole
 
@@ -405,8 +405,8 @@ def _seeds(data: dict, seeds: list[int] | None, set_keys: set[str], defaults: di
 
 
 def _picked(runs: list, defaults: dict, seeds: list[int] | None, only: list[str] | None) -> list[bool]:
-    """Which runs of the file `--run NAME` asks for (as pick_runs tells them: a name with or without its seed
-    suffix, whatever the case); all of them while a name is none of theirs, so that it is told with every name."""
+    """Which runs of the file `--run NAME` asks for (by pick_runs' rule, before they are validated); all of them
+    while a name is none of theirs, so that it is told with every name."""
     if not only:
         return [True] * len(runs)
 
@@ -414,11 +414,10 @@ def _picked(runs: list, defaults: dict, seeds: list[int] | None, only: list[str]
         name = raw.get("name") if isinstance(raw, dict) else None
         if not isinstance(name, str):
             return set()  # kept: its own error is said
+        if seeds:
+            return set().union(*(picked_by(seeded_name(name, s), s) for s in seeds))
         blocks = (raw.get("train"), defaults.get("train"))
-        seed = next((t["seed"] for t in blocks if isinstance(t, dict) and "seed" in t), None)
-        names = {name, *(seeded_name(name, s) for s in seeds or []),
-                 *([unseeded_name(name, seed)] if isinstance(seed, int) and not seeds else [])}
-        return {n.lower() for n in names}
+        return picked_by(name, next((t["seed"] for t in blocks if isinstance(t, dict) and "seed" in t), None))
 
     names = [called(raw) for raw in runs]
     wanted = {n.lower() for n in only}

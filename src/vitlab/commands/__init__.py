@@ -34,14 +34,14 @@ def user_path(text: str) -> Path:
 def pick_runs(exp, names: list[str] | None):
     """The experiment with only the runs named (`--run NAME`, repeatable; a name trained with several seeds picks
     every seed's run), in the preset's order; VitlabError names the runs there are."""
-    from ..config import unseeded_name
+    from ..config import picked_by, unseeded_name
     from ..errors import VitlabError
 
     if not names:
         return exp
 
-    def called(r) -> set[str]:  # as run names are told apart: without regard to case
-        return {r.name.lower(), unseeded_name(r.name, r.train.seed).lower()}
+    def called(r) -> set[str]:
+        return picked_by(r.name, r.train.seed)
 
     for name in names:
         if not any(name.lower() in called(r) for r in exp.runs):
