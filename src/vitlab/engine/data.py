@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from ..config import CIFAR_FOLDERS, NATIVE_SIZE, DataConfig
 from ..errors import DataError
 
-PRERESIZE_BYTES = 512 * 2**20  # resize once at load when the resized uint8 set is smaller than this
 DEVICE_SHARE = 0.25  # on_device "auto": keep the data on the GPU when it needs less than this share of free memory
 AUGMENT_SEED_OFFSET = 7_777_777  # keeps augmentation off the generator streams epoch_order seeds
 SYNTHETIC_SEED = 1234  # the synthetic set is the same whatever the training seed
@@ -242,12 +241,6 @@ def norm_tensors(stats: tuple[Sequence[float], Sequence[float]], device: torch.d
     return mean, std
 
 
-def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a whole uint8 set once, in chunks of about 64 MB of floats."""
-    chunk = max(1, 64 * 2**20 // (4 * 3 * max(size, x.shape[-1]) ** 2))
-    return torch.cat([resize(part.float(), size).round_().clamp_(0, 255).to(torch.uint8) for part in x.split(chunk)])
-
-
 def placement(nbytes: int, cfg: DataConfig, device: torch.device) -> torch.device:
     """Where the uint8 set lives: the GPU if asked (or, for "auto", if it fits comfortably), else the CPU."""
     if device.type != "cuda" or cfg.on_device is False:
@@ -265,19 +258,14 @@ def counted(used: int, total: int, name: str) -> str:
 def in_memory(a: Arrays, cfg: DataConfig, device: torch.device, seed: int, pretrained: bool = False) -> Data:
     train_x, train_y = a.train_x[:cfg.limit_train], a.train_y[:cfg.limit_train]
     val_x, val_y = a.val_x[:cfg.limit_val], a.val_y[:cfg.limit_val]
+    # kept at the stored size and resized batch by batch after augmentation, whatever the set's size: a
+    # `limit_train` pilot and the full set train one recipe (pad-crop at 32 px, then up to Swin's 224)
     size, stored = cfg.size, a.train_x.shape[-1]
-    count = len(train_x) + len(val_x)
-    preresize = stored != size and count * 3 * size * size < PRERESIZE_BYTES
-    if preresize:
-        stored = size
-    home = placement(count * 3 * stored * stored, cfg, device)
+    home = placement((len(train_x) + len(val_x)) * 3 * stored * stored, cfg, device)
     mean, std = norm_tensors(IMAGENET_STATS if pretrained else a.stats, device)
 
     def split(x: torch.Tensor, y: torch.Tensor) -> TensorSplit:
-        x = x.to(home)  # resize where the data will live: on the GPU that is the fast place
-        if preresize:
-            x = resize_uint8(x, size)
-        return TensorSplit(len(x), y.to(device), device, stored, size, mean, std, seed, x.contiguous())
+        return TensorSplit(len(x), y.to(device), device, stored, size, mean, std, seed, x.to(home).contiguous())
 
     source = (f"{a.origin} ({counted(len(train_x), len(a.train_x), 'train')} / "
               f"{counted(len(val_x), len(a.val_x), a.val_name)}"
