@@ -458,6 +458,29 @@ def test_a_ctrl_c_before_the_first_run_starts_none(tmp_path, capsys):
     assert "Not started: a, b. To go on where this stopped: vitlab run q --continue" in err
 
 
+def test_a_full_disk_at_a_run_s_end_leaves_it_interrupted_not_running_and_a_resume_finishes_it(tmp_path,
+                                                                                                   monkeypatch):
+    """The summary could not be written: the heartbeat thread beat on while the process lived (the rest of a
+    queue, the TUI), so the run read `running` and could not be resumed until the process ended."""
+    write = RunStore.write_summary
+
+    def full_at_the_end(store, summary):
+        if summary["status"] != "running":
+            raise StoreError(f"{store.dir / 'summary.json'}: the disk is full; free space ...")
+        write(store, summary)
+
+    with monkeypatch.context() as m:
+        m.setattr(RunStore, "write_summary", full_at_the_end)
+        ended = train_run(config(epochs=1), experiment="e", runs_dir=tmp_path)
+    assert (ended["status"], ended["failure"]) == ("failed", "store") and "the disk is full" in ended["error"]
+    run_dir = Path(ended["run_dir"])
+    assert not (run_dir / "heartbeat").exists()
+    assert read_run(run_dir)["status"] == "interrupted"
+    again = resume_run(run_dir)  # space freed: the checkpoint of its last epoch, and the summary written
+    assert again["status"] == "finished" and again["accuracy"] == ended["accuracy"]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
 def test_a_full_disk_at_a_run_s_start_fails_that_run_and_a_resume_keeps_its_figures(tmp_path, monkeypatch):
     """config.yaml not written for a full disk raised out of the queue (exit 2, no table); a resume that failed so,
     before its checkpoint loaded, ended with 0 epochs and no accuracy over the ones it had."""

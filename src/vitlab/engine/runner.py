@@ -529,7 +529,8 @@ class Run:
                 self.emit(RunFailed(self.cfg.name, self.experiment, self.summary, error or "", reason or "error"))
             else:
                 self.emit(event_cls(self.cfg.name, self.experiment, self.summary))
-        except StoreError as e:  # the disk filled at the very end: still tell the listener
+        except StoreError as e:  # the disk filled at the very end: still tell the listener, and say it failed
+            self.summary = {**self.summary, "status": "failed", "error": str(e), "failure": "store"}
             self.user_emit(RunFailed(self.cfg.name, self.experiment, self.summary, str(e), "store"))
         self.release()
         return self.summary

@@ -189,18 +189,20 @@ class RunStore:
         """The store as an event consumer: every event a line of metrics.jsonl, the summary at the end."""
         record = event.to_dict()
         record["time"] = time.time()
-        if isinstance(event, RunEnded):
-            record.pop("summary")  # summary.json holds it
-        self.append_metrics(record)
-        if isinstance(event, RunEnded):
+        if not isinstance(event, RunEnded):
+            self.append_metrics(record)
+            self.heartbeat()
+            return
+        record.pop("summary")  # summary.json holds it
+        try:
+            self.append_metrics(record)
             self.write_summary(event.summary)
-            with self._beat:
+        finally:  # a full disk too: a heartbeat beating on after the end showed the run `running` while its
+            with self._beat:  # process lived on (the rest of a queue, the TUI); without it, `interrupted`
                 self._ended.set()
                 (self.dir / "heartbeat").unlink(missing_ok=True)
             self.close()
             self.release()
-        else:
-            self.heartbeat()
 
 
 class NullStore(RunStore):
