@@ -121,6 +121,25 @@ def test_swin_weights_of_another_model_or_a_typo_are_named_before_anything_train
     assert len(lines) == 4  # a save_pretrained Swin's shapes are fine from scratch
 
 
+def test_an_image_size_too_small_for_the_saved_swin_is_named_before_anything_trains(tmp_path):
+    from transformers import SwinConfig, SwinForImageClassification
+
+    saved = tmp_path / "swin"  # window 7, two stages of patch 4: 56 px at least, so 64 (a multiple of 32)
+    SwinForImageClassification(SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                                          window_size=7)).save_pretrained(saved)
+    vit = {"kind": "vit", "patch_size": 4, "embed_dim": 16, "heads": 1, "layers": 1}
+    runs = [run("first", vit), *(run(name, {"kind": "swin", "pretrained": name != "scratch", "weights": str(saved)},
+                                     image_size=size) for name, size in (("tuned", 32), ("scratch", 32), ("fits", 64)))]
+    first, message = queue_blockers(runs)
+    assert first == "tuned" and message == (
+        "data.image_size 32 is too small for this Swin: its last stage would be 4x4 patches, under its 7x7 attention "
+        "window, which transformers' Swin cannot run; use an image_size that is a multiple of 32 from 64 (the shapes "
+        f"of {saved}). Needed by tuned, scratch.")
+    with pytest.raises(CannotStart):
+        run_experiment(ExperimentConfig(name="p", runs=runs), runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_torn_swin_weights_fail_their_run_naming_the_field(tmp_path):
     from transformers import SwinConfig, SwinForImageClassification
 

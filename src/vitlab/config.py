@@ -259,7 +259,10 @@ class RunConfig(Strict):
             raise cross_field("model.patch_size", f"must divide data.image_size {size} (got {m.patch_size}): "
                                                   f"{', '.join(fits[:-1])} or {fits[-1]}")
         # the variant shapes (window 7); a local checkpoint brings its own window, checked when it loads
-        if isinstance(m, SwinModel) and (size % 32 or (size < 224 and m.weights is None)):
+        if isinstance(m, SwinModel) and m.weights is not None and size % 32:
+            raise cross_field("data.image_size", f"Swin needs a multiple of 32 (got {size}; how small depends on "
+                                                 "the shapes of model.weights, checked before the queue starts)")
+        if isinstance(m, SwinModel) and m.weights is None and (size % 32 or size < 224):
             raise cross_field(
                 "data.image_size",
                 f"Swin needs a multiple of 32 that is at least 224 (patch 4 x window 7 x 8; got {size}): "

@@ -190,16 +190,22 @@ def swin_config(m: SwinModel, image_size: int, num_classes: int) -> SwinConfig:
         image_size=image_size, patch_size=4, window_size=7, num_labels=num_classes, **SWIN_SHAPES[m.variant])
 
 
-def check_swin_fits(config: SwinConfig) -> None:
+def swin_misfit(config: SwinConfig) -> str | None:
     """transformers' Swin shrinks the window of a stage smaller than it, but not the stage's relative-position
-    table, so its forward pass fails (a shape error deep in attention); say so before any training starts."""
+    table, so its forward pass fails (a shape error deep in attention): why, or None where the size fits."""
     stages, window = len(config.depths), config.window_size
     smallest = config.image_size // config.patch_size // 2 ** (stages - 1)
-    if smallest < window:
-        least = window * config.patch_size * 2 ** (stages - 1)
-        raise ModelError(f"data.image_size {config.image_size} is too small for this Swin: its last stage would be "
-                         f"{smallest}x{smallest} patches, under its {window}x{window} attention window, which "
-                         f"transformers' Swin cannot run; use image_size >= {least}.")
+    if smallest >= window:
+        return None
+    least = -(-window * config.patch_size * 2 ** (stages - 1) // 32) * 32  # and a multiple of 32, as any Swin's
+    return (f"data.image_size {config.image_size} is too small for this Swin: its last stage would be "
+            f"{smallest}x{smallest} patches, under its {window}x{window} attention window, which transformers' Swin "
+            f"cannot run; use an image_size that is a multiple of 32 from {least}.")
+
+
+def check_swin_fits(config: SwinConfig) -> None:
+    if problem := swin_misfit(config):
+        raise ModelError(problem)
 
 
 def build_swin(m: SwinModel, image_size: int, num_classes: int, load_weights: bool) -> nn.Module:
