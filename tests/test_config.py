@@ -265,7 +265,7 @@ def test_a_bad_override_is_blamed_on_the_command_line_once(tmp_path):
 
 
 def test_model_labels_tell_the_runs_of_a_study_apart():
-    from vitlab.config import model_label
+    from vitlab.config import model_label, run_label
 
     vit = {"kind": "vit", "patch_size": 4, "embed_dim": 192, "heads": 3}
     labels = [model_label(RunConfig.model_validate({"name": "m", "model": m, "data": {"image_size": 224}}).model)
@@ -277,6 +277,10 @@ def test_model_labels_tell_the_runs_of_a_study_apart():
             for m in ({"pretrained": True, "weights": "~/w/swin-mine/"},
                       {"pretrained": True, "weights": "microsoft/swin-small-patch4-window7-224"})]
     assert swin == ["Swin swin-mine pretrained", "Swin-S pretrained"]
+    # a linear probe and a fine-tune of the same weights: the question of a pretraining study
+    probe = RunConfig.model_validate({"name": "m", "model": {"kind": "swin", "pretrained": True},
+                                      "data": {"image_size": 224}, "train": {"freeze": "backbone"}})
+    assert run_label(probe) == "Swin-T pretrained probe" and model_label(probe.model) == "Swin-T pretrained"
 
 
 def test_an_empty_xdg_config_home_counts_as_unset_for_presets_and_settings(monkeypatch, tmp_path):

@@ -372,6 +372,12 @@ def from_pretrained(model: ViTModel | SwinModel | ResNet18Model) -> bool:
     return bool(model.pretrained) if isinstance(model, SwinModel) else bool(getattr(model, "weights", None))
 
 
+def run_label(cfg: RunConfig) -> str:
+    """The model, and `probe` where only its head trains (train.freeze: backbone): a linear probe and a
+    fine-tune of the same weights read alike in a table otherwise."""
+    return model_label(cfg.model) + (" probe" if cfg.train.freeze == "backbone" else "")
+
+
 def model_label(model: ViTModel | SwinModel | ResNet18Model) -> str:
     """Short human form of a model, e.g. `ViT p8 d512 h2 L8`, `ViT p4 d192 h3 L11 conv-stem`, `Swin-T pretrained`."""
     if isinstance(model, ViTModel):

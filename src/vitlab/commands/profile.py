@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from rich.table import Table
 
-from ..config import RunConfig, condition_key, model_label, profile_key, unseeded_name
+from ..config import RunConfig, condition_key, model_label, profile_key, run_label, unseeded_name
 from ..errors import VitlabError
 from ..presets import load_preset
 from ..report import human_count
@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     for name, (_, runs, p) in zip(names, rows):
         run, size = runs[0], runs[0].data.size
         tokens = str(run.model.tokens(size)) if run.model.kind == "vit" else "-"  # as the form's Tokens/img
-        table.add_row(name, model_label(run.model), f"{size}px", human_count(p.params),
+        table.add_row(name, run_label(run), f"{size}px", human_count(p.params),
                       human_count(p.trainable_params), f"{p.flops / 1e9:.3g}", tokens)
     console = cli_console()
     console.print(table)

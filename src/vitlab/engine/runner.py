@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..config import (ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, ViTModel, from_pretrained,
-                      model_label)
+                      run_label)
 from ..errors import CannotStart, DataError, StoreError, VitlabError
 from . import device as devices
 from . import distributed
@@ -292,7 +292,7 @@ class Run:
         ips = self.throughput()
         peak = self.memory.read() if hasattr(self, "memory") else None
         return {
-            "name": cfg.name, "experiment": self.experiment, "status": status, "model": model_label(cfg.model),
+            "name": cfg.name, "experiment": self.experiment, "status": status, "model": run_label(cfg),
             "params": getattr(self, "params", None), "trainable_params": getattr(self, "trainable", None),
             "flops": self.flops, "precision": t.precision, "batch_size": t.batch_size,
             "accumulation_steps": t.accumulation_steps, "world_size": self.dist.world,
@@ -332,7 +332,7 @@ class Run:
         self.save_checkpoint()  # a checkpoint exists from the start, so resume is always possible
         self.emit(RunStarted(
             cfg.name, self.experiment, str(self.store.dir), self.index, self.total_runs, cfg.resolved(),
-            model_label(cfg.model), self.params, self.trainable, self.flops, self.device_label(),
+            run_label(cfg), self.params, self.trainable, self.flops, self.device_label(),
             t.epochs, self.epoch, self.steps_per_epoch, self.data.train.num_samples,
             self.data.val.num_samples, self.data.num_classes, self.effective_batch, self.compiled,
             self.data.val_name))

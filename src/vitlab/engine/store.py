@@ -315,7 +315,7 @@ def training_process(run_dir: Path) -> int | None:
 
 def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     """A summary for a run that wrote none (still running, or killed): built from config and metrics."""
-    from ..config import RunConfig, model_label
+    from ..config import RunConfig, run_label
 
     config: dict[str, Any] = {}
     try:
@@ -329,7 +329,7 @@ def summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     label = "?"
     try:
-        label = model_label(RunConfig.from_resolved(config).model)
+        label = run_label(RunConfig.from_resolved(config))
     except Exception:  # a config.yaml another version or tool wrote, any shape: the table says "?", never fails
         pass
     return _readable({

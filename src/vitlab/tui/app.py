@@ -502,7 +502,7 @@ class VitlabApp(App[int]):
 
     def start(self, exp: ExperimentConfig, nproc: int = 1, resume_dir: Path | None = None,
               resume_earlier: bool = False) -> None:
-        from ..config import model_label
+        from ..config import run_label
 
         try:
             child = self._take_standby(exp, resume_earlier) if nproc == 1 and resume_dir is None else None
@@ -516,7 +516,7 @@ class VitlabApp(App[int]):
         self.setup.keep_queue()  # each run's config.yaml and the experiment in RUNS_DIR/.tui/ keep it now
         self.setup.keep(exp.runs)  # the form's run trained alone, or the seeds' copies
         self.setup.refresh_target()
-        self.state.start_queue([r.name for r in exp.runs], [model_label(r.model) for r in exp.runs])
+        self.state.start_queue([r.name for r in exp.runs], [run_label(r) for r in exp.runs])
         self.state.add_log("dim", f"training process {child.pid}" + (f" ({nproc} processes)" if nproc > 1 else "")
                            + f", log {child.log_path}")
         self.views.active = "live"

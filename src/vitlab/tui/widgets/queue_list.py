@@ -6,7 +6,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Label, ListItem
 
-from ...config import RunConfig, model_label
+from ...config import RunConfig, run_label
 from .jump_list import JumpList
 
 
@@ -45,7 +45,7 @@ class QueueList(JumpList):
         text = Text()
         text.append("✎ " if i == editing else f"{i + 1} ", style="bold" if i == editing else "dim")
         text.append(run.name, style="bold")
-        label = model_label(run.model)  # beside the name where it fits, else under it: never cut
+        label = run_label(run)  # beside the name where it fits, else under it: never cut
         fits = len(str(i + 1)) + 1 + len(run.name) + 2 + len(label) <= room
         text.append(f"  {label}\n  " if fits else f"\n  {label}\n  ", style="dim")
         d, t = run.data, run.train
