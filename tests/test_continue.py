@@ -57,6 +57,15 @@ def test_a_stopped_queue_continues_where_it_stopped(tmp_path):
     [note] = [e for e in events if isinstance(e, WarningRaised) and e.code == "continue"]  # and says why
     assert note.run == "r2"
     assert note.message == f"its settings changed since {again[2]['run_dir']} (train.epochs 2 -> 3): it trains afresh"
+    from rich.console import Console
+
+    from vitlab.commands.progress import ProgressPrinter
+
+    console = Console(record=True, width=300, color_system=None)
+    printer = ProgressPrinter(console)
+    for event in events:  # said before r2's own lines start: under r1's, "its" read as r1's
+        printer(event)
+    assert "\nr2 warning (continue): its settings changed since" in console.export_text()
 
 
 def test_seeds_added_to_a_study_trained_once_keep_its_runs_as_seed_0(tmp_path):

@@ -24,9 +24,12 @@ class ProgressPrinter:
             TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console, transient=True)
         self.task = None
         self.started: str | None = None  # the last run that got as far as RunStarted
+        self.block: str | None = None  # the run whose lines are printed now (started, kept, failed before)
 
     def __call__(self, event: Event) -> None:
         c = self.console
+        if isinstance(event, (RunStarted, RunKept)):
+            self.block = event.run
         if isinstance(event, RunStarted):
             self.started = event.run
             flops = f", {event.flops / 1e9:.3g} GFLOPs/img" if event.flops else ""  # tiny models: 0.000336
@@ -58,14 +61,17 @@ class ProgressPrinter:
                 what = f"[red]failed[/] earlier: kept, not trained again: {escape(s.get('error') or '')}"
             c.print(f"[bold cyan]{escape(event.run)}[/] {what}")
             c.print(f"  run dir: {escape(s.get('run_dir') or '')}", style="dim")
-        elif isinstance(event, WarningRaised):
+        elif isinstance(event, WarningRaised) and event.run == self.block:
             c.print(f"  [yellow]warning ({event.code}):[/] {escape(event.message)}")
+        elif isinstance(event, WarningRaised):  # before its run's header (--continue's note): under the last
+            c.print(f"[bold cyan]{escape(event.run)}[/] [yellow]warning ({event.code}):[/] {escape(event.message)}")
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
             self.stop()
             s = event.summary
             if isinstance(event, RunFailed):
                 if event.run != self.started:  # it failed while loading data or weights: name it
                     c.print(f"[bold cyan]{escape(event.run)}[/]")
+                    self.block = event.run
                 c.print(f"  [red]failed:[/] {escape(event.error)}")
             elif isinstance(event, RunCancelled) and not checkpointed(s.get("config")):
                 c.print(f"  [yellow]cancelled[/] after {s['epochs']} epoch(s) (train.checkpoint is off: it cannot "
