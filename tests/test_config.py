@@ -132,6 +132,12 @@ def test_model_kind_unknown(tmp_path):
     assert "model.kind" in msg and "vit, swin, resnet18" in msg
 
 
+def test_a_run_without_a_model_is_told_what_to_write(tmp_path):
+    msg = problem(tmp_path, VALID.replace("    model: {kind: resnet18}\n", ""))
+    assert "runs[1] (b) model: missing: say which model, e.g. model: {kind: vit} (kind: vit, swin, resnet18" in msg
+    assert "Field required" not in msg
+
+
 def test_yaml_syntax_error_has_line(tmp_path):
     msg = problem(tmp_path, "name: x\nruns: [\n  - {a: 1\n")
     assert "YAML syntax error" in msg and "p.yaml:" in msg

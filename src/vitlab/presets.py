@@ -180,6 +180,9 @@ def describe_error(err: dict[str, Any], run: dict[str, Any]) -> tuple[tuple, str
         kind = run.get("model", {}).get("kind") if isinstance(run.get("model"), dict) else None
         allowed = _allowed_keys(section, kind) if section else list(RunConfig.model_fields)
         return loc, f"unknown key; allowed: {', '.join(allowed)}"
+    if err["type"] == "missing" and loc == ("model",):  # pydantic's "Field required" told nothing of what to write
+        return loc, (f"missing: say which model, e.g. model: {{kind: vit}} (kind: {', '.join(MODEL_CLASSES)}; the "
+                     "other fields have defaults), in the run or in the preset's defaults:")
     if err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
         return loc + ("kind",), f"must be one of: {', '.join(MODEL_CLASSES)}"
     msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a ValueError raised in a validator
