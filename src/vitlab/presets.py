@@ -438,6 +438,7 @@ def _runs(runs: list, defaults: dict, over: list[tuple[tuple[str, ...], Any]], o
     origin: list[int] = []
     set_keys = {".".join(path) for path, _ in over}
     set_issues: dict[str, dict[str, str]] = {}  # --set key -> {run label: problem}
+    file_issues: dict[tuple[str, str, int | None], list[tuple[str, str]]] = {}  # (field, problem, line) -> runs
     with_set = f" (with --set {', '.join(overrides)})" if overrides else ""  # e.g. model.kind=swin makes keys wrong
     for i, raw in enumerate(runs):
         if not picked[i]:
@@ -458,10 +459,17 @@ def _runs(runs: list, defaults: dict, over: list[tuple[tuple[str, ...], Any]], o
                     set_issues.setdefault(dotted, {})[label] = msg
                     continue
                 # else the nearest run section
-                issues.add(f"{label} {dotted}".rstrip(), msg + with_set, ("runs", i) + loc, ("defaults",) + loc)
+                line = _line_of(issues.lines, ("runs", i) + loc, ("defaults",) + loc)
+                file_issues.setdefault((dotted, msg + with_set, line), []).append((label, raw.get("name", label)))
             continue
         valid += configs
         origin += [i] * len(configs)
+    for (dotted, msg, line), named in file_issues.items():  # one line of defaults wrong for many runs: one line
+        if len(named) == 1:
+            issues.found.append(_issue(issues.file, line, f"{named[0][0]} {dotted}".rstrip(), msg))
+        else:
+            runs_named = ", ".join(str(name) for _, name in named)
+            issues.found.append(_issue(issues.file, line, dotted or "runs", f"{msg}; in runs {runs_named}"))
     for key, problems in set_issues.items():  # one line when every run has the same problem, else one a run
         if len(set(problems.values())) == 1 and len(problems) == sum(picked):
             issues.found.append(f"--set {key}: {next(iter(problems.values()))}")
