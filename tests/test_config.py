@@ -177,6 +177,9 @@ def test_a_shipped_preset_is_found_by_its_name_with_or_without_yaml(tmp_path, mo
     (tmp_path / "quickstart").mkdir()  # the experiment's runs of `vitlab run quickstart --runs-dir .`
     shipped = PACKAGE_ROOT / "presets" / "quickstart.yaml"
     assert resolve_preset_path("quickstart") == resolve_preset_path("quickstart.yaml") == shipped
+    # the README's path, typed outside a checkout
+    with pytest.raises(PresetError, match=r"^presets/quickstart.yaml: no such preset file here; .*: quickstart$"):
+        load_preset("presets/quickstart.yaml")
 
 
 def test_a_set_that_fails_runs_differently_names_them_and_file_errors_say_what_was_set(tmp_path):

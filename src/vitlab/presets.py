@@ -505,6 +505,9 @@ def load_preset(path: str | Path, overrides: Iterable[str] = (), seeds: list[int
             raise PresetError(f"{path}: larger than {MAX_PRESET_BYTES >> 20} MiB; not a preset")
         text = raw.decode("utf-8")
     except FileNotFoundError:
+        if len(path.parts) > 1 and resolve_preset_path(path.name).is_file():  # presets/quickstart.yaml elsewhere
+            raise PresetError(f"{path}: no such preset file here; the preset of that name is found from any "
+                              f"directory by its name alone: {path.stem}") from None
         raise PresetError(f"{path}: no such preset file (see `vitlab presets` for the ones shipped)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise PresetError(f"{path}: cannot read it ({e})") from None
