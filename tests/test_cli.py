@@ -229,3 +229,18 @@ def test_more_processes_than_gpus_are_refused_before_torchrun(tmp_path, tiny, mo
             "vitlab: --nproc 3: 2 CUDA devices visible, one a process; use --nproc 1 to 2\n"
     monkeypatch.setattr(hardware, "visible_gpus", lambda: 0)
     hardware.check_nproc(64)  # CPU ranks (gloo) may outnumber the cores
+
+
+def test_a_warning_every_run_of_a_queue_gets_is_printed_in_full_once():
+    from rich.console import Console
+
+    from vitlab.commands.progress import ProgressPrinter
+    from vitlab.engine.events import WarningRaised
+
+    console = Console(record=True, width=200, color_system=None)
+    printer = ProgressPrinter(console)
+    for run in ("p2-s0", "p2-s1"):  # CIFAR files that fail their checksums: said for each of 9 runs
+        printer(WarningRaised(run, "e", "data", "CIFAR-100 files train do not match the official checksums"))
+    assert console.export_text().splitlines() == [
+        "p2-s0 warning (data): CIFAR-100 files train do not match the official checksums",
+        "p2-s1 warning (data): as for p2-s0 above"]

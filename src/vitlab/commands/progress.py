@@ -25,6 +25,7 @@ class ProgressPrinter:
         self.task = None
         self.started: str | None = None  # the last run that got as far as RunStarted
         self.block: str | None = None  # the run whose lines are printed now (started, kept, failed before)
+        self.said: dict[tuple[str, str], str] = {}  # each warning said, and the run it was said for first
 
     def __call__(self, event: Event) -> None:
         c = self.console
@@ -61,10 +62,8 @@ class ProgressPrinter:
                 what = f"[red]failed[/] earlier: kept, not trained again: {escape(s.get('error') or '')}"
             c.print(f"[bold cyan]{escape(event.run)}[/] {what}")
             c.print(f"  run dir: {escape(s.get('run_dir') or '')}", style="dim")
-        elif isinstance(event, WarningRaised) and event.run == self.block:
-            c.print(f"  [yellow]warning ({event.code}):[/] {escape(event.message)}")
-        elif isinstance(event, WarningRaised):  # before its run's header (--continue's note): under the last
-            c.print(f"[bold cyan]{escape(event.run)}[/] [yellow]warning ({event.code}):[/] {escape(event.message)}")
+        elif isinstance(event, WarningRaised):
+            self.warning(event)
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
             self.stop()
             s = event.summary
@@ -83,6 +82,14 @@ class ProgressPrinter:
             else:
                 acc = f"{s['accuracy']:.2%}" if s.get("accuracy") is not None else "-"
                 c.print(f"  [green]finished[/]: accuracy {acc} in {s['train_time_s']:.1f}s of training")
+
+    def warning(self, event: WarningRaised) -> None:
+        first = self.said.setdefault((event.code, event.message), event.run)
+        said = f"as for {escape(first)} above" if first != event.run else escape(event.message)  # CIFAR's checksums
+        if event.run == self.block:
+            self.console.print(f"  [yellow]warning ({event.code}):[/] {said}")
+        else:  # before its run's own lines (--continue's note): under the last run's, "its" read as that one's
+            self.console.print(f"[bold cyan]{escape(event.run)}[/] [yellow]warning ({event.code}):[/] {said}")
 
     def stop(self) -> None:
         if self.task is not None:
