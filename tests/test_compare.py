@@ -101,7 +101,8 @@ def test_a_run_that_did_not_finish_has_its_last_accuracy_in_brackets():
 
 @pytest.mark.parametrize("width, sort, shown, hidden", [
     (220, None, ("Experiment", "Epochs", "Precision", "Peak memory", "Started"), ()),
-    (80, None, ("Experiment", "Run", "Model", "Final acc", "Best acc", "Status"), ("Started", "Epochs", "Precision")),
+    (80, None, ("Experiment", "Run", "Model", "Final acc", "Status", "img/s"),
+     ("Started", "Epochs", "Precision", "Best acc")),
     # the sort stays; the best epoch's accuracy, then the model, then the final accuracy make way for it
     (80, "started", ("Experiment", "Run", "Final acc", "Status", "Started"), ("Model", "Best acc", "Epochs")),
     (80, "batch", ("Run", "Model", "Final acc", "Status", "Batch"), ("Best acc", "Started", "Epochs")),
@@ -118,6 +119,20 @@ def test_a_narrow_terminal_drops_whole_columns_rather_than_cutting_cells(runs, w
     header = text.splitlines()[1]
     assert all(h in header for h in shown) and not any(h in header for h in hidden)
     assert ("Hidden to fit" in text) == bool(hidden)
+
+
+def test_columns_alike_in_every_row_make_way_first_and_say_their_value(runs):
+    """A patch-size study at 80 columns kept the one precision and dropped the GFLOPs it is about."""
+    from rich.console import Console
+
+    from vitlab.report import rich_table
+
+    study = [s for s in find_runs([runs]) if s["status"] == "finished"]
+    study = [{**s, "flops": flops, "name": f"p{p}"} for s, p, flops in zip(study * 3, (2, 4, 8), (8.4e8, 1.8e8, 4.7e7))]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(rich_table(study, width=80))
+    text = console.export_text()
+    assert "GFLOPs/img" in text.splitlines()[1] and "Precision (fp32 in all)" in " ".join(text.split())
 
 
 def test_formats_parse_back(runs):

@@ -147,23 +147,24 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
 
 
 # What a terminal too narrow for the whole table gives up, first to last; run, model, final accuracy and status
-# stay, and so does the experiment where runs of several are compared (it tells their runs apart). The best epoch's
-# accuracy goes last of these: picked on the evaluation split, it is the optimistic figure of the two.
-NARROW_DROPS = ("started", "epochs", "precision", "batch", "mfu", "gflops", "memory", "params", "time", "throughput",
-                "best_accuracy")
+# stay, and so does the experiment where runs of several are compared (it tells their runs apart). The training
+# time goes before the img/s it follows from; the best epoch's accuracy (picked on the evaluation split, the
+# optimistic figure of the two) before what the runs cost, which a study weighs the final accuracy against.
+NARROW_DROPS = ("started", "epochs", "precision", "batch", "mfu", "time", "memory", "params", "best_accuracy",
+                "gflops", "throughput")
 
 
 def fit_columns(columns: tuple[Column, ...], rows: list[list[str]], width: int, keep: str | None = None,
                 drops: tuple[str, ...] = NARROW_DROPS) -> tuple[Column, ...]:
     """The columns whose cells fit `width` characters uncut (each takes its widest cell, 2 of padding and 1 of
     rule), dropping NARROW_DROPS in order, never `keep` (the column sorted by): cut cells ('qu…', '0.…') tell
-    nothing."""
+    nothing. Those alike in every row go first: a patch-size study keeps its GFLOPs and drops the one precision."""
     need = {c.key: max([len(c.header)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)}
-    keys = [c.key for c in columns]
-    one_experiment = "experiment" in keys and len({r[keys.index("experiment")] for r in rows}) <= 1
+    alike = {c.key for i, c in enumerate(columns) if len({r[i] for r in rows}) <= 1}
+    drops = tuple(sorted(drops, key=lambda key: key not in alike))  # stable: NARROW_DROPS' order within each
     kept = list(columns)
     # a kept sort column may leave too little room: the model, then the final accuracy make way for it
-    for key in ("experiment",) * one_experiment + drops + ("model", "accuracy") * bool(keep):
+    for key in ("experiment",) * ("experiment" in alike) + drops + ("model", "accuracy") * bool(keep):
         if sum(need[c.key] for c in kept) + 1 <= width:
             break
         kept = [c for c in kept if c.key != key or key == keep]
@@ -188,8 +189,11 @@ def _rich(columns: tuple[Column, ...], rows: list[dict], title: str | None, widt
     from rich.table import Table
 
     if width:
-        fitted = fit_columns(columns, [format_row(r, columns) for r in rows], width, keep=sort, drops=drops)
-        hidden = [c.header for c in columns if c not in fitted]
+        cells = [format_row(r, columns) for r in rows]
+        fitted = fit_columns(columns, cells, width, keep=sort, drops=drops)
+        alike = {c.key: column.pop() for i, c in enumerate(columns) if len(column := {r[i] for r in cells}) == 1}
+        hidden = [c.header + (f" ({alike[c.key]} in all)" if c.key in alike and len(rows) > 1 else "")
+                  for c in columns if c not in fitted]
         columns = fitted
     table = Table(title=title, header_style="bold", caption_justify="left",
                   caption=f"Hidden to fit {width} columns: {', '.join(hidden)} (a wider terminal shows them)"
