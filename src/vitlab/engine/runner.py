@@ -23,6 +23,7 @@ from ..config import (ExperimentConfig, ResNet18Model, RunConfig, TrainConfig, V
 from ..errors import CannotStart, DataError, StoreError, VitlabError
 from . import device as devices
 from . import distributed
+from .contention import BUSY_SHARE, Contention, contention_note
 from .continuation import TRAIN, Step, shared_plan
 from .cpu_share import CpuShare
 from .events import (Emit, EpochEvaluated, Event, RunCancelled, RunFailed, RunFinished, RunKept, RunStarted,
@@ -352,6 +353,8 @@ class Run:
         start_step, start_time = self.step, self.train_time  # ETA from this process's pace (resume-safe)
         self.start_step = start_step
         fault = fault_from_env()
+        contention = None if self.dist.enabled else Contention()  # ranks are each other's "other programs"
+        window_from = self.epoch + 1
         if self.unevaluated_loss is not None:  # cancelled while it evaluated: that evaluation first
             self.evaluate_epoch(time.perf_counter(), eval_times)
         while self.epoch < t.epochs:
@@ -396,6 +399,13 @@ class Run:
             self.epoch += 1
             self.unevaluated_loss = train_loss
             self.evaluate_epoch(epoch_start, eval_times)
+            if contention is not None and (share := contention.others_share()) is not None:
+                epochs = f"epoch {self.epoch}" if window_from == self.epoch else f"epochs {window_from}-{self.epoch}"
+                window_from = self.epoch + 1
+                shared = self.cpu_share is not None and self.cpu_share.shared  # other vitlab trainings: said there
+                if share >= BUSY_SHARE and not shared:
+                    self.warn("cpu-contended", contention_note(share, epochs))
+                    contention = None  # once a run: the figures are marked
             # every rank together: only rank 0 hears the TUI, and a rank cancelled alone left the other in the next
             # epoch's collectives (gloo aborted both: "collective mismatch")
             if self.dist.any(self.should_stop(), self.device):
