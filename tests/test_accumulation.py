@@ -1,9 +1,10 @@
 """Gradient accumulation is exact: 64x1, 16x4 and 8x8 reach the same weights, partial last window included."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vitlab.config import RunConfig
-from vitlab.engine.loop import epoch_order, windows
+from vitlab.engine.loop import epoch_order, train_epoch, windows
 from vitlab.engine.runner import Run, train_run
 from vitlab.engine.store import RunStore
 
@@ -72,10 +73,33 @@ def test_micro_batch_split_reaches_same_weights(tmp_path, optimizer):
         assert evals[-1]["eval_loss"] == pytest.approx(ref_evals[-1]["eval_loss"], rel=1e-5)
 
 
+def test_each_step_descends_the_mean_cross_entropy_of_its_window_short_last_window_included(tmp_path):
+    # The split tests above compare the loop with itself: a loss summed unscaled, or a short window divided by the
+    # nominal batch, is the same at 64x1 as at 16x4. Here one plain SGD step of the real loop (one window through
+    # train_epoch) is compared with w0 - lr * the gradient of F.cross_entropy's mean over the window's samples.
+    config = cfg(16, 4, optimizer="sgd", momentum=0.0, lr=0.5, epochs=1)
+    config = config.model_copy(update={"data": config.data.model_copy(update={"limit_train": 212})})
+    run = Run(config, RunStore.create(tmp_path, "ga", config.name), experiment="ga", emit=lambda e: None,
+              should_stop=lambda: False, index=0, total_runs=1)
+    run.setup()
+    order = epoch_order(212, 3, 0)
+    plan = windows(order, 16, 4)
+    assert [w.samples for w in plan] == [64, 64, 64, 20] and [len(m) for m in plan[-1].micro] == [16, 4]
+    for window in (plan[0], plan[-1]):
+        params = dict(run.model.named_parameters())
+        w0 = {k: p.detach().clone() for k, p in params.items()}
+        [(x, y)] = run.data.train.batches([torch.cat(window.micro)], epoch=0, augment=True)
+        grads = torch.autograd.grad(F.cross_entropy(run.model(x), y), list(params.values()))
+        run.steps.begin_epoch(order, 0, iter(run.data.train.batches(window.micro, epoch=0, augment=True)))
+        train_epoch(run.steps, [window], model=run.model, dist=run.dist, scheduler=run.scheduler, cfg=config.train,
+                    device=run.device, step=0, on_log=lambda *a: None, should_stop=lambda: False)
+        for (name, p), g in zip(params.items(), grads):
+            torch.testing.assert_close(p.detach() - w0[name], -0.5 * g, rtol=1e-4, atol=1e-7,
+                                       msg=f"{name}, window of {window.samples}")
+
+
 def test_broken_scaling_is_detected(tmp_path, monkeypatch):
     """The equivalence test above can fail: with the per-micro-batch mean (the usual bug) weights diverge."""
-    import torch.nn.functional as F
-
     import vitlab.engine.loop as loop
 
     ref, _ = final_weights(tmp_path, cfg(64, 1))
