@@ -181,6 +181,9 @@ def test_a_cancel_heard_after_an_epoch_is_decided_by_every_rank_together(tmp_pat
                         should_stop=lambda: bool(evaluated))
     assert summary["status"] == "cancelled" and summary["epochs"] == 1
     assert asked[-1] is True  # the cancel went to every rank
+    # and right after the evaluation: 7 steps are epoch 1's (ceil(193 / 32): windows of 16 x 2 ranks). Not agreed
+    # there, the cancel is heard at epoch 2's only log point, its last step (log_every 100): 14 steps
+    assert summary["steps"] == 7
 
 
 def ranks_of(pid: int) -> list[psutil.Process]:
