@@ -186,6 +186,30 @@ def test_a_cancel_heard_after_an_epoch_is_decided_by_every_rank_together(tmp_pat
     assert summary["steps"] == 7
 
 
+def agree(rank: int, store: str) -> None:
+    """One rank of test_max_and_any_agree_across_real_ranks (a module-level function: spawn pickles it by name)."""
+    import datetime as dt
+
+    import torch.distributed as td
+
+    from vitlab.engine.distributed import Dist
+
+    td.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2,
+                          timeout=dt.timedelta(seconds=60))
+    try:
+        d, cpu = Dist(rank, 2), torch.device("cpu")
+        assert d.max_([[1.5, 9.0][rank], [7.0, -2.0][rank]], cpu) == [9.0, 7.0]  # each value's own largest
+        assert d.any(rank == 1, cpu) is True and d.any(rank == 0, cpu) is True  # one rank's flag is every rank's
+        assert d.any(False, cpu) is False
+    finally:
+        td.destroy_process_group()
+
+
+def test_max_and_any_agree_across_real_ranks(tmp_path):
+    # the runs above play rank 0 with a fake Dist (fakedist.py): here its all-reduces run on two gloo processes
+    torch.multiprocessing.spawn(agree, args=(str(tmp_path / "store"),), nprocs=2)
+
+
 def ranks_of(pid: int) -> list[psutil.Process]:
     """The training processes under a launcher, while they run."""
     ranks = []
