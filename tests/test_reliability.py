@@ -351,6 +351,30 @@ def test_a_cancel_during_evaluation_keeps_the_trained_epoch_and_resume_evaluates
     assert [e["epoch"] for e in evals] == [1, 2, 3]  # epoch 1 evaluated once, by the resume
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")  # skipped steps
+def test_an_fp16_run_resumes_with_its_loss_scale_and_its_count_of_skipped_steps(tmp_path, monkeypatch):
+    from test_graphed import OverflowingScaler
+
+    from vitlab.engine.events import EpochEvaluated
+
+    # GradScaler at 2**22: the first steps overflow and are skipped, each halving the scale. A resume that started
+    # again from 2**22 would skip more steps, and one that did not restore the count would report fewer
+    monkeypatch.setattr(torch.amp, "GradScaler", OverflowingScaler)
+    evaluated = []
+    cancelled = train_run(config("h", epochs=2, precision="fp16"), experiment="c", runs_dir=tmp_path,
+                          emit=lambda e: evaluated.append(e) if isinstance(e, EpochEvaluated) else None,
+                          should_stop=lambda: bool(evaluated))
+    assert cancelled["status"] == "cancelled" and cancelled["epochs"] == 1 and cancelled["skipped_steps"] > 0
+    resumed = resume_run(cancelled["run_dir"])
+    reference = train_run(config("h", epochs=2, precision="fp16"), experiment="ref", runs_dir=tmp_path / "ref")
+    assert resumed["status"] == reference["status"] == "finished"
+    assert resumed["skipped_steps"] == reference["skipped_steps"]
+    assert (resumed["accuracy"], resumed["eval_loss"]) == (reference["accuracy"], reference["eval_loss"])
+    a = torch.load(Path(resumed["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(Path(reference["run_dir"]) / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_of_a_path_that_is_no_run_says_so_in_a_line(tmp_path, capsys):
     from vitlab.cli import main as cli_main
 
