@@ -370,3 +370,24 @@ def test_weight_decay_spares_embeddings_norms_and_biases(model, kept):
     assert all(p.ndim >= 2 for p in decayed["params"]) and len(decayed["params"]) + len(spared["params"]) == len(names)
     head = "fc.weight" if model["kind"] == "resnet18" else "head.weight" if model["kind"] == "vit" else None
     assert head is None or head in {names[id(p)] for p in decayed["params"]}
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_adamw_decays_weights_apart_from_the_gradient_and_adam_through_it(optimizer):
+    # with a zero gradient AdamW's step is the decay alone, w (1 - lr wd); Adam adds wd w to the gradient and
+    # normalises it, a step of about lr against the weight's sign. The names alone could not tell one from the other
+    from vitlab.engine.optim import make_optimizer
+
+    cfg = RunConfig.model_validate({"name": "wd", "model": TINY_VIT, "data": {"dataset": "synthetic", "image_size": 8},
+                                    "train": {"optimizer": optimizer, "lr": 0.1, "weight_decay": 0.05}})
+    net = models.build_model(cfg, 10)
+    opt = make_optimizer(cfg, net, torch.device("cpu"))
+    decayed, spared = ([p.detach().clone() for p in g["params"]] for g in opt.param_groups)
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for p, w0 in zip(opt.param_groups[0]["params"], decayed):
+        g = 0.05 * w0  # Adam's gradient; its first step is lr g / (|g| + eps)
+        expected = w0 * (1 - 0.1 * 0.05) if optimizer == "adamw" else w0 - 0.1 * g / (g.abs() + 1e-8)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(p, w0) for p, w0 in zip(opt.param_groups[1]["params"], spared))  # no decay there
