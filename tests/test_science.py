@@ -278,7 +278,7 @@ def test_check_accumulation_passes_on_swin(tmp_path, monkeypatch, drop_path_rate
                                     "train": {"batch_size": 4, "accumulation_steps": 4}})
     assert any(".k_proj.bias" in n or ".key.bias" in n for n, _ in models.build_model(cfg, 10).named_parameters())
     result = check_accumulation(cfg)
-    assert result.ok, (result.max_rel_diff, result.worst_param)
+    assert result.ok, (result.max_rel_diff, result.worst.worst_param)
     monkeypatch.setattr(checks, "micro_step", per_micro_batch_mean)
     assert check_accumulation(cfg).max_rel_diff == pytest.approx(3.0, rel=1e-3)  # still sees a scaling error
 
