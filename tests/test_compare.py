@@ -6,10 +6,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from vitlab.config import ExperimentConfig
+from vitlab.config import ExperimentConfig, RunConfig
 from vitlab.engine.runner import run_experiment, train_run
 from vitlab.engine.store import find_runs, read_metrics
 from vitlab.report import COLUMN_KEYS, sort_summaries
@@ -80,6 +81,22 @@ def test_runs_started_within_one_second_are_newest_first_too(tmp_path):
     (later / "config.yaml").write_text("name: a\n")
     os.utime(later / "config.yaml", ns=(0, 0))
     assert [s["name"] for s in find_runs([tmp_path])] == ["a", "v-s2", "v-s0", "v-s1"]
+
+
+def test_best_accuracy_is_the_best_epoch_s_whether_the_run_finished_or_was_killed(tmp_path):
+    cfg = RunConfig.model_validate({
+        "name": "dip", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 32, "heads": 2, "layers": 1},
+        "data": {"dataset": "synthetic", "image_size": 8, "limit_train": 256, "limit_val": 64},
+        "train": {"epochs": 2, "batch_size": 64, "seed": 2, "checkpoint": False}})
+    done = train_run(cfg, experiment="best", runs_dir=tmp_path)
+    run_dir = Path(done["run_dir"])
+    accuracies = [r["accuracy"] for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "EpochEvaluated"]
+    assert len(accuracies) == 2 and accuracies[1] < accuracies[0]  # seed 2 falls in epoch 2: the best is not the last
+    assert (done["best_accuracy"], done["accuracy"]) == (accuracies[0], accuracies[1])
+    (run_dir / "summary.json").unlink()  # killed before it wrote one: rebuilt from its metrics
+    [killed] = find_runs([tmp_path])
+    assert killed["status"] == "interrupted"
+    assert (killed["best_accuracy"], killed["accuracy"]) == (accuracies[0], accuracies[1])
 
 
 def test_table_shows_every_status(runs):
