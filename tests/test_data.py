@@ -344,6 +344,25 @@ def test_augmentation_is_pad_crop_flip_per_seed_and_epoch():
     assert 0 < flips < 12
 
 
+def test_a_run_evaluates_its_val_split_unaugmented(tmp_path):
+    from vitlab.config import RunConfig
+    from vitlab.engine.models import build_model
+    from vitlab.engine.runner import train_run
+
+    cfg = RunConfig.model_validate({
+        "name": "aug", "model": {"kind": "vit", "patch_size": 2, "embed_dim": 16, "heads": 2, "layers": 1},
+        "data": {"dataset": "synthetic", "image_size": 8, "limit_train": 64, "limit_val": 64, "augment": True},
+        "train": {"epochs": 1, "batch_size": 32, "seed": 4}})
+    summary = train_run(cfg, experiment="aug", runs_dir=tmp_path)
+    model = build_model(cfg, 10).eval()
+    model.load_state_dict(torch.load(f"{summary['run_dir']}/checkpoint.pt", weights_only=True)["model"])
+    x, y = whole(load_data(cfg.data, CPU, seed=4).val)  # augment=False: the images as stored
+    with torch.no_grad():
+        logits = model(x)
+    assert summary["eval_loss"] == pytest.approx(F.cross_entropy(logits, y).item(), abs=1e-6)
+    assert summary["accuracy"] == (logits.argmax(1) == y).float().mean().item()
+
+
 def test_digits_resized_to_a_model_size_stays_normalised():
     d = load(dataset="digits", image_size=32)
     x, y = whole(d.val, sizes=[100] * 3 + [59])
