@@ -118,3 +118,20 @@ def test_a_model_too_large_to_trace_is_profiled_from_its_shapes():
     assert profile_run(vit(patch=4, dim=4096, heads=4, layers=4, stem="conv"), trace_limit=10**8).flops is None
     small = vit(patch=4, dim=64, heads=2, layers=1, stem="conv")
     assert profile_run(small, trace_limit=10**8) == profile_run(small)  # under the limit: traced as always
+
+
+def test_the_tui_profiles_a_huge_vit_from_its_shapes_without_building_it(monkeypatch):
+    # default_profiler is what the form's hint calls: it must pass its trace limit, or the real 3.6B model is built
+    import vitlab.engine.models as models
+    from vitlab.tui.app import default_profiler
+
+    real = models.build_model
+
+    def on_meta_only(*args, **kwargs):
+        assert torch.empty(0).device.type == "meta", "the real model was built"  # ~14 GB: stopped before it is
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "build_model", on_meta_only)
+    huge = vit(patch=4, dim=4096, heads=4, layers=4, mlp_dim=102_400)
+    p = default_profiler(huge)
+    assert p.params > 3.6e9 and p.flops == vit_flops_analytic(huge.model, 32, 100)
