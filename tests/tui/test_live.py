@@ -111,8 +111,9 @@ async def test_keys_1_2_3_pick_the_live_tabs_where_there_are_tabs():
         await pilot.resize_terminal(120, 36)  # every pane at once: no tabs, no keys
         await pilot.pause(0.5)
         assert app.live.wide and "Accuracy" not in footer()
-        await pilot.press("1")
+        await pilot.press("1")  # a key that does nothing here: the view and its layout stay, no tab comes back
         await pilot.pause()
+        assert app.views.active == "live" and app.live.wide and not app.live.query(TabbedContent)
 
 
 def test_a_run_that_did_not_finish_reports_its_last_accuracy_not_a_final_one():
