@@ -178,7 +178,7 @@ def test_hangup_keeps_training_to_the_end(tmp_path):
 def test_a_reader_that_leaves_ends_the_output_not_the_training(tmp_path):
     """`vitlab run ... 2>&1 | head -2`: Rich's answer to the closed pipe was SystemExit(1) at the next line of
     progress, mid-run, which left the run `running` for good."""
-    proc = start(tmp_path, 4)
+    proc = start(tmp_path, 2)
     proc.stderr.readline()  # the first run's first line
     proc.stderr.close()
     proc.stdout.close()
