@@ -107,7 +107,8 @@ def test_not_learning_fires_on_report_attention_and_not_on_the_correct_one(tmp_p
     correct, events = train(tmp_path, digits_run("batch-first"))
     assert correct["status"] == "finished"
     assert correct["train_loss"] < 0.8 * LN10 and correct["accuracy"] > 0.45
-    assert warning_codes(events) == []  # a healthy fp32 CPU run raises nothing at all
+    # a healthy fp32 CPU run raises nothing at all (what else runs on the machine is not its health)
+    assert [code for code in warning_codes(events) if code != "cpu-contended"] == []
 
 
 # -- each health warning on a run built to trigger it -----------------------------------------------

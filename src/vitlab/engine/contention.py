@@ -13,7 +13,7 @@ import time
 import psutil
 
 BUSY_SHARE = 0.25  # of the machine's CPU time (cores x wall), used by others: worth a warning
-WINDOW_S = 10.0  # measured over epochs of at least this long together: CPU counters tick at 10 ms
+WINDOW_S = 30.0  # measured over epochs of at least this long together: a moment's load is no slower run
 
 
 def _own_cpu_s(me: psutil.Process) -> float:
