@@ -220,8 +220,11 @@ def test_overrides_typed_and_checked(tmp_path):
         parse_overrides(["epochs=3"])
     assert "train.batch_size" in problem(tmp_path, VALID, ["train.batch_size=zero"])
     # paths are paths: a directory named 2024 or yes was read as a number or a boolean and refused
-    assert parse_overrides(["data.root=2024", "model.weights=yes", "model.weights=null"]) == [
-        (("data", "root"), "2024"), (("model", "weights"), "yes"), (("model", "weights"), None)]
+    assert parse_overrides(["data.root=2024", "model.weights=yes"]) == [(("data", "root"), "2024"),
+                                                                       (("model", "weights"), "yes")]
+    assert parse_overrides(["model.weights=null"]) == [(("model", "weights"), None)]
+    with pytest.raises(PresetError, match=r"^--set train.lr given twice \(0.1, then 0.2\): say one$"):
+        parse_overrides(["train.lr=0.1", "train.epochs=3", "train.lr=0.2"])  # the last one silently won
     assert all(r.data.root == "2024" for r in load_preset(write(tmp_path, VALID), ["data.root=2024"]).runs)
 
 

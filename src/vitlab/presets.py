@@ -245,6 +245,8 @@ def parse_overrides(pairs: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]:
                 value = yaml.safe_load(raw) if raw.strip() else ""
             except yaml.YAMLError:
                 value = raw
+        if path in (earlier := dict(parsed)) and earlier[path] != value:  # the last one silently won
+            raise PresetError(f"--set {key.strip()} given twice ({earlier[path]!r}, then {value!r}): say one")
         parsed.append((path, value))
     return parsed
 
