@@ -313,6 +313,24 @@ async def test_f1_comes_back_to_the_field_last_used(tmp_path):
         assert app.focused.id == "f-vit-patch_size" and app.focused.value == "6"
 
 
+async def test_f1_scrolls_the_field_it_comes_back_to_into_view(tiny_preset, tmp_path):
+    """At 80x24 the form scrolled (by the wheel) away from the focused Epochs field; F2, then F1 came back to it
+    off-screen, and a 3 meant for Live's tabs replaced the queued run's epochs unseen."""
+    app = make_app(tiny_preset, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        epochs = app.setup.form.query_one("#f-train-epochs", Input)
+        epochs.focus()
+        await pilot.pause()
+        app.setup.form.scroll_home(animate=False)
+        await pilot.pause()
+        assert not app.screen.can_view_entire(epochs)
+        await pilot.press("f2", "f1")
+        await pilot.pause()
+        await pilot.pause()
+        assert app.focused is epochs and app.screen.can_view_entire(epochs)
+
+
 async def test_a_number_typed_is_kept_as_typed_and_checked(tmp_path):
     """Input's integer type dropped the keys it does not take: "8.5" became an image size of 85, accepted."""
     app = make_app(None, tmp_path / "runs")

@@ -274,6 +274,8 @@ class VitlabApp(App[int]):
                 self.live.redraw(force=True)
         else:
             self._redraw_timer.pause()  # no drawing, nor waking up, for a hidden view
+        if event.pane.id == "setup":
+            self.call_after_refresh(self.setup.show_focused)  # laid out by then (F1 focuses before that)
         if event.pane.id == "results" and self.results.is_mounted:
             self.results.reload()  # runs on disk move on without us (left training, another terminal)
 

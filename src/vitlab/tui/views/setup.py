@@ -104,6 +104,14 @@ class SetupView(Horizontal):
             widget = self.form.query_one("#f-run-name")
         widget.focus()
 
+    def show_focused(self) -> None:
+        """Scroll the focused field into view once the view shows again: the form kept its scroll meanwhile, and
+        focus() scrolls only a laid-out form, so F1 came back to a field off-screen and a stray key edited it
+        unseen (at 80x24, a 3 meant for Live's tabs replaced a run's epochs)."""
+        focused = self.screen.focused
+        if focused is not None and self in focused.ancestors and not self.screen.can_view_entire(focused):
+            self.screen.scroll_to_center(focused, animate=False, origin_visible=True)
+
     @property
     def form(self) -> RunForm:
         return self.query_one(RunForm)
