@@ -188,3 +188,22 @@ async def test_the_charts_turn_to_the_next_run_at_once_and_a_hidden_log_does_not
         await pilot.pause()
         await pilot.pause()
         assert "vit-b: started" in "\n".join(line.text for line in app.query_one(LogPane).lines)
+
+
+async def test_the_accuracy_chart_names_the_split_it_is_measured_on():
+    """CIFAR's accuracy is measured on its test split (the log said `200 test images`): the chart called it val."""
+    from vitlab.tui.widgets.live_panes import AccuracyChart
+
+    app = make_app(None, Path("runs"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await show_live_with_one_queued_run(app, pilot)
+        chart = app.query_one(AccuracyChart)
+        assert chart.border_title == "Accuracy (%)"  # no run has said yet
+        started, *rest = live_events()
+        app.post_message(EngineEvent(replace(started, eval_split="test"), *rest))
+        await pilot.pause()
+        app.live.redraw(force=True)
+        await pilot.pause()
+        assert chart.border_title == "Accuracy (test, %)"
+        assert "test acc" in chart.render().plain and "val" not in chart.render().plain
+        assert "360 test images" in app.state.log[1][1]

@@ -51,6 +51,7 @@ class RunTrack:
     log_every: int = 1  # optimizer steps between figures
     compiled: bool = False
     checkpointed: bool = True  # train.checkpoint: a cancel leaves something to resume from
+    eval_split: str = ""  # what its accuracy is measured on ("val", "test", "held-out val"); "": not said yet
     params: int | None = None
     flops: int | None = None
     steps: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss)
@@ -148,7 +149,7 @@ class LiveState:
             t.steps_per_epoch, t.device = max(1, ev.steps_per_epoch), ev.device
             t.params, t.flops = ev.params, ev.flops
             t.log_every, t.compiled = ev.config.get("train", {}).get("log_every", 1), ev.compiled
-            t.checkpointed = checkpointed(ev.config)
+            t.checkpointed, t.eval_split = checkpointed(ev.config), ev.eval_split
             t.steps, t.evals, t.last, t.summary = [], [], None, None
             if ev.start_epoch:  # resumed: the curves begin with the epochs trained before, from its metrics
                 self.earlier_curves(t, Path(ev.run_dir), ev.start_epoch)
@@ -168,6 +169,7 @@ class LiveState:
             t.summary, t.status, t.model = ev.summary, ev.summary.get("status") or "finished", ev.summary.get("model")
             t.epochs = started.get("epochs") or ev.summary.get("epochs_planned") or 0
             t.steps_per_epoch, t.device = max(1, started.get("steps_per_epoch") or 1), started.get("device", "")
+            t.eval_split = ev.summary.get("eval_split") or started.get("eval_split") or ""  # older runs: not said
             t.steps, t.evals = [], []
             self.earlier_curves(t, run_dir, ev.summary.get("epochs") or 0)
             self.add_log("success" if t.status == "finished" else "warning",

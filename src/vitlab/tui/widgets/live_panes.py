@@ -221,17 +221,20 @@ class LossChart(Chart):
 
 class AccuracyChart(Chart):
     def on_mount(self) -> None:
-        self.border_title = "Accuracy (val, %)"
+        self.border_title = "Accuracy (%)"
 
     def data_key(self, t: RunTrack | None) -> object:
-        return t and (t.name, t.status, len(t.evals))
+        return t and (t.name, t.status, t.eval_split, len(t.evals))
 
     def draw(self, t: RunTrack | None) -> None:
         plt = self.plt
+        # the split the run measures on, as its log line says: CIFAR's test split was called val here
+        split = t.eval_split if t is not None else ""
+        self.border_title = f"Accuracy ({split}, %)" if split else "Accuracy (%)"
         if t is not None and t.evals:
             xs, ys = [e for e, _, _ in t.evals], [100 * a for _, _, a in t.evals]
             plt.plot(xs, ys, marker="braille")
-            plt.scatter(xs, ys, label="val acc", marker="●")
+            plt.scatter(xs, ys, label=f"{split} acc" if split else "accuracy", marker="●")
             # plotext pads one point into 40-122 %: a margin around the points, within 0-100
             margin = max(2.0, (max(ys) - min(ys)) * 0.1)
             lo, hi = max(0.0, min(ys) - margin), min(100.0, max(ys) + margin)
