@@ -74,23 +74,41 @@ async def test_field_validation_beside_field(runs_dir):
             assert form.result.config is not None
 
 
-@pytest.mark.parametrize("size, shown", [((120, 36), True), ((80, 24), False)])
-async def test_a_wide_form_shows_the_focused_field_s_help_beside_it(runs_dir, size, shown):
-    """The columns beside a wide form's fields stood empty: its help was a tooltip, for a mouse."""
+@pytest.mark.parametrize("size, shown", [((110, 30), True), ((120, 36), True), ((160, 40), True), ((80, 24), False)])
+async def test_a_wide_form_shows_the_focused_field_s_whole_help_under_it(runs_dir, size, shown):
+    """The columns beside a wide form's fields stood empty: its help was a tooltip, for a mouse. Shown on one line
+    beside the field, it was cut to its first words at 110-120 columns ("Width of each token; …")."""
+    from textual.geometry import Region
+
+    def text(widget) -> str:
+        return " ".join("".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.outer_size))).split())
+
     app = make_app(runs_dir=runs_dir)
     async with app.run_test(size=size) as pilot:
         await form_ready(pilot)
-        patch = app.setup.form.query_one("#f-vit-patch_size", Input)
+        form = app.setup.form
+        patch = form.query_one("#f-vit-patch_size", Input)
         patch.focus()
         await pilot.pause()
-        [hint] = app.setup.form.query_one("#row-f-vit-patch_size").query(".field-hint")
+        [hint] = form.query_one("#row-f-vit-patch_size").query(".field-hint")
         assert str(hint.render()) == "Pixels per patch side; divides the image size" and hint.display == shown
         patch.value = "5"  # wrong: the error takes the place
         await pilot.pause()
         assert not hint.display
-        app.setup.form.query_one("#f-vit-heads", Input).focus()
+        form.query_one("#f-vit-heads", Input).focus()
         await pilot.pause()
         assert not hint.display  # only the focused field's
+        if not shown:
+            return
+        for wid in ("f-vit-embed_dim", "f-data-holdout", "f-train-cuda_graphs"):  # the longest helps too
+            field = form.query_one(f"#{wid}")
+            field.focus()
+            await pilot.pause()
+            await pilot.pause()
+            [hint] = form.query_one(f"#row-{wid}").query(".field-hint")
+            assert text(hint) == field.tooltip, size  # whole, wrapped
+            assert hint.region.x < field.region.right and hint.region.y > field.region.y  # under it, not beside
+            assert form.scrollable_content_region.contains_region(hint.region)  # in view
 
 
 async def test_typing_shows_message_and_run_refuses(runs_dir):

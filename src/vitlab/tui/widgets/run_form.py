@@ -92,14 +92,15 @@ class RunForm(VerticalScroll):
         self.call_after_refresh(self._mount_rest)
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        """A wide form shows the focused field's help beside it, where its error would go (the columns there
-        stood empty; the help was a tooltip, for a mouse). Mounted on the first focus: a fast first paint."""
+        """A wide form shows the focused field's help under it (the help was a tooltip, for a mouse). Mounted on
+        the first focus: a fast first paint."""
         row, hint = event.widget.parent, event.widget.tooltip
         if not (isinstance(row, Horizontal) and row.has_class("field-row") and isinstance(hint, str) and hint):
             return
         if not row.query(".field-hint"):
             row.mount(Static(hint, classes="field-hint", markup=False))
         row.add_class("-hinted")
+        self.call_after_refresh(row.scroll_visible, animate=False)  # a field on the last line: its help below it
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         if isinstance(row := event.widget.parent, Horizontal):
