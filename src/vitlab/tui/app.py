@@ -657,7 +657,12 @@ class VitlabApp(App[int]):
 
         def done(answer: str | None) -> None:
             self._cancel_asked = None
-            if not self.running or answer in (None, "keep"):
+            if not self.running:
+                return
+            if answer in (None, "keep"):  # Enter answers so: it closed without a word, and was read as a cancel
+                if t is None or t.summary is None:  # else it ended meanwhile, and _drop_stale_cancel said so
+                    self.state.add_log("dim", f"{name}: kept training (not cancelled)")
+                    self.notify(f"{name} keeps training; nothing was cancelled.")
                 return
             if answer == "all":
                 self.child.send("stop")
@@ -687,6 +692,7 @@ class VitlabApp(App[int]):
 
         def done(answer: str | None) -> None:
             if answer != "stop":
+                self.notify(f"{name} keeps training in process {pid}; nothing was stopped.")
                 return
             try:
                 os.kill(pid, signal.SIGINT)
