@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Input, ListView
 from textual.widgets._toast import Toast
 
 from vitlab.tui.bridge import outcome
-from vitlab.tui.widgets.live_panes import AccuracyChart, LossChart
+from vitlab.tui.widgets.live_panes import AccuracyChart, LogPane, LossChart
 
 from .conftest import TINY_PRESET, form_ready, make_app, wait_for, write_preset
 
@@ -426,14 +426,18 @@ async def test_resume_from_results_continues_a_cancelled_run_to_the_end(runs_dir
     cancelled = train_run(cfg, experiment="tiny", runs_dir=runs_dir, should_stop=stop)
     assert cancelled["status"] == "cancelled" and cancelled["epochs"] < 3
     app = make_app(None, runs_dir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await form_ready(pilot)
-        await pilot.press("f3")
+        await pilot.press("f2", "f3")  # Live seen once (as after an earlier queue): its log has had a size
         await wait_for(pilot, lambda: app.results.history)
         app.results.query_one(DataTable).focus()
         await pilot.press("r")
         await pilot.pause()
         assert app.running and app.views.active == "live"
+        await pilot.pause(0.5)
+        # written as the view turned to Live, before its layout, the log wrapped at 20 columns of 114
+        lines = [line.text.rstrip() for line in app.live.query_one(LogPane).lines]
+        assert lines[0] == "queue: 1 run: vit-a" and lines[1].startswith(f"training process {app.child.pid}, log")
         await wait_for(pilot, lambda: not app.running, timeout=90)
         track = app.state.runs["vit-a"]
         assert track.status == "finished" and app.views.active == "results"

@@ -331,6 +331,10 @@ class LogPane(RichLog, Pane):
             # in a hidden tab RichLog wraps at its min_width (20): written when its tab shows (LiveView._tab_shown),
             # at its width; not waiting meanwhile, or every tick would redraw every pane
             return False
+        if not self.scrollable_content_region.width:
+            # shown this moment (ctrl+r, r in Results turn the app to Live and redraw at once), not laid out yet:
+            # RichLog would wrap at its min_width too; the next redraw writes at its width
+            return True
         self.written_at = time.monotonic()
         lines = list(state.log)[-new:] if new < len(state.log) else list(state.log)
         styles = {"warning": "yellow", "error": "red", "success": "green", "dim": "dim", "bold": "bold"}
