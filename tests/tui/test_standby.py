@@ -33,3 +33,29 @@ def test_a_standby_worker_exits_when_the_tui_goes_away_unused(runs_dir):
     standby = TrainingChild.standby(runs_dir)
     standby.detach()  # what the TUI's exit does to the pipe
     assert standby.proc.wait(timeout=60) == 0
+
+
+async def test_a_session_that_trained_nothing_leaves_no_runs_folder(tmp_path, runs_dir):
+    """The standby's log and a queue refused before its first run (its data missing) left RUNS_DIR/.tui behind in
+    a folder where nothing trained."""
+    preset = tmp_path / "cifar.yaml"
+    preset.write_text(f"""\
+name: cifar
+defaults:
+  data: {{dataset: cifar10, root: "{tmp_path / 'nowhere'}"}}
+  train: {{epochs: 1}}
+runs:
+  - name: vit-a
+    model: {{kind: vit, patch_size: 4, embed_dim: 32, heads: 2, layers: 1}}
+""")
+    app = make_app(preset, runs_dir, standby=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await form_ready(pilot)
+        await wait_for(pilot, lambda: app.standby is not None, timeout=STANDBY_AFTER_S + 10)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.child is not None)
+        assert app.child.log_path.parent == runs_dir / ".tui"  # the standby took it
+        await wait_for(pilot, lambda: not app.running, timeout=120)
+        assert app.state.refused
+        assert not list((runs_dir / ".tui").glob("*-cifar.*"))  # its experiment and its empty log
+    assert not runs_dir.exists()

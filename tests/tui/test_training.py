@@ -412,6 +412,7 @@ runs:
         shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))
         assert "[draft] data" in shown.replace("\n", " ")
     assert not (runs_dir / "cifar").exists()  # no run started, so none is left failed on disk
+    assert not runs_dir.exists()  # nor the queue's files in RUNS_DIR/.tui
 
 
 async def test_resume_from_results_continues_a_cancelled_run_to_the_end(runs_dir):

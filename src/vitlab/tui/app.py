@@ -84,6 +84,8 @@ class VitlabApp(App[int]):
         super().__init__()
         self.preset = preset
         self.runs_dir = Path(runs_dir)
+        # removed on the way out when they hold nothing: a session that trained nothing leaves no folders behind
+        self._made_dirs = [d for d in (self.runs_dir / ".tui", self.runs_dir) if not d.exists()]
         self.profiler = profiler
         self.state = LiveState()
         self.experiment_name = ""
@@ -220,6 +222,9 @@ class VitlabApp(App[int]):
     def on_unmount(self) -> None:
         if self.standby is not None:
             self.standby.dismiss()
+        for folder in self._made_dirs:  # RUNS_DIR/.tui, then RUNS_DIR: rmdir leaves one that holds something
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def on_resize(self, event) -> None:
         wide = event.size.width >= self.WIDE_COLUMNS
@@ -546,6 +551,7 @@ class VitlabApp(App[int]):
         current: RunStarted | None = None  # the run being trained, until its final event
         left = [r.name for r in exp.runs]  # runs without a final event yet
         said_why = False  # the child reported why it stops (a run that could not start)
+        started = False  # a run of it started (or was kept)
         for batch in child.batches(lambda: worker.is_cancelled):
             events = [m for m in batch if not isinstance(m, RunNotStarted)]
             if events:
@@ -555,15 +561,17 @@ class VitlabApp(App[int]):
                     self.post_message(QueueProblem(message.run, message.message))
                     said_why = True
                 elif isinstance(message, RunStarted):
-                    current = message
+                    current, started = message, True
                 elif isinstance(message, RunEnded):
-                    current = None
+                    current, started = None, True
                     left.remove(message.run)
                     self._last_ended = message.summary  # read when the worker has ended (its events may not yet)
         if worker.is_cancelled:
             child.detach()
             return
         code = child.wait()
+        if said_why and not started:  # refused before its first run: its files in RUNS_DIR/.tui record nothing
+            child.forget()
         if current is not None:
             self.post_message(EngineEvent(lost_run(current, child.ended_why(code), self.nproc)))
         elif code != 0 and left and not said_why:

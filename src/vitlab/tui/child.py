@@ -29,6 +29,7 @@ class TrainingChild:
     def __init__(self, proc: subprocess.Popen, log_path: Path) -> None:
         self.proc = proc
         self.log_path = log_path
+        self.exp_path: Path | None = None  # the experiment it was given (None: a standby not taken yet)
 
     @classmethod
     def start(cls, exp: ExperimentConfig, runs_dir: Path, nproc: int = 1, resume_dir: Path | None = None,
@@ -37,8 +38,10 @@ class TrainingChild:
         holds; `resume_earlier`: as `vitlab run --continue`); OSError when the runs directory is not writable."""
         exp_path, log_path = experiment_files(exp, runs_dir)
         resume = ["--resume-dir", str(resume_dir)] if resume_dir else ["--continue"] if resume_earlier else []
-        return cls.spawn(["--experiment-json", str(exp_path), "--runs-dir", str(runs_dir), "--nproc", str(nproc),
-                          *resume], log_path)
+        child = cls.spawn(["--experiment-json", str(exp_path), "--runs-dir", str(runs_dir), "--nproc", str(nproc),
+                           *resume], log_path)
+        child.exp_path = exp_path
+        return child
 
     @classmethod
     def standby(cls, runs_dir: Path) -> "TrainingChild":
@@ -57,10 +60,10 @@ class TrainingChild:
         """Hand a standby worker its experiment; False when it is gone (start a fresh one then)."""
         if self.proc.poll() is not None:
             return False
-        exp_path, log_path = experiment_files(exp, runs_dir)
+        self.exp_path, log_path = experiment_files(exp, runs_dir)
         flag = "\tcontinue" if resume_earlier else ""  # the worker's first line: see commands/worker.py
         try:
-            self.proc.stdin.write(f"{exp_path}{flag}\n".encode())
+            self.proc.stdin.write(f"{self.exp_path}{flag}\n".encode())
             self.proc.stdin.flush()
         except OSError:
             return False
@@ -69,7 +72,7 @@ class TrainingChild:
         return True
 
     def dismiss(self) -> None:
-        """End an unused standby worker (it has nothing to lose); its log goes unless it says something."""
+        """End an unused standby worker (it has nothing to lose); its files go unless its log says something."""
         self.detach()
         self.proc.terminate()  # it may still be loading torch: EOF alone would keep it busy for seconds
         try:
@@ -77,9 +80,16 @@ class TrainingChild:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.forget()
+
+    def forget(self) -> None:
+        """Remove the files of a child that trained nothing (unused, or its queue refused before its first run):
+        its log, and the experiment it was given, unless the log says something (then both stay, to read)."""
         with suppress(OSError):
             if not self.log_path.stat().st_size:
                 self.log_path.unlink()
+                if self.exp_path is not None:
+                    self.exp_path.unlink()
 
     @property
     def pid(self) -> int:
