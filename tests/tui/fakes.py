@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 from vitlab.engine.events import EpochEvaluated, Memory, RunFinished, RunStarted, StepsLogged, WarningRaised
@@ -59,3 +61,21 @@ def live_events(run: str = "vit-a", experiment: str = "tiny", epochs_done: int =
 def finished_event(run: str = "vit-a", experiment: str = "tiny") -> RunFinished:
     return RunFinished(run, experiment, summary(run, experiment, run_dir=f"runs/{experiment}/{run}",
                                                 started_at="2025-01-03T09:30:05"))
+
+
+def left_training(runs_dir: Path) -> Path:
+    """A run an earlier vitlab left training: `running`, with a fresh heartbeat of a live process (this one)."""
+    run_dir = runs_dir / "old" / "20250101-100000-vit-bg"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: vit-bg\n")
+    (run_dir / "summary.json").write_text(json.dumps(summary("vit-bg", experiment="old", status="running")))
+    (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")
+    return run_dir
+
+
+async def until_left_training_is_seen(app, pilot) -> None:
+    """The app looks for runs left training in a thread after its first paint."""
+    for _ in range(50):
+        if app.left_training():
+            return
+        await pilot.pause(0.1)

@@ -113,28 +113,17 @@ async def test_a_cancel_question_about_a_run_that_ended_closes(runs_dir):
 async def test_keeping_the_run_says_so(runs_dir, monkeypatch):
     """The cancel question opens on "Keep training": Enter closed it without a word, and the user took it for a
     cancel. Keeping a run (Enter, k or escape) says that nothing was cancelled, as a toast and in the Live log."""
-    import json
-    import os
-    import socket
-
     from vitlab.tui.bridge import EngineEvent
 
-    from .fakes import live_events, summary
+    from .fakes import left_training, live_events, until_left_training_is_seen
 
-    run_dir = runs_dir / "old" / "20250101-100000-vit-bg"
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text("name: vit-bg\n")
-    (run_dir / "summary.json").write_text(json.dumps(summary("vit-bg", experiment="old", status="running")))
-    (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")  # a live process beats
+    left_training(runs_dir)
     gone = 2**31 - 1  # its process, as its heartbeat names it: no such pid, so a wrong answer signals nothing
     monkeypatch.setattr("vitlab.engine.store.training_process", lambda run_dir: gone)
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
-        for _ in range(50):
-            if app.left_training():
-                break
-            await pilot.pause(0.1)
+        await until_left_training_is_seen(app, pilot)
         await pilot.press("ctrl+x")  # nothing trains here: stop the run an earlier vitlab left training?
         await pilot.pause()
         assert app.screen.title_text == "Stop the run left training?"

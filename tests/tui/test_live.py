@@ -136,24 +136,13 @@ def test_chart_ticks_are_round_values_within_the_range():
 
 
 async def test_live_names_a_run_an_earlier_vitlab_left_training(runs_dir):
-    import json
-    import os
-    import socket
+    from .fakes import left_training, until_left_training_is_seen
 
-    from .fakes import summary
-
-    run_dir = runs_dir / "old" / "20250101-100000-vit-bg"
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text("name: vit-bg\n")
-    (run_dir / "summary.json").write_text(json.dumps(summary("vit-bg", experiment="old", status="running")))
-    (run_dir / "heartbeat").write_text(f"{os.getpid()} 0 {socket.gethostname()}\n")  # a live process beats
+    left_training(runs_dir)
     app = make_app(None, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await form_ready(pilot)
-        for _ in range(50):
-            if app.left_training():
-                break
-            await pilot.pause(0.1)
+        await until_left_training_is_seen(app, pilot)
         await pilot.press("f2")
         await pilot.pause(0.3)
         app.live.redraw(force=True)
