@@ -258,7 +258,8 @@ class RunConfig(Strict):
             fits = [str(p) for p in range(1, size + 1) if size % p == 0]
             raise cross_field("model.patch_size", f"must divide data.image_size {size} (got {m.patch_size}): "
                                                   f"{', '.join(fits[:-1])} or {fits[-1]}")
-        # the variant shapes (window 7); a local checkpoint brings its own window, checked when it loads
+        # the variant shapes (window 7); weights bring their own, checked from their config.json before a queue
+        # starts (preflight.swin_too_small)
         if isinstance(m, SwinModel) and m.weights is not None and size % 32:
             raise cross_field("data.image_size", f"Swin needs a multiple of 32 (got {size}; how small depends on "
                                                  "the shapes of model.weights, checked before the queue starts)")

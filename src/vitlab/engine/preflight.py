@@ -1,9 +1,9 @@
 """What a queue checks before its first run: every run's dataset and weights are on disk, its device here, and
 its image size fits the shapes its Swin weights bring.
 
-Paths and config.json files only, no weights or images loaded, so it is fast and a four-run preset does not train three runs for hours before
-the fourth finds its weights missing. Reading the files (and what can go wrong there) stays with the
-loaders, which give the same messages.
+Paths and config.json files only, no weights or images loaded, so it is fast and a four-run preset does not
+train three runs for hours before the fourth finds its weights missing. Reading the files (and what can go
+wrong there) stays with the loaders, which give the same messages.
 """
 from __future__ import annotations
 
