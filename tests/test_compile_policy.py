@@ -42,3 +42,31 @@ def test_the_summary_says_whether_the_run_was_compiled(tmp_path):
     assert summary["status"] == "finished" and summary["compiled"] is False
     assert "torch.compile off (auto: only single-process ViT runs on CUDA" in (tmp_path / "e").joinpath(
         summary["run_dir"].split("/e/")[-1], "run.log").read_text()
+
+
+def test_a_compiled_model_keeps_static_shapes_and_the_evaluation_runs_uncompiled(tmp_path, monkeypatch):
+    """dynamo's default turned the epoch's shorter last window into a dynamic-shape graph that every full window
+    ran through from then on; the evaluation's batch compiled one more graph (about 20 s on a GPU each)."""
+    asked, seen = {}, []
+
+    class Compiled(torch.nn.Module):  # stands for torch.compile's module: the same model, its calls recorded
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            seen.append((len(x), self.model.training))
+            return self.model(x)
+
+    def compile_(model, **kwargs):
+        asked.update(kwargs)
+        return Compiled(model)
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    cfg = RunConfig.model_validate({
+        "name": "s", "model": {"kind": "vit", "patch_size": 4, "embed_dim": 16, "heads": 2, "layers": 1},
+        "data": {"dataset": "synthetic", "image_size": 8, "limit_train": 40, "limit_val": 16},
+        "train": {"epochs": 2, "batch_size": 16, "compile": True, "checkpoint": False}})
+    summary = train_run(cfg, experiment="e", runs_dir=tmp_path)
+    assert summary["status"] == "finished" and summary["compiled"] is True and asked["dynamic"] is False
+    assert seen == [(16, True), (16, True), (8, True)] * 2  # training only: 40 = 16 + 16 + 8, each epoch

@@ -530,3 +530,20 @@ def test_a_full_disk_at_a_run_s_start_fails_that_run_and_a_resume_keeps_its_figu
     assert (again["status"], again["failure"]) == ("failed", "store")
     assert again["epochs"] == 1 and again["accuracy"] == done["accuracy"] and "previous config.yaml is intact" in \
         again["error"]
+
+
+def test_a_resumed_optimizer_steps_as_this_device_does_not_as_the_checkpoint_s(tmp_path):
+    """Loading an optimizer's state replaces its groups' kernel choices: a checkpoint saved on the CPU (fused
+    unset) left a resumed GPU run on the unfused path, a host sync per parameter every step."""
+    from vitlab.engine.runner import Run
+
+    done = train_run(config(epochs=1), experiment="e", runs_dir=tmp_path)
+    ckpt = Path(done["run_dir"]) / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["foreach"] = True  # as another device chose it
+    torch.save(state, ckpt)
+    run = Run(config(epochs=2), RunStore(Path(done["run_dir"])), experiment="e", emit=lambda e: None,
+              should_stop=lambda: False, index=0, total_runs=1, resume=True)
+    run.setup()
+    assert run.epoch == 1 and all(group["foreach"] is None for group in run.optimizer.param_groups)

@@ -63,17 +63,6 @@ def describe(device: torch.device) -> str:
     return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
 
 
-def _nvml_total_mb(device: torch.device) -> float | None:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-        return pynvml.nvmlDeviceGetMemoryInfo(handle).total / MB
-    except Exception:  # NVML missing or not permitted: fall back to the CUDA runtime
-        return torch.cuda.get_device_properties(device).total_memory / MB
-
-
 def trim_heap() -> None:
     """Give the freed heap back to the system (glibc keeps it otherwise): the next run of a queue in this process
     then starts from about the RSS the first one did, and its peak RSS is its own (a ViT after a ResNet-18 read
@@ -111,8 +100,10 @@ class MemoryProbe:
         self.device = device
         self.peak_mb = 0.0  # the highest peak read_across has seen: every rank's, under DDP
         if device.type == "cuda":
+            torch.cuda.empty_cache()  # the previous run's freed blocks: cached, they counted in this run's peak
             torch.cuda.reset_peak_memory_stats(device)
-            self.total_mb = _nvml_total_mb(device)
+            # the device this process sees (NVML's index ignored CUDA_VISIBLE_DEVICES, and a MIG slice's size)
+            self.total_mb = torch.cuda.get_device_properties(device).total_memory / MB
         else:
             import psutil
 

@@ -76,6 +76,8 @@ class GraphedSteps(Steps):
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = 0
+        self.side: torch.cuda.Stream | None = None  # one for every warm-up window: the allocator reuses a freed block
+        # only on the stream it was allocated on, so a stream each reserved a window's activations each
 
     def begin_epoch(self, order: torch.Tensor, epoch: int, batches) -> None:
         self.order = to_device(order, self.device)  # one copy per epoch: a copy per step would sync the host
@@ -95,7 +97,7 @@ class GraphedSteps(Steps):
             self.graph.replay()
         elif self.warm < WARMUP_WINDOWS:
             self.warm += 1
-            side = torch.cuda.Stream(self.device)
+            self.side = side = self.side or torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 self._window(self.idx)

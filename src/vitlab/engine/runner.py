@@ -10,6 +10,7 @@ import gc
 import math
 import os
 import re
+import sys
 import time
 import traceback
 import warnings
@@ -217,7 +218,9 @@ class Run:
         self.compiled, why = compile_wanted(cfg, self.device, self.dist, self.data.train.num_samples)
         self.store.log(why)
         if self.compiled:
-            self.forward = torch.compile(self.model, options=COMPILE_OPTIONS.get(self.device.type))
+            # static shapes: after the epoch's shorter last window, dynamo's default compiled a dynamic-shape graph
+            # and ran every full window through it from then on (the static one stays for them now)
+            self.forward = torch.compile(self.model, dynamic=False, options=COMPILE_OPTIONS.get(self.device.type))
         else:
             self.forward = self.model
         if self.dist.enabled:
@@ -272,9 +275,13 @@ class Run:
             return  # killed before the first checkpoint: start from scratch in the same directory
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
+        # how this device steps: a checkpoint's groups replace them (one saved on the CPU left a GPU run
+        # unfused, with a host sync per parameter a step)
+        kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # a graphed run saves these as its capture set them
-            group["capturable"] = False
+        for group, how in zip(self.optimizer.param_groups, kernels):
+            group.update(how)
+            group["capturable"] = False  # a graphed run saves these as its capture set them
             group["lr"] = float(group["lr"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -417,11 +424,12 @@ class Run:
         with its evaluation, so no training is lost."""
         cfg, t = self.cfg, self.cfg.train
         eval_start = time.perf_counter()
-        val_batch = max(t.effective_batch, 256)
+        val_batch = max(t.batch_size, 256)  # not the effective batch: accumulation is there to fit the memory
         val_order = torch.arange(self.data.val.num_samples)[self.dist.rank::self.dist.world]
         try:
+            # compiled for the training shapes: the evaluation's batch would compile another graph (about 20 s)
             eval_loss, accuracy = evaluate(
-                self.forward, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
+                self.model if self.compiled else self.forward, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
                 device=self.device, precision=t.precision, dist=self.dist,
                 should_stop=None if self.dist.enabled else self.should_stop)
         except Cancelled:
@@ -512,6 +520,7 @@ class Run:
 
     def out_of_memory(self) -> dict[str, Any]:
         self.store.log(traceback.format_exc())
+        traceback.clear_frames(sys.exc_info()[2])  # the failed step's frames hold its activations
         self.release()
         return self.end(RunFailed, "failed", oom_advice(self.device), "oom")
 
@@ -523,7 +532,8 @@ class Run:
         """Drop the big tensors so the next run in the queue starts with the memory free, and the CPU share."""
         if self.cpu_share is not None:
             self.cpu_share.close()
-        for name in ("steps", "forward", "model", "optimizer", "data"):
+        # the scheduler and scaler too: the scheduler holds the optimizer, and so the parameters and their moments
+        for name in ("steps", "forward", "model", "optimizer", "scheduler", "scaler", "data"):
             self.__dict__.pop(name, None)
         gc.collect()
         devices.trim_heap()
