@@ -1,5 +1,6 @@
 """Every validation rule of the config and preset loader, with the message a user sees."""
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -171,7 +172,8 @@ def test_set_gives_the_mlp_width_either_way_and_image_size_is_bounded(tmp_path):
 
 
 def test_a_shipped_preset_is_found_by_its_name_with_or_without_yaml(tmp_path, monkeypatch):
-    from vitlab.presets import PACKAGE_ROOT, resolve_preset_path
+    from vitlab.files import PACKAGE_ROOT
+    from vitlab.presets import resolve_preset_path
 
     monkeypatch.chdir(tmp_path)  # no ./quickstart.yaml here
     (tmp_path / "quickstart").mkdir()  # the experiment's runs of `vitlab run quickstart --runs-dir .`
@@ -180,6 +182,17 @@ def test_a_shipped_preset_is_found_by_its_name_with_or_without_yaml(tmp_path, mo
     # the README's path, typed outside a checkout
     with pytest.raises(PresetError, match=r"^presets/quickstart.yaml: no such preset file here; .*: quickstart$"):
         load_preset("presets/quickstart.yaml")
+
+
+def test_installed_from_a_wheel_the_shipped_files_come_from_the_package(tmp_path, monkeypatch):
+    """A wheel (`pip install .`, from git) has no checkout around it: setup.py copies presets/ and themes/ into
+    the package, as vitlab/shipped/ (a wheel built from this tree was checked to carry them)."""
+    import vitlab
+    from vitlab import files
+
+    assert files.shipped_dir("presets") == files.PACKAGE_ROOT / "presets"  # an editable install: the checkout
+    monkeypatch.setattr(files, "PACKAGE_ROOT", tmp_path)  # site-packages' parents: no presets/ there
+    assert files.shipped_dir("themes") == Path(vitlab.__file__).resolve().parent / "shipped" / "themes"
 
 
 def test_a_set_that_fails_runs_differently_names_them_and_file_errors_say_what_was_set(tmp_path):

@@ -9,7 +9,8 @@ import yaml
 from rich.console import Console
 
 from vitlab.errors import PresetError
-from vitlab.presets import PACKAGE_ROOT, dump_preset, load_preset, parse_seeds, save_preset
+from vitlab.files import PACKAGE_ROOT
+from vitlab.presets import dump_preset, load_preset, parse_seeds, save_preset
 from vitlab.report import (SEED_TITLE, seed_groups, seed_table, seeds_csv, seeds_markdown, to_csv, to_json,
                            to_markdown, versus_best)
 

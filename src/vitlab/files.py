@@ -8,6 +8,13 @@ from pathlib import Path
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 
 
+def shipped_dir(name: str) -> Path:
+    """presets/ or themes/ as vitlab ships them: the checkout's (an editable install), else the copy a wheel
+    carries in the package (setup.py puts it there)."""
+    checkout = PACKAGE_ROOT / name
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "shipped" / name
+
+
 def config_dir() -> Path:
     """The user's vitlab folder: presets, themes, settings. An empty XDG_CONFIG_HOME counts as unset, as the XDG
     spec says (read as a path, it put presets in a relative `vitlab/presets` and the settings in ~/.config)."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from .config import (CIFAR_FOLDERS, MODEL_CLASSES, DataConfig, ExperimentConfig, RunConfig, TrainConfig,
                      condition_key, picked_by, seeded_name, unseeded_name)
 from .errors import PresetError
-from .files import PACKAGE_ROOT, config_dir, write_whole
+from .files import config_dir, shipped_dir, write_whole
 
 TOP_KEYS = ("name", "description", "defaults", "runs", "seeds")
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": None}
@@ -26,7 +26,7 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": None}
 
 def preset_dirs() -> list[Path]:
     """Where presets are looked for: ./presets, the user's own, the ones shipped with vitlab."""
-    dirs = [Path.cwd() / "presets", user_preset_dir(), PACKAGE_ROOT / "presets"]
+    dirs = [Path.cwd() / "presets", user_preset_dir(), shipped_dir("presets")]
     unique: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:

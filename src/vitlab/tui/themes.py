@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from textual.theme import Theme
 
-from ..files import PACKAGE_ROOT, config_dir
+from ..files import config_dir, shipped_dir
 
 DEFAULT_THEME = "vitlab-dark"
 THEME_KEYS = ("name", "primary", "secondary", "warning", "error", "success", "accent", "foreground",
@@ -27,7 +27,7 @@ FALLBACK = {
 
 
 def theme_dirs() -> list[Path]:
-    return [PACKAGE_ROOT / "themes", config_dir() / "themes"]
+    return [shipped_dir("themes"), config_dir() / "themes"]
 
 
 def theme_from_dict(data: dict[str, Any]) -> Theme:
