@@ -428,8 +428,9 @@ class Run:
         val_order = torch.arange(self.data.val.num_samples)[self.dist.rank::self.dist.world]
         try:
             # compiled for the training shapes: the evaluation's batch would compile another graph (about 20 s)
+            model = self.model if self.compiled else self.forward
             eval_loss, accuracy = evaluate(
-                self.model if self.compiled else self.forward, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
+                model, self.data.val.batches(list(val_order.split(val_batch)), epoch=0, augment=False),
                 device=self.device, precision=t.precision, dist=self.dist,
                 should_stop=None if self.dist.enabled else self.should_stop)
         except Cancelled:
