@@ -44,10 +44,13 @@ def vitlab_run(*args, **kwargs):
 
 
 def test_two_processes_equal_one_at_the_same_effective_batch(tmp_path):
+    temp = tmp_path / "tmp"  # torchrun left a torchelastic_* folder in it after every launch
+    temp.mkdir()
     proc = vitlab_run(preset(tmp_path, 2, batch_size=16, accumulation_steps=2), "--nproc", 2, "--json",
-                      "--runs-dir", tmp_path / "runs")
+                      "--runs-dir", tmp_path / "runs", env={**os.environ, "TMPDIR": str(temp)})
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
+    assert not [p.name for p in temp.iterdir() if p.name.startswith(("torchelastic_", "vitlab-torchrun-"))]
     ddp = json.loads(out)["runs"][0]
     assert ddp["status"] == "finished" and ddp["world_size"] == 2 and ddp["effective_batch"] == 64
     assert ddp["allreduces_per_step"] == 1.0  # no_sync on every micro-step but the window's last

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,13 +33,22 @@ def torchrun(argv: list[str]) -> int:
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     parser = t.get_args_parser()
     parser.allow_abbrev = False
+    args = parser.parse_args(argv)
+    # torchrun's own temporary folder (its ranks' error files) stayed in /tmp after every launch: one of ours,
+    # removed once its failures are read
+    made = None
+    if args.log_dir is None:
+        made = args.log_dir = tempfile.mkdtemp(prefix="vitlab-torchrun-")
     try:
-        t.run(parser.parse_args(argv))
+        t.run(args)
     except ChildFailedError as e:
         for rank, failure in sorted(e.failures.items()):
             how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited {failure.exitcode}"
             print(f"torchrun: rank {rank} (pid {failure.pid}) {how}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
     return EXIT_OK
 
 
