@@ -155,6 +155,10 @@ def test_vitlab_presets_lists_them_all_valid(tmp_path):
     assert "invalid" not in done.stdout
     for name in EXPECTED:
         assert name in done.stdout
+    # the tests' Hugging Face cache is empty: the pretrained Swins' weights are not here (the TUI's picker said so)
+    [problem2] = [line for line in done.stdout.splitlines() if "seed-problem2" in line]
+    assert "the weights of swin-t-probe, swin-s-probe, swin-t-finetune, swin-s-finetune" in problem2
+    assert "Needs" not in next(line for line in done.stdout.splitlines() if "quickstart" in line)
 
 
 def test_the_preset_list_says_which_need_data_that_is_not_here(tmp_path, monkeypatch):

@@ -7,7 +7,9 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from ..presets import list_presets, preset_dirs
+from ..config import unseeded_name
+from ..errors import VitlabError
+from ..presets import PresetInfo, list_presets, load_preset, preset_dirs
 from .console import cli_console
 
 NAME = "presets"
@@ -29,6 +31,20 @@ def first_sentence(text: str) -> str:
     return text
 
 
+def lacking_weights(info: PresetInfo) -> list[str]:
+    """`the weights of swin-pre, resnet-pre` where pretrained weights are not on this machine (no torch: quick)."""
+    from ..engine.weights import missing_weights
+
+    if info.error:
+        return []
+    try:
+        runs = load_preset(info.path).runs
+    except VitlabError:  # changed on disk since it was listed: its own line says so when it is run
+        return []
+    lacking = dict.fromkeys(unseeded_name(r.name, r.train.seed) for r in runs if missing_weights(r))
+    return [f"the weights of {', '.join(lacking)}"] if lacking else []
+
+
 def main(args: argparse.Namespace) -> int:
     console = cli_console()
     table = Table(header_style="bold", show_lines=False)
@@ -40,8 +56,8 @@ def main(args: argparse.Namespace) -> int:
     for info in list_presets():
         desc = f"[red]invalid: {escape(info.error.splitlines()[0])}[/]" if info.error else \
             escape(first_sentence(info.description))
-        if info.missing:  # offline, a preset that cannot start here is told apart before it is run
-            desc += f" [yellow]Needs {escape(', '.join(info.missing))}.[/]"
+        if needs := [*info.missing, *lacking_weights(info)]:  # offline, a preset that cannot start here is told
+            desc += f" [yellow]Needs {escape(', '.join(needs))}.[/]"  # apart before it is run
         if (first := taken.setdefault(info.path.stem, info.path)) != info.path:
             desc += (f" [dim](`vitlab run {escape(info.path.stem)}` reads {escape(str(first))}; give this one by its "
                      "path)[/]")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +15,9 @@ import torch
 from timm.layers import PatchEmbed
 from torch import nn
 
-from ..config import SWIN_HUB_IDS, ResNet18Model, RunConfig, SwinModel, ViTModel
+from ..config import ResNet18Model, RunConfig, SwinModel, ViTModel
 from ..errors import ModelError
+from .weights import resnet18_weights_help, swin_weights_help
 
 if TYPE_CHECKING:
     from transformers import SwinConfig
@@ -97,20 +97,6 @@ class LogitsOnly(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=x).logits
-
-
-HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # 'name' or 'owner/name'; anything else can only be a path
-
-
-def swin_weights_help(source: str, variant: str) -> str:
-    # a hub id of its own (`owner/name`, no such path here) is the one to fetch; a missing directory, the variant's
-    own = HUB_ID.match(source) and "/" in source and not Path(source).exists()
-    hub_id = source if own else SWIN_HUB_IDS[variant]
-    return (f"Swin weights {source!r} are neither a directory here nor in the local Hugging Face cache "
-            f"(vitlab never downloads). On a machine with internet run `hf download {hub_id}` "
-            f"and copy ~/.cache/huggingface over to this one, or save them with "
-            f"`SwinForImageClassification.from_pretrained('{hub_id}').save_pretrained(DIR)`, copy DIR over "
-            f"and set model.weights: DIR.")
 
 
 @contextlib.contextmanager
@@ -217,12 +203,6 @@ def build_swin(m: SwinModel, image_size: int, num_classes: int, load_weights: bo
         model = SwinForImageClassification(swin_config(m, image_size, num_classes))  # random init
     check_swin_fits(model.config)
     return LogitsOnly(model)
-
-
-def resnet18_weights_help() -> str:
-    return ("expected a ResNet-18 state dict saved with torch.save(model.state_dict(), PATH), e.g. the "
-            "resnet18-f37072fd.pth that torchvision.models.resnet18(weights='IMAGENET1K_V1') downloads into "
-            "~/.cache/torch/hub/checkpoints/ on a machine with internet")
 
 
 def build_resnet18(m: ResNet18Model, num_classes: int, load_weights: bool) -> nn.Module:

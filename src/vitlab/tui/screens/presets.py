@@ -68,8 +68,8 @@ class PresetPicker(ModalScreen[Path | None]):
     @work(thread=True, exit_on_error=False)
     def look_for_weights(self) -> None:
         """The runs whose pretrained weights are not on this machine, said beside their preset (they were only said
-        at ctrl+r, after the dataset the picker had asked for). In a thread: the check loads torch."""
-        from ...engine.preflight import missing_weights
+        at ctrl+r, after the dataset the picker had asked for). In a thread: it reads every preset and the cache."""
+        from ...engine.weights import missing_weights
         from ...presets import load_preset
 
         for i, p in enumerate(self.presets):
