@@ -60,7 +60,7 @@ class PresetInfo:
     path: Path
     name: str
     description: str
-    runs: int
+    runs: tuple[RunConfig, ...]  # as listed (validated); none for an invalid preset
     error: str | None = None
     missing: tuple[str, ...] = ()  # datasets its runs need that are not where they look (offline: get them first)
 
@@ -85,10 +85,10 @@ def list_presets() -> list[PresetInfo]:
         for path in sorted(d.glob("*.y*ml")):
             try:
                 exp = load_preset(path)
-                found.append(PresetInfo(path, exp.name, exp.description, len(exp.runs),
+                found.append(PresetInfo(path, exp.name, exp.description, tuple(exp.runs),
                                         missing=missing_datasets(exp)))
             except PresetError as e:
-                found.append(PresetInfo(path, path.stem, "", 0, error=str(e)))
+                found.append(PresetInfo(path, path.stem, "", (), error=str(e)))
     return found
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from ..config import unseeded_name
-from ..errors import VitlabError
-from ..presets import PresetInfo, list_presets, load_preset, preset_dirs
+from ..engine.weights import lacking_weights
+from ..presets import list_presets, preset_dirs
 from .console import cli_console
 
 NAME = "presets"
@@ -31,20 +30,6 @@ def first_sentence(text: str) -> str:
     return text
 
 
-def lacking_weights(info: PresetInfo) -> list[str]:
-    """`the weights of swin-pre, resnet-pre` where pretrained weights are not on this machine (no torch: quick)."""
-    from ..engine.weights import missing_weights
-
-    if info.error:
-        return []
-    try:
-        runs = load_preset(info.path).runs
-    except VitlabError:  # changed on disk since it was listed: its own line says so when it is run
-        return []
-    lacking = dict.fromkeys(unseeded_name(r.name, r.train.seed) for r in runs if missing_weights(r))
-    return [f"the weights of {', '.join(lacking)}"] if lacking else []
-
-
 def main(args: argparse.Namespace) -> int:
     console = cli_console()
     table = Table(header_style="bold", show_lines=False)
@@ -56,12 +41,13 @@ def main(args: argparse.Namespace) -> int:
     for info in list_presets():
         desc = f"[red]invalid: {escape(info.error.splitlines()[0])}[/]" if info.error else \
             escape(first_sentence(info.description))
-        if needs := [*info.missing, *lacking_weights(info)]:  # offline, a preset that cannot start here is told
-            desc += f" [yellow]Needs {escape(', '.join(needs))}.[/]"  # apart before it is run
+        weights = [f"the weights of {', '.join(lacking)}"] if (lacking := lacking_weights(info.runs)) else []
+        if needs := [*info.missing, *weights]:  # offline, a preset that cannot start here is told apart before it
+            desc += f" [yellow]Needs {escape(', '.join(needs))}.[/]"  # is run (weights: no torch, quick)
         if (first := taken.setdefault(info.path.stem, info.path)) != info.path:
             desc += (f" [dim](`vitlab run {escape(info.path.stem)}` reads {escape(str(first))}; give this one by its "
                      "path)[/]")
-        table.add_row(escape(info.path.stem), str(info.runs), desc, escape(str(info.path)))
+        table.add_row(escape(info.path.stem), str(len(info.runs)), desc, escape(str(info.path)))
     if not console.is_terminal:  # piped: a row per line, whatever the paths' length (grep, the tests)
         wide = console.options.update(max_width=4096)
         console.width = max(console.width, console.measure(table, options=wide).maximum)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import SWIN_HUB_IDS, ResNet18Model, RunConfig, SwinModel
+from ..config import SWIN_HUB_IDS, ResNet18Model, RunConfig, SwinModel, unseeded_name
 
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # 'name' or 'owner/name'; anything else can only be a path
 
@@ -103,3 +104,8 @@ def missing_weights(cfg: RunConfig) -> str | None:
         what = "a directory, not a file" if Path(m.weights).is_dir() else "no such file"
         return f"model.weights {m.weights}: {what} ({resnet18_weights_help()})."
     return None
+
+
+def lacking_weights(runs: Iterable[RunConfig]) -> list[str]:
+    """The runs (named without their seed suffix) whose pretrained weights are not on this machine."""
+    return list(dict.fromkeys(unseeded_name(r.name, r.train.seed) for r in runs if missing_weights(r)))

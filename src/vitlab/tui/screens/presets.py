@@ -11,8 +11,6 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, ListItem, ListView, Static
 
-from ...config import unseeded_name
-from ...errors import VitlabError
 from ...presets import PresetInfo, list_presets
 from ...report import runs_count
 from ..widgets.jump_list import JumpList
@@ -51,7 +49,7 @@ class PresetPicker(ModalScreen[Path | None]):
         """Its name, runs and what it needs that is not here (which runs lack weights: in its description)."""
         text = Text()
         text.append(p.name, style="bold red" if p.error else "bold")
-        text.append(f"  {runs_count(p.runs)}" if not p.error else "  invalid", style="dim")
+        text.append(f"  {runs_count(len(p.runs))}" if not p.error else "  invalid", style="dim")
         if needs := [*p.missing, *(["weights"] if lacking else [])]:  # at 80 columns: no room for more
             text.append(f"  needs {', '.join(needs)}", style="yellow")
         if [o.name for o in self.presets].count(p.name) > 1:  # which is which; else the line under the list says
@@ -68,20 +66,12 @@ class PresetPicker(ModalScreen[Path | None]):
     @work(thread=True, exit_on_error=False)
     def look_for_weights(self) -> None:
         """The runs whose pretrained weights are not on this machine, said beside their preset (they were only said
-        at ctrl+r, after the dataset the picker had asked for). In a thread: it reads every preset and the cache."""
-        from ...engine.weights import missing_weights
-        from ...presets import load_preset
+        at ctrl+r, after the dataset the picker had asked for). In a thread: it reads the disk and the cache."""
+        from ...engine.weights import lacking_weights
 
         for i, p in enumerate(self.presets):
-            if p.error:
-                continue
-            try:
-                runs = load_preset(p.path).runs
-            except VitlabError:  # changed on disk since it was listed
-                continue
-            lacking = [unseeded_name(r.name, r.train.seed) for r in runs if missing_weights(r)]
-            if lacking:
-                self.app.call_from_thread(self.show_lacking, i, list(dict.fromkeys(lacking)))
+            if lacking := lacking_weights(p.runs):
+                self.app.call_from_thread(self.show_lacking, i, lacking)
 
     def show_lacking(self, index: int, lacking: list[str]) -> None:
         self.lacking[index] = lacking
